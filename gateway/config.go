@@ -1,0 +1,154 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+)
+
+// ConfigVersion is the only config format version this build understands.
+const ConfigVersion = 1
+
+// Mangle table modes.
+const (
+	// ModeAppliance: gatewayd owns the whole mangle table of each family; it is
+	// rendered from the config and replaced atomically.
+	ModeAppliance = "appliance"
+	// ModeShared: gatewayd owns only its own chains and the jumps into them.
+	ModeShared = "shared"
+)
+
+// Config is gatewayd's configuration file (TOML). configs/gateway.toml
+// documents every key.
+type Config struct {
+	Version  int            `toml:"version"`
+	StateDir string         `toml:"state_dir"`
+	LAN      LANConfig      `toml:"lan"`
+	TProxy   TProxyConfig   `toml:"tproxy"`
+	Routing  RoutingConfig  `toml:"routing"`
+	Mangle   MangleConfig   `toml:"mangle"`
+	Bypass   BypassConfig   `toml:"bypass"`
+	TCP      TCPConfig      `toml:"tcp"`
+	Log      LogConfig      `toml:"log"`
+	Shutdown ShutdownConfig `toml:"shutdown"`
+
+	// path is the file the config was read from ("" for built-in defaults).
+	path string
+	// lines maps dotted keys to the line they were defined on, for errors.
+	lines map[string]int
+}
+
+// LANConfig names the interfaces whose incoming traffic is intercepted.
+type LANConfig struct {
+	Interfaces []string `toml:"interfaces"`
+}
+
+// TProxyConfig is the transparent listener and its marks.
+type TProxyConfig struct {
+	Port       uint16       `toml:"port"`
+	Addresses  []netip.Addr `toml:"addresses"`
+	Mark       uint32       `toml:"mark"`
+	Mask       uint32       `toml:"mask"`
+	BypassMark uint32       `toml:"bypass_mark"`
+}
+
+// RoutingConfig is the policy routing that delivers marked packets locally.
+type RoutingConfig struct {
+	Table    int `toml:"table"`
+	Priority int `toml:"priority"`
+}
+
+// MangleConfig selects how the mangle table is owned.
+type MangleConfig struct {
+	Mode string `toml:"mode"`
+	// ExtraV4/ExtraV6 are iptables-restore rule lines ("-A CHAIN ...") that
+	// become part of the table in appliance mode.
+	ExtraV4 []string `toml:"extra_rules_v4"`
+	ExtraV6 []string `toml:"extra_rules_v6"`
+}
+
+// BypassConfig lists destinations that are never intercepted.
+type BypassConfig struct {
+	Destinations []netip.Prefix `toml:"destinations"`
+}
+
+// TCPConfig tunes the TCP relay.
+type TCPConfig struct {
+	ConnectTimeout Duration `toml:"connect_timeout"`
+	IdleTimeout    Duration `toml:"idle_timeout"`
+	MaxConnections int      `toml:"max_connections"`
+}
+
+// LogConfig selects log level and format.
+type LogConfig struct {
+	Level  string `toml:"level"`
+	Format string `toml:"format"`
+}
+
+// ShutdownConfig tunes the exit path.
+type ShutdownConfig struct {
+	Grace Duration `toml:"grace"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("5s", "10m").
+// A bare TOML integer is rejected: BurntSushi/toml would read 5 as 5ns.
+type Duration struct{ time.Duration }
+
+// UnmarshalTOML implements toml.Unmarshaler.
+func (d *Duration) UnmarshalTOML(v any) error {
+	s, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("want a duration string such as \"5s\", got %v", v)
+	}
+	p, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	if p < 0 {
+		return fmt.Errorf("duration %q is negative", s)
+	}
+	d.Duration = p
+	return nil
+}
+
+// MarshalText renders the duration for `gatewayd rules` and logs.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// ConfigError is a config mistake: the key, the line it is on (0 when the
+// key is absent from the file) and what is wrong.
+type ConfigError struct {
+	File string
+	Key  string
+	Line int
+	Msg  string
+}
+
+func (e *ConfigError) Error() string {
+	switch {
+	case e.Line > 0 && e.Key != "":
+		return fmt.Sprintf("%s:%d: %s: %s", e.File, e.Line, e.Key, e.Msg)
+	case e.Line > 0:
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	case e.Key != "":
+		return fmt.Sprintf("%s: %s: %s", e.File, e.Key, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.File, e.Msg)
+}
+
+// ErrConfig is matched by every *ConfigError (errors.Is(err, ErrConfig)).
+var ErrConfig = errors.New("invalid config")
+
+// Is makes errors.Is(err, ErrConfig) true for config errors.
+func (e *ConfigError) Is(target error) bool { return target == ErrConfig }
+
+// LoadConfig reads and validates a config file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return ParseConfig(path, string(data))
+}

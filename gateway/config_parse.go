@@ -1,0 +1,113 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Defaults. The marks, table and priority are explained in marks.go.
+const (
+	DefaultStateDir       = "/run/gatewayd"
+	DefaultLAN            = "br-lan" // OpenWrt's LAN bridge
+	DefaultPort           = 15001
+	DefaultConnectTimeout = 5 * time.Second
+	DefaultIdleTimeout    = 10 * time.Minute
+	DefaultMaxConnections = 16384
+	DefaultShutdownGrace  = 2 * time.Second
+)
+
+// DefaultBypass are destinations that are never intercepted: loopback,
+// link-local, multicast, broadcast, private and other reserved ranges.
+// 198.18.0.0/15 and 2001:2::/48 (benchmarking) are deliberately absent:
+// fake-IP schemes and gatewayd's own lab use them.
+var DefaultBypass = []string{
+	"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+	"172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24",
+	"192.168.0.0/16", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4",
+	"240.0.0.0/4", "255.255.255.255/32",
+	"::/128", "::1/128", "::ffff:0:0/96", "100::/64", "2001:db8::/32",
+	"fc00::/7", "fe80::/10", "ff00::/8",
+}
+
+// DefaultConfig returns the built-in configuration.
+func DefaultConfig() *Config {
+	c := &Config{
+		Version:  ConfigVersion,
+		StateDir: DefaultStateDir,
+		LAN:      LANConfig{Interfaces: []string{DefaultLAN}},
+		TProxy: TProxyConfig{
+			Port:       DefaultPort,
+			Addresses:  []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")},
+			Mark:       DefaultTProxyMark,
+			Mask:       DefaultTProxyMark,
+			BypassMark: DefaultBypassMark,
+		},
+		Routing: RoutingConfig{Table: DefaultTable, Priority: DefaultPriority},
+		Mangle:  MangleConfig{Mode: ModeAppliance},
+		TCP: TCPConfig{
+			ConnectTimeout: Duration{DefaultConnectTimeout},
+			IdleTimeout:    Duration{DefaultIdleTimeout},
+			MaxConnections: DefaultMaxConnections,
+		},
+		Log:      LogConfig{Level: "info", Format: "text"},
+		Shutdown: ShutdownConfig{Grace: Duration{DefaultShutdownGrace}},
+		path:     "(defaults)",
+	}
+	for _, s := range DefaultBypass {
+		c.Bypass.Destinations = append(c.Bypass.Destinations, netip.MustParsePrefix(s))
+	}
+	return c
+}
+
+// ParseConfig decodes and validates config text; name is used in errors.
+// Keys absent from the text keep their defaults.
+func ParseConfig(name, text string) (*Config, error) {
+	c := DefaultConfig()
+	c.path = name
+	c.Version = 0 // required in every file
+	c.lines = keyLines(text)
+	md, err := toml.Decode(text, c)
+	if err != nil {
+		return nil, c.decodeError(err)
+	}
+	if u := md.Undecoded(); len(u) > 0 {
+		k := u[0].String()
+		return nil, c.errorf(k, "unknown key")
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// decodeError turns a toml error into a ConfigError with key and line.
+func (c *Config) decodeError(err error) error {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		return &ConfigError{File: c.path, Key: pe.LastKey, Line: pe.Position.Line, Msg: pe.Message}
+	}
+	// Type mismatches are plain errors: `toml: line 3 (last key "tcp.x"): ...`.
+	msg := strings.TrimPrefix(err.Error(), "toml: ")
+	var line int
+	var key string
+	if n, _ := fmt.Sscanf(msg, "line %d (last key %q):", &line, &key); n == 2 {
+		if i := strings.Index(msg, "):"); i >= 0 {
+			msg = strings.TrimSpace(msg[i+2:])
+		}
+		return &ConfigError{File: c.path, Key: key, Line: line, Msg: msg}
+	}
+	return &ConfigError{File: c.path, Msg: msg}
+}
+
+// errorf builds a ConfigError for key, with the line the key is on.
+func (c *Config) errorf(key, format string, args ...any) error {
+	return &ConfigError{File: c.path, Key: key, Line: c.lines[key], Msg: fmt.Sprintf(format, args...)}
+}
+
+// Path is the file the config was read from.
+func (c *Config) Path() string { return c.path }

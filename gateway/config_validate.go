@@ -1,0 +1,172 @@
+package gateway
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+)
+
+// validate checks every value that decoding alone cannot.
+func (c *Config) validate() error {
+	checks := []func() error{
+		c.validateVersion, c.validateLAN, c.validateTProxy, c.validateMarks,
+		c.validateRouting, c.validateMangle, c.validateBypass, c.validateTimeouts,
+		c.validateLog,
+	}
+	for _, check := range checks {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateVersion() error {
+	if c.Version == 0 {
+		return c.errorf("version", "missing; set version = %d", ConfigVersion)
+	}
+	if c.Version != ConfigVersion {
+		return c.errorf("version", "unsupported version %d; this gatewayd reads version %d", c.Version, ConfigVersion)
+	}
+	if !filepath.IsAbs(c.StateDir) {
+		return c.errorf("state_dir", "must be an absolute path, got %q", c.StateDir)
+	}
+	return nil
+}
+
+// maxIfName is IFNAMSIZ-1: Linux interface names are at most 15 bytes.
+const maxIfName = 15
+
+func (c *Config) validateLAN() error {
+	if len(c.LAN.Interfaces) == 0 {
+		return c.errorf("lan.interfaces", "at least one LAN interface is required")
+	}
+	seen := map[string]bool{}
+	for _, name := range c.LAN.Interfaces {
+		base := strings.TrimSuffix(name, "+") // iptables wildcard: "lan+" matches lan0, lan1
+		if base == "" || len(name) > maxIfName || strings.ContainsAny(base, " /\t\n+!") {
+			return c.errorf("lan.interfaces", "%q is not a valid interface name", name)
+		}
+		if seen[name] {
+			return c.errorf("lan.interfaces", "%q is listed twice", name)
+		}
+		seen[name] = true
+	}
+	return nil
+}
+
+func (c *Config) validateTProxy() error {
+	t := c.TProxy
+	if t.Port == 0 {
+		return c.errorf("tproxy.port", "must be 1-65535")
+	}
+	if len(t.Addresses) == 0 {
+		return c.errorf("tproxy.addresses", "at least one listener address is required")
+	}
+	var v4, v6 int
+	for _, a := range t.Addresses {
+		switch {
+		case a.Zone() != "":
+			return c.errorf("tproxy.addresses", "%s: zones are not supported", a)
+		case a.Is4() || a.Is4In6():
+			v4++
+		default:
+			v6++
+		}
+	}
+	if v4 > 1 || v6 > 1 {
+		return c.errorf("tproxy.addresses", "at most one address per family (it becomes the TPROXY --on-ip)")
+	}
+	return nil
+}
+
+func (c *Config) validateMarks() error {
+	t := c.TProxy
+	switch {
+	case t.Mask == 0:
+		return c.errorf("tproxy.mask", "must not be 0")
+	case t.Mark == 0:
+		return c.errorf("tproxy.mark", "must not be 0")
+	case t.Mark&^t.Mask != 0:
+		return c.errorf("tproxy.mark", "0x%x has bits outside tproxy.mask 0x%x", t.Mark, t.Mask)
+	case t.BypassMark == 0:
+		return c.errorf("tproxy.bypass_mark", "must not be 0")
+	case t.BypassMark&t.Mask != 0:
+		return c.errorf("tproxy.bypass_mark", "0x%x shares bits with tproxy.mask 0x%x; gatewayd's own traffic would be delivered locally", t.BypassMark, t.Mask)
+	}
+	return nil
+}
+
+func (c *Config) validateRouting() error {
+	r := c.Routing
+	switch r.Table {
+	case tableUnspec, tableDefault, tableMain, tableLocal:
+		return c.errorf("routing.table", "%d is reserved (0, 253 default, 254 main, 255 local)", r.Table)
+	}
+	if r.Table < 0 {
+		return c.errorf("routing.table", "must be positive")
+	}
+	if r.Priority <= prioLocal || r.Priority >= prioMain {
+		return c.errorf("routing.priority", "%d must be between %d and %d (before the main table)", r.Priority, prioLocal+1, prioMain-1)
+	}
+	return nil
+}
+
+func (c *Config) validateMangle() error {
+	m := c.Mangle
+	if m.Mode != ModeAppliance && m.Mode != ModeShared {
+		return c.errorf("mangle.mode", "%q: want %q or %q", m.Mode, ModeAppliance, ModeShared)
+	}
+	for key, rules := range map[string][]string{"mangle.extra_rules_v4": m.ExtraV4, "mangle.extra_rules_v6": m.ExtraV6} {
+		if len(rules) > 0 && m.Mode == ModeShared {
+			return c.errorf(key, "only used in %q mode; in %q mode keep such rules in your own firewall scripts", ModeAppliance, ModeShared)
+		}
+		for _, r := range rules {
+			if !strings.HasPrefix(r, "-A ") || strings.ContainsAny(r, "\n\r") {
+				return c.errorf(key, "%q: each entry must be one iptables-restore line starting with \"-A CHAIN\"", r)
+			}
+			if strings.Contains(r, chainPrefix) {
+				return c.errorf(key, "%q: chains named %s* belong to gatewayd", r, chainPrefix)
+			}
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateBypass() error {
+	for _, p := range c.Bypass.Destinations {
+		if p != p.Masked() {
+			return c.errorf("bypass.destinations", "%s has host bits set; did you mean %s?", p, p.Masked())
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateTimeouts() error {
+	switch {
+	case c.TCP.ConnectTimeout.Duration <= 0:
+		return c.errorf("tcp.connect_timeout", "must be positive")
+	case c.TCP.IdleTimeout.Duration <= 0:
+		return c.errorf("tcp.idle_timeout", "must be positive")
+	case c.TCP.MaxConnections < 1:
+		return c.errorf("tcp.max_connections", "must be at least 1")
+	}
+	return nil
+}
+
+func (c *Config) validateLog() error {
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return c.errorf("log.level", "%q: want debug, info, warn or error", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		return c.errorf("log.format", "%q: want text or json", c.Log.Format)
+	}
+	return nil
+}
+
+// String summarises the config for logs.
+func (c *Config) String() string {
+	return fmt.Sprintf("lan=%v port=%d mode=%s", c.LAN.Interfaces, c.TProxy.Port, c.Mangle.Mode)
+}

@@ -1,0 +1,165 @@
+// Package gateway owns gatewayd's lifecycle and its footprint in the kernel:
+// the config, the mangle table rules that divert LAN traffic to the TPROXY
+// listeners, and the policy routing that delivers it locally. Everything it
+// installs is a pure function of the config (plus the LAN subnets it reads
+// from the kernel), applied atomically, re-checked, and removed on exit.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Relay is a listener that serves intercepted flows (tcp.Server).
+type Relay interface {
+	// Listen opens the listeners; it runs before any rule points at them.
+	Listen(ctx context.Context) error
+	// Serve runs until Shutdown and returns nil then.
+	Serve() error
+	// Shutdown stops accepting and closes flows after grace.
+	Shutdown(grace time.Duration)
+}
+
+// Gateway ties the relays to the rules that feed them.
+type Gateway struct {
+	Config *Config
+	Log    *slog.Logger
+	// Tables holds the iptables of each family gatewayd may touch; a family
+	// the config intercepts must be present.
+	Tables map[Family]Tables
+	NL     Netlink
+	Relays []Relay
+	// ReadSysctl reads a sysctl ("net.ipv4.ip_forward"); nil skips checks.
+	ReadSysctl func(key string) (string, error)
+}
+
+func (g *Gateway) mangle(f Family) *Mangle {
+	return &Mangle{Family: f, Tables: g.Tables[f], StateDir: g.Config.StateDir, Log: g.Log}
+}
+
+// Cleanup removes everything gatewayd installs (this run's or a crashed
+// earlier run's) and restores what appliance mode kept aside. Safe to run
+// when nothing is installed.
+func (g *Gateway) Cleanup() error {
+	var errs []error
+	for _, f := range Families {
+		if g.Tables[f] == nil {
+			continue
+		}
+		if err := g.mangle(f).Cleanup(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	r := &Routing{NL: g.NL}
+	if err := r.Cleanup(g.Config); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Install applies the rules and routes for the config. On failure it
+// removes whatever it had applied.
+func (g *Gateway) Install() error {
+	env, err := DeriveEnv(g.NL, g.Config, g.Log)
+	if err != nil {
+		return fmt.Errorf("reading LAN subnets: %w", err)
+	}
+	if err := g.install(env); err != nil {
+		if cerr := g.Cleanup(); cerr != nil {
+			g.Log.Error("removing partially installed rules", "err", cerr)
+		}
+		return err
+	}
+	g.Log.Info("interception installed", "lan", g.Config.LAN.Interfaces, "bypassed_lan_subnets", env.LANSubnets,
+		"mode", g.Config.Mangle.Mode, "table", g.Config.Routing.Table)
+	return nil
+}
+
+func (g *Gateway) install(env Env) error {
+	// Routing first: rules without the local route would blackhole.
+	r := &Routing{NL: g.NL}
+	if err := r.Set(g.Config); err != nil {
+		return fmt.Errorf("installing policy routing: %w", err)
+	}
+	for _, f := range Families {
+		if !g.Config.Intercepts(f) {
+			continue
+		}
+		if g.Tables[f] == nil {
+			return fmt.Errorf("installing %s mangle rules: %s iptables not available", f, f)
+		}
+		if err := g.mangle(f).Set(g.Config, env); err != nil {
+			return fmt.Errorf("installing mangle rules: %w", err)
+		}
+	}
+	return nil
+}
+
+// Run starts the relays, installs interception and serves until ctx is
+// done or a relay fails. Every return path removes the rules first (so the
+// LAN falls back to plain forwarding at once), then gives flows the
+// configured grace.
+func (g *Gateway) Run(ctx context.Context) (err error) {
+	g.checkSysctls()
+	if err := g.Cleanup(); err != nil {
+		return fmt.Errorf("removing leftovers of an earlier run: %w", err)
+	}
+	var opened []Relay
+	defer func() {
+		for _, r := range opened {
+			r.Shutdown(g.Config.Shutdown.Grace.Duration)
+		}
+	}()
+	for _, r := range g.Relays {
+		if err := r.Listen(ctx); err != nil {
+			return fmt.Errorf("opening listeners: %w", err)
+		}
+		opened = append(opened, r)
+	}
+	if err := g.Install(); err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := g.Cleanup(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("removing interception: %w", cerr))
+		} else {
+			g.Log.Info("interception removed")
+		}
+	}()
+	served := make(chan error, len(g.Relays))
+	for _, r := range g.Relays {
+		go func() { served <- r.Serve() }()
+	}
+	select {
+	case <-ctx.Done():
+		g.Log.Info("stopping", "cause", context.Cause(ctx))
+		return nil
+	case err := <-served:
+		if err == nil {
+			err = errors.New("listener stopped unexpectedly")
+		}
+		return fmt.Errorf("serving: %w", err)
+	}
+}
+
+// checkSysctls warns when forwarding is off: intercepted flows still work
+// (TPROXY delivers them locally) but bypassed traffic needs forwarding.
+func (g *Gateway) checkSysctls() {
+	if g.ReadSysctl == nil {
+		return
+	}
+	for _, key := range []string{"net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"} {
+		v, err := g.ReadSysctl(key)
+		if err != nil {
+			g.Log.Warn("cannot read sysctl", "key", key, "err", err)
+			continue
+		}
+		if v != "1" {
+			g.Log.Warn("forwarding is off: intercepted flows work, but bypassed LAN traffic (LAN subnets, bypass list) will not be forwarded; enable it with sysctl -w "+key+"=1",
+				"key", key, "value", v)
+		}
+	}
+}

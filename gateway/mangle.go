@@ -1,0 +1,166 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Mangle owns gatewayd's part of one family's mangle table.
+//
+// In appliance mode Set snapshots the table once (the rules gatewayd did not
+// write, "kept aside" in a state file so they survive a crash), then
+// replaces the whole table with the rendered one; Cleanup puts the snapshot
+// back. In shared mode Set replaces only the GWD_ chains (--noflush) and adds
+// the PREROUTING jumps; Cleanup removes those. Both are safe to repeat, and
+// Cleanup is also what start-up runs first to remove a crashed run's rules.
+type Mangle struct {
+	Family   Family
+	Tables   Tables
+	StateDir string
+	Log      *slog.Logger
+}
+
+// keptFile is where the appliance-mode snapshot of foreign rules lives.
+func (m *Mangle) keptFile() string {
+	return filepath.Join(m.StateDir, fmt.Sprintf("mangle-v%d.rules", m.Family))
+}
+
+// Set installs the rendered rules of cfg.
+func (m *Mangle) Set(cfg *Config, env Env) error {
+	if cfg.Mangle.Mode == ModeShared {
+		return m.setShared(cfg, env)
+	}
+	return m.setAppliance(cfg, env)
+}
+
+func (m *Mangle) setAppliance(cfg *Config, env Env) error {
+	if _, err := os.Stat(m.keptFile()); errors.Is(err, os.ErrNotExist) {
+		if err := m.keepAside(); err != nil {
+			return err
+		}
+	}
+	if err := m.Tables.Restore(RenderAppliance(cfg, m.Family, env), false); err != nil {
+		return fmt.Errorf("installing %s mangle table: %w", m.Family, err)
+	}
+	return m.verify(cfg)
+}
+
+// keepAside snapshots the current table minus anything of gatewayd's and
+// writes it to the state file before gatewayd replaces the table.
+func (m *Mangle) keepAside() error {
+	saved, err := m.Tables.Save("mangle")
+	if err != nil {
+		return fmt.Errorf("saving %s mangle table: %w", m.Family, err)
+	}
+	kept, foreign := foreignRules(saved)
+	for _, r := range foreign {
+		m.Log.Warn("mangle rule not written by gatewayd: kept aside until exit (put it in mangle.extra_rules or use mangle.mode = \"shared\")",
+			"family", m.Family.String(), "rule", r)
+	}
+	if err := os.MkdirAll(m.StateDir, 0o700); err != nil {
+		return fmt.Errorf("creating state dir: %w", err)
+	}
+	tmp := m.keptFile() + ".tmp"
+	if err := os.WriteFile(tmp, []byte(kept), 0o600); err != nil {
+		return fmt.Errorf("writing kept-aside mangle rules: %w", err)
+	}
+	if err := os.Rename(tmp, m.keptFile()); err != nil {
+		return fmt.Errorf("writing kept-aside mangle rules: %w", err)
+	}
+	return nil
+}
+
+func (m *Mangle) setShared(cfg *Config, env Env) error {
+	if err := m.Tables.Restore(RenderShared(cfg, m.Family, env), true); err != nil {
+		return fmt.Errorf("installing %s mangle chains: %w", m.Family, err)
+	}
+	for i, lan := range cfg.LAN.Interfaces {
+		ok, err := m.Tables.Exists("mangle", "PREROUTING", jumpSpec(lan)...)
+		if err != nil {
+			return fmt.Errorf("checking %s jump for %s: %w", m.Family, lan, err)
+		}
+		if ok {
+			continue
+		}
+		if err := m.Tables.Insert("mangle", "PREROUTING", i+1, jumpSpec(lan)...); err != nil {
+			return fmt.Errorf("adding %s jump for %s: %w", m.Family, lan, err)
+		}
+	}
+	return m.verify(cfg)
+}
+
+// verify re-checks that what was applied is in place: every jump and the
+// full chain (a failed or raced apply shows here rather than as a silently
+// unintercepted LAN).
+func (m *Mangle) verify(cfg *Config) error {
+	for _, lan := range cfg.LAN.Interfaces {
+		ok, err := m.Tables.Exists("mangle", "PREROUTING", jumpSpec(lan)...)
+		if err != nil {
+			return fmt.Errorf("verifying %s jump for %s: %w", m.Family, lan, err)
+		}
+		if !ok {
+			return fmt.Errorf("verifying %s mangle rules: jump for %s missing after apply", m.Family, lan)
+		}
+	}
+	for _, ch := range []string{chainPre, chainDivert} {
+		ok, err := m.Tables.ChainExists("mangle", ch)
+		if err != nil {
+			return fmt.Errorf("verifying %s chain %s: %w", m.Family, ch, err)
+		}
+		if !ok {
+			return fmt.Errorf("verifying %s mangle rules: chain %s missing after apply", m.Family, ch)
+		}
+	}
+	return nil
+}
+
+// Cleanup removes everything gatewayd installed in this family's mangle
+// table and puts back what appliance mode kept aside. Safe when nothing is
+// there.
+func (m *Mangle) Cleanup() error {
+	kept, err := os.ReadFile(m.keptFile())
+	switch {
+	case err == nil:
+		if err := m.Tables.Restore(restorable(string(kept)), false); err != nil {
+			return fmt.Errorf("restoring kept-aside %s mangle table: %w", m.Family, err)
+		}
+		if err := os.Remove(m.keptFile()); err != nil {
+			return fmt.Errorf("removing %s: %w", m.keptFile(), err)
+		}
+		return nil
+	case !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("reading kept-aside mangle rules: %w", err)
+	}
+	return m.removeOwn()
+}
+
+// removeOwn deletes every jump into a GWD_ chain, then the chains.
+func (m *Mangle) removeOwn() error {
+	var errs []error
+	for _, ch := range builtinMangle {
+		rules, err := m.Tables.List("mangle", ch)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listing %s mangle %s: %w", m.Family, ch, err))
+			continue
+		}
+		for _, r := range rules {
+			if !jumpsToOwn(r) {
+				continue
+			}
+			spec := strings.Fields(strings.TrimPrefix(r, "-A "+ch+" "))
+			if err := m.Tables.Delete("mangle", ch, spec...); err != nil {
+				errs = append(errs, fmt.Errorf("deleting %s rule %q: %w", m.Family, r, err))
+			}
+		}
+	}
+	for _, ch := range []string{chainPre, chainDivert} { // DIVERT last: PRE references it
+		if err := m.Tables.ClearAndDeleteChain("mangle", ch); err != nil {
+			errs = append(errs, fmt.Errorf("deleting %s chain %s: %w", m.Family, ch, err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,72 @@
+package gateway
+
+import (
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// golden compares got with testdata/name, or rewrites it with -update.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./gateway -run %s -update to create it)", err, t.Name())
+	}
+	if string(want) != got {
+		t.Errorf("%s differs from the rendering:\n--- got ---\n%s\n--- want ---\n%s", path, got, want)
+	}
+}
+
+func labEnv() Env {
+	return Env{LANSubnets: []netip.Prefix{
+		netip.MustParsePrefix("198.18.1.0/24"), netip.MustParsePrefix("2001:2:1::/64"),
+		netip.MustParsePrefix("fe80::/64"),
+	}}
+}
+
+func TestRenderGolden(t *testing.T) {
+	appliance := DefaultConfig()
+	appliance.Mangle.ExtraV4 = []string{"-A FORWARD -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu"}
+	shared, err := ParseConfig("shared.toml", `version = 1
+[lan]
+interfaces = ["br-lan", "wg+"]
+[tproxy]
+addresses = ["127.0.0.1"]
+[mangle]
+mode = "shared"
+[bypass]
+destinations = ["10.0.0.0/8", "2001:db8::/32"]
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "appliance.rules", RenderAll(appliance, labEnv()))
+	golden(t, "shared-v4only.rules", RenderAll(shared, labEnv()))
+}
+
+func TestBypassDedupAndFamilies(t *testing.T) {
+	c := DefaultConfig()
+	c.Bypass.Destinations = []netip.Prefix{
+		netip.MustParsePrefix("198.18.1.0/24"), // also a LAN subnet: listed once
+		netip.MustParsePrefix("::ffff:0:0/96"), // an IPv6 prefix, never IPv4
+	}
+	v4 := bypassFor(c, IPv4, labEnv())
+	v6 := bypassFor(c, IPv6, labEnv())
+	if len(v4) != 1 || v4[0].String() != "198.18.1.0/24" {
+		t.Errorf("v4 bypass = %v", v4)
+	}
+	if len(v6) != 3 || v6[2].String() != "::ffff:0.0.0.0/96" {
+		t.Errorf("v6 bypass = %v", v6)
+	}
+}
