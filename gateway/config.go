@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"os"
 	"time"
-
 )
 
 // ConfigVersion is the only config format version this build understands.

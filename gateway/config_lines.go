@@ -12,8 +12,8 @@ import (
 func keyLines(text string) map[string]int {
 	lines := map[string]int{}
 	table := ""
-	depth := 0        // open [ of a multi-line array value
-	inMulti := ""     // open """ or ''' string delimiter
+	depth := 0    // open [ of a multi-line array value
+	inMulti := "" // open """ or ''' string delimiter
 	for i, raw := range strings.Split(text, "\n") {
 		n := i + 1
 		s := raw
