@@ -103,7 +103,9 @@ func (g *Gateway) install(env Env) error {
 // LAN falls back to plain forwarding at once), then gives flows the
 // configured grace.
 func (g *Gateway) Run(ctx context.Context) (err error) {
-	g.checkSysctls()
+	if err := g.checkSysctls(); err != nil {
+		return err
+	}
 	if err := g.Cleanup(); err != nil {
 		return fmt.Errorf("removing leftovers of an earlier run: %w", err)
 	}
@@ -146,10 +148,11 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 }
 
 // checkSysctls warns when forwarding is off: intercepted flows still work
-// (TPROXY delivers them locally) but bypassed traffic needs forwarding.
-func (g *Gateway) checkSysctls() {
+// (TPROXY delivers them locally) but bypassed traffic needs forwarding. It
+// fails when br_netfilter would break interception on a LAN bridge.
+func (g *Gateway) checkSysctls() error {
 	if g.ReadSysctl == nil {
-		return
+		return nil
 	}
 	for _, key := range []string{"net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"} {
 		v, err := g.ReadSysctl(key)
@@ -162,4 +165,29 @@ func (g *Gateway) checkSysctls() {
 				"key", key, "value", v)
 		}
 	}
+	return g.checkBridgeNetfilter()
+}
+
+// checkBridgeNetfilter refuses to start when a LAN interface is a bridge and
+// br_netfilter passes bridged IPv4/IPv6 through iptables: the TPROXY target
+// then runs at the bridge layer and the IP layer drops the socket it
+// assigned, so every intercepted connection would be reset.
+func (g *Gateway) checkBridgeNetfilter() error {
+	bridged := false
+	for _, name := range g.Config.LAN.Interfaces {
+		if l, err := g.NL.LinkByName(name); err == nil && l.Type() == "bridge" {
+			bridged = true
+		}
+	}
+	if !bridged {
+		return nil
+	}
+	for _, f := range Families {
+		key := map[Family]string{IPv4: "net.bridge.bridge-nf-call-iptables", IPv6: "net.bridge.bridge-nf-call-ip6tables"}[f]
+		if v, err := g.ReadSysctl(key); err == nil && v == "1" && g.Config.Intercepts(f) {
+			return fmt.Errorf("checking sysctls: %s=1 (br_netfilter) breaks TPROXY on LAN bridges: "+
+				"set it to 0 (sysctl -w %s=0, or /etc/sysctl.d/ as gatewayd's rootfs ships it)", key, key)
+		}
+	}
+	return nil
 }

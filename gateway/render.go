@@ -45,11 +45,17 @@ func chainRules(c *Config, f Family, env Env) []string {
 		a(chainPre, "-m", "mark", "--mark", bmark, "-j", "RETURN"),
 		a(chainPre, "-p", "tcp", "-m", "socket", "--transparent", "-j", chainDivert),
 		a(chainPre, "-m", "addrtype", "--dst-type", "LOCAL", "-j", "RETURN"),
+		// Replies of connections opened from elsewhere (the WAN, port
+		// forwards) are not new LAN flows.
+		a(chainPre, "-m", "conntrack", "--ctdir", "REPLY", "-j", "RETURN"),
 	}
 	for _, p := range bypassFor(c, f, env) {
 		r = append(r, a(chainPre, "-d", p.String(), "-j", "RETURN"))
 	}
-	r = append(r, a(chainPre, "-p", "tcp", "-j", "TPROXY",
+	// Only SYNs: later packets of gatewayd's flows match the socket rule
+	// above, and flows that existed before gatewayd started keep being
+	// forwarded instead of being reset.
+	r = append(r, a(chainPre, "-p", "tcp", "--syn", "-j", "TPROXY",
 		"--on-ip", on.String(), "--on-port", fmt.Sprint(t.Port), "--tproxy-mark", tmark))
 	return r
 }

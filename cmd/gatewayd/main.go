@@ -1,0 +1,119 @@
+// Command gatewayd turns a Linux router into a transparent TCP gateway:
+// it intercepts the flows LAN clients send through the router with TPROXY
+// and relays each to its original destination.
+//
+// Usage:
+//
+//	gatewayd [run] [-c FILE]   run (default config /etc/gatewayd/gateway.toml)
+//	gatewayd check -c FILE     validate the config; touches nothing
+//	gatewayd rules -c FILE     print what run would install
+//	gatewayd cleanup -c FILE   remove what a previous run left
+//	gatewayd version           print the version
+//
+// Exit codes: 0 success, 1 runtime failure, 2 usage error, 3 invalid config.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/gatewayd/gatewayd/gateway"
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+// Exit codes a script can rely on.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+	exitConfig  = 3
+)
+
+const defaultConfig = "/etc/gatewayd/gateway.toml"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run dispatches a command line and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "run"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	fs := flag.NewFlagSet("gatewayd "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("c", defaultConfig, "config file")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "gatewayd %s: unexpected argument %q\n", cmd, fs.Arg(0))
+		return exitUsage
+	}
+	if cmd == "version" {
+		fmt.Fprintf(stdout, "gatewayd %s\n", version)
+		return exitOK
+	}
+	commands := map[string]func(*gateway.Config, io.Writer, io.Writer) error{
+		"run": cmdRun, "check": cmdCheck, "rules": cmdRules, "cleanup": cmdCleanup,
+	}
+	f, ok := commands[cmd]
+	if !ok {
+		fmt.Fprintf(stderr, "gatewayd: unknown command %q (want run, check, rules, cleanup or version)\n", cmd)
+		return exitUsage
+	}
+	cfg, err := gateway.LoadConfig(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "gatewayd: %v\n", err)
+		if errors.Is(err, gateway.ErrConfig) {
+			return exitConfig
+		}
+		return exitFailure
+	}
+	if err := f(cfg, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "gatewayd %s: %v\n", cmd, err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+func cmdCheck(cfg *gateway.Config, stdout, _ io.Writer) error {
+	fmt.Fprintf(stdout, "%s: config OK\n", cfg.Path())
+	return nil
+}
+
+func cmdRun(cfg *gateway.Config, _, stderr io.Writer) error {
+	log := newLogger(cfg, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	g, closeSys, err := newGateway(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeSys()
+	g.Relays = newRelays(cfg, log)
+	log.Info("starting", "version", version, "config", cfg.Path())
+	return g.Run(ctx)
+}
+
+func cmdCleanup(cfg *gateway.Config, stdout, stderr io.Writer) error {
+	g, closeSys, err := newGateway(cfg, newLogger(cfg, stderr))
+	if err != nil {
+		return err
+	}
+	defer closeSys()
+	if err := g.Cleanup(); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "gatewayd: cleanup done")
+	return nil
+}

@@ -1,0 +1,171 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/internal/netlab"
+)
+
+// syncBuffer is a log sink written by the gatewayd process and read by the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// opts are the config choices the tests vary.
+type opts struct {
+	mode   string   // mangle.mode; "" = appliance
+	bypass []string // added to the default bypass list
+}
+
+// configText renders a gatewayd config for the lab: the shipped defaults
+// plus a private state dir, debug logs and a short shutdown grace.
+func configText(stateDir string, o opts) string {
+	mode := o.mode
+	if mode == "" {
+		mode = "appliance"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "version = 1\nstate_dir = %q\n", stateDir)
+	fmt.Fprintf(&b, "[mangle]\nmode = %q\n", mode)
+	if len(o.bypass) > 0 {
+		b.WriteString("[bypass]\ndestinations = [\n")
+		for _, p := range append(slices.Clone(gateway.DefaultBypass), o.bypass...) {
+			fmt.Fprintf(&b, "  %q,\n", p)
+		}
+		b.WriteString("]\n")
+	}
+	b.WriteString("[log]\nlevel = \"debug\"\n[shutdown]\ngrace = \"300ms\"\n")
+	return b.String()
+}
+
+// gw is one gatewayd process in the lab's gateway namespace.
+type gw struct {
+	t    *testing.T
+	lab  *netlab.Lab
+	bin  string
+	cfg  string
+	log  *syncBuffer   // the current run's log
+	logs []*syncBuffer // every run's log, for failure output
+	proc *netlab.Proc
+}
+
+// newGW writes a config for o; start runs it.
+func newGW(t *testing.T, lab *netlab.Lab, o opts) *gw {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "gateway.toml")
+	if err := os.WriteFile(cfg, []byte(configText(filepath.Join(dir, "state"), o)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := &gw{t: t, lab: lab, bin: netlab.Gatewayd(t), cfg: cfg}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, l := range g.logs {
+				t.Logf("gatewayd log (run %d):\n%s", i+1, l.String())
+			}
+		}
+	})
+	return g
+}
+
+// start runs `gatewayd -c cfg` and waits until interception is installed.
+func (g *gw) start() {
+	g.t.Helper()
+	g.log = &syncBuffer{}
+	g.logs = append(g.logs, g.log)
+	p, err := g.lab.Gateway.Start(context.Background(), g.log, g.bin, "-c", g.cfg)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	g.proc = p
+	g.waitLog("interception installed", 10*time.Second)
+}
+
+// waitLog waits for substr in gatewayd's log.
+func (g *gw) waitLog(substr string, timeout time.Duration) {
+	g.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(g.log.String(), substr) {
+		select {
+		case <-g.proc.Done():
+			g.t.Fatalf("gatewayd exited (%v) before logging %q", g.proc.Wait(0), substr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			g.t.Fatalf("gatewayd did not log %q within %v", substr, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and requires a clean exit.
+func (g *gw) stop() {
+	g.t.Helper()
+	if err := g.proc.Signal(syscall.SIGTERM); err != nil {
+		g.t.Fatalf("SIGTERM: %v", err)
+	}
+	if err := g.proc.Wait(10 * time.Second); err != nil {
+		g.t.Fatalf("gatewayd after SIGTERM: %v", err)
+	}
+}
+
+// kill sends SIGKILL: nothing of gatewayd's exit path runs.
+func (g *gw) kill() {
+	g.t.Helper()
+	if err := g.proc.Signal(syscall.SIGKILL); err != nil {
+		g.t.Fatalf("SIGKILL: %v", err)
+	}
+	_ = g.proc.Wait(10 * time.Second)
+}
+
+// cmd runs a gatewayd subcommand in the gateway namespace.
+func (g *gw) cmd(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return g.lab.Gateway.Run(ctx, g.bin, append(args, "-c", g.cfg)...)
+}
+
+// kernelState is the gateway namespace's mangle tables and policy routing,
+// normalised (comments and counters dropped) for before/after comparison.
+func kernelState(t *testing.T, lab *netlab.Lab) string {
+	t.Helper()
+	ctx := context.Background()
+	var b strings.Builder
+	for _, fam := range []int{4, 6} {
+		s, err := lab.Gateway.IptablesSave(ctx, fam)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString(netlab.NormalizeSave(s))
+	}
+	r, err := lab.Gateway.IPRules(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.WriteString(r)
+	return b.String()
+}

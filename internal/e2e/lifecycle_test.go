@@ -1,0 +1,112 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/gatewayd/gatewayd/internal/netlab"
+)
+
+// foreignRules puts a rule gatewayd did not write into both mangle tables.
+func foreignRules(t *testing.T, lab *netlab.Lab) {
+	t.Helper()
+	ctx := context.Background()
+	for _, bin := range []string{"iptables", "ip6tables"} {
+		if _, err := lab.Gateway.Run(ctx, bin, "-w", "5", "-t", "mangle", "-A", "FORWARD", "-o", "wan0", "-p", "udp", "-j", "MARK", "--set-xmark", "0x10/0xff"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func mustContain(t *testing.T, what, s string, subs ...string) {
+	t.Helper()
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			t.Errorf("%s lacks %q:\n%s", what, sub, s)
+		}
+	}
+}
+
+// TestSIGTERMRestoresEverything (appliance mode): the foreign rule is kept
+// aside while gatewayd runs and is back afterwards; mangle, ip rules and
+// routes are exactly as before.
+func TestSIGTERMRestoresEverything(t *testing.T) {
+	lab := netlab.NewT(t)
+	serveAll(t, lab)
+	foreignRules(t, lab)
+	before := kernelState(t, lab)
+	g := newGW(t, lab, opts{})
+	g.start()
+	during := kernelState(t, lab)
+	mustContain(t, "state while running", during, "-A PREROUTING -i br-lan -j GWD_PRE", "TPROXY", "lookup 2026", "local default dev lo table 2026")
+	if strings.Contains(during, "--set-xmark 0x10/0xff") {
+		t.Errorf("appliance mode left the foreign rule in place while running:\n%s", during)
+	}
+	mustContain(t, "gatewayd log", g.log.String(), "not written by gatewayd")
+	if got := peerSeen(t, lab, lab.Remotes[0].V4); got != lab.GatewayWAN.V4 {
+		t.Errorf("not intercepted while running: server saw %s", got)
+	}
+	g.stop()
+	if after := kernelState(t, lab); after != before {
+		t.Errorf("state after SIGTERM differs:\n--- after ---\n%s\n--- before ---\n%s", after, before)
+	}
+	if got := peerSeen(t, lab, lab.Remotes[0].V4); got != lab.ClientAddr.V4 {
+		t.Errorf("after exit the LAN should be plainly forwarded: server saw %s", got)
+	}
+}
+
+// TestSharedModeLeavesForeignRules: in shared mode the foreign rule stays
+// in place throughout.
+func TestSharedModeLeavesForeignRules(t *testing.T) {
+	lab := netlab.NewT(t)
+	serveAll(t, lab)
+	foreignRules(t, lab)
+	before := kernelState(t, lab)
+	g := newGW(t, lab, opts{mode: "shared"})
+	g.start()
+	during := kernelState(t, lab)
+	mustContain(t, "state while running", during, "--set-xmark 0x10/0xff", "-A PREROUTING -i br-lan -j GWD_PRE")
+	if got := peerSeen(t, lab, lab.Remotes[0].V6); got != lab.GatewayWAN.V6 {
+		t.Errorf("not intercepted in shared mode: server saw %s", got)
+	}
+	g.stop()
+	if after := kernelState(t, lab); after != before {
+		t.Errorf("state after SIGTERM differs:\n--- after ---\n%s\n--- before ---\n%s", after, before)
+	}
+}
+
+// TestCrashThenCleanupAndRestart: after SIGKILL, `gatewayd cleanup` puts
+// back plain forwarding and the kept-aside rule; a later start works.
+func TestCrashThenCleanupAndRestart(t *testing.T) {
+	lab := netlab.NewT(t)
+	serveAll(t, lab)
+	foreignRules(t, lab)
+	before := kernelState(t, lab)
+	g := newGW(t, lab, opts{})
+	g.start()
+	g.kill()
+	if _, err := g.cmd("cleanup"); err != nil {
+		t.Fatalf("cleanup: %v", err)
+	}
+	if after := kernelState(t, lab); after != before {
+		t.Errorf("state after crash + cleanup differs:\n--- after ---\n%s\n--- before ---\n%s", after, before)
+	}
+	if got := peerSeen(t, lab, lab.Remotes[0].V4); got != lab.ClientAddr.V4 {
+		t.Errorf("after cleanup the flow should be forwarded: server saw %s", got)
+	}
+	if _, err := g.cmd("cleanup"); err != nil { // nothing left: still fine
+		t.Fatalf("second cleanup: %v", err)
+	}
+	// Crash again, then start straight away: start-up cleans up first.
+	g.start()
+	g.kill()
+	g.start()
+	if got := peerSeen(t, lab, lab.Remotes[0].V6); got != lab.GatewayWAN.V6 {
+		t.Errorf("restart after crash: server saw %s", got)
+	}
+	g.stop()
+	if after := kernelState(t, lab); after != before {
+		t.Errorf("state after restart + SIGTERM differs:\n--- after ---\n%s\n--- before ---\n%s", after, before)
+	}
+}

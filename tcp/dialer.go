@@ -1,0 +1,44 @@
+package tcp
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/gatewayd/gatewayd/internal/sockopt"
+)
+
+// Dialer opens the upstream leg of a flow. Later outbounds (SOCKS5, HTTP)
+// implement it too. It must return a plain *net.TCPConn so the relay keeps
+// the kernel splice path.
+type Dialer interface {
+	DialTCP(ctx context.Context, dst netip.AddrPort) (*net.TCPConn, error)
+}
+
+// DirectDialer connects straight to the original destination. Every socket
+// carries SO_MARK=Mark (0 sets no mark) so the TPROXY rules let it pass;
+// the mark must not intersect the TPROXY fwmark/mask. Timeout bounds the
+// connect (0: only the context bounds it). MPTCP is off; keepalive is left
+// at Go's defaults.
+type DirectDialer struct {
+	Mark    uint32
+	Timeout time.Duration
+}
+
+// DialTCP implements Dialer.
+func (d DirectDialer) DialTCP(ctx context.Context, dst netip.AddrPort) (*net.TCPConn, error) {
+	nd := net.Dialer{Timeout: d.Timeout, Control: sockopt.Chain(sockopt.Mark(d.Mark))}
+	nd.SetMultipathTCP(false)
+	c, err := nd.DialContext(ctx, "tcp", dst.String())
+	if err != nil {
+		return nil, fmt.Errorf("dialing %s: %w", dst, err)
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		_ = c.Close()
+		return nil, fmt.Errorf("dialing %s: got a %T, want *net.TCPConn", dst, c)
+	}
+	return tc, nil
+}

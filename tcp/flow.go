@@ -1,0 +1,179 @@
+package tcp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+)
+
+// flow is one client connection and, once dialed, its upstream.
+type flow struct {
+	client   *net.TCPConn
+	upstream *net.TCPConn // set and read under Server.mu
+	start    time.Time
+	killed   atomic.Bool // reset by Shutdown
+}
+
+// kill resets both conns. Called with Server.mu held.
+func (f *flow) kill() {
+	f.killed.Store(true)
+	reset(f.client)
+	if f.upstream != nil {
+		reset(f.upstream)
+	}
+}
+
+// dispatch admits a freshly accepted client, or resets it at once when
+// MaxConns flows are active. It never blocks the accept loop.
+func (s *Server) dispatch(c *net.TCPConn) {
+	s.stats.accepted.Add(1)
+	n := s.stats.active.Add(1)
+	if limit := s.cfg.MaxConns; limit > 0 && n > int64(limit) {
+		s.stats.active.Add(-1)
+		s.stats.rejected.Add(1)
+		s.logRejected(c, reasonLimit)
+		reset(c)
+		return
+	}
+	f := &flow{client: c, start: time.Now()}
+	if !s.track(f) {
+		s.stats.active.Add(-1)
+		s.logRejected(c, reasonShutdown)
+		reset(c)
+		return
+	}
+	go s.handle(f)
+}
+
+// track registers f unless the server is shutting down.
+func (s *Server) track(f *flow) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.flows[f] = struct{}{}
+	s.flowWG.Add(1)
+	return true
+}
+
+// finish unregisters f.
+func (s *Server) finish(f *flow) {
+	s.mu.Lock()
+	delete(s.flows, f)
+	s.mu.Unlock()
+	s.stats.active.Add(-1)
+	s.flowWG.Done()
+}
+
+// attach records f's upstream; false if Shutdown is already killing flows.
+func (s *Server) attach(f *flow, up *net.TCPConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.forced {
+		return false
+	}
+	f.upstream = up
+	return true
+}
+
+// handle runs one flow to its end: guard, dial, relay, log.
+func (s *Server) handle(f *flow) {
+	defer s.finish(f)
+	dst, res := s.run(f)
+	if f.killed.Load() {
+		res.reason = reasonShutdown
+	}
+	s.stats.bytesUp.Add(uint64(res.up))
+	s.stats.bytesDown.Add(uint64(res.down))
+	s.logFlow(f, dst, res)
+}
+
+func (s *Server) run(f *flow) (netip.AddrPort, outcome) {
+	dst, err := origDst(f.client)
+	if err != nil {
+		reset(f.client)
+		return dst, outcome{reason: reasonNoDst, err: err}
+	}
+	if s.guard.Load().refuses(dst) {
+		s.stats.loopRefused.Add(1)
+		reset(f.client)
+		return dst, outcome{reason: reasonLoop}
+	}
+	up, err := s.cfg.Dialer.DialTCP(s.ctx, dst)
+	if err != nil {
+		if !f.killed.Load() {
+			s.stats.dialFailed.Add(1)
+		}
+		reset(f.client)
+		return dst, outcome{reason: reasonDial, err: err}
+	}
+	if !s.attach(f, up) {
+		reset(up)
+		reset(f.client)
+		return dst, outcome{reason: reasonShutdown}
+	}
+	return dst, relay(f.client, up, s.cfg.IdleTimeout)
+}
+
+// reset closes c with an RST instead of a FIN.
+func reset(c *net.TCPConn) {
+	_ = c.SetLinger(0)
+	_ = c.Close()
+}
+
+// origDst is the client's original destination: with TPROXY the accepted
+// socket's local address. Dual-stack listeners report IPv4 flows as
+// ::ffff:a.b.c.d, hence the Unmap.
+func origDst(c *net.TCPConn) (netip.AddrPort, error) {
+	a, ok := c.LocalAddr().(*net.TCPAddr)
+	if !ok {
+		return netip.AddrPort{}, fmt.Errorf("reading original destination: local address is %v", c.LocalAddr())
+	}
+	ap := a.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+}
+
+func (s *Server) logFlow(f *flow, dst netip.AddrPort, res outcome) {
+	ctx := context.Background()
+	if !s.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("client", addrString(f.client.RemoteAddr())),
+		slog.String("dst", dst.String()),
+		slog.Int64("up", res.up),
+		slog.Int64("down", res.down),
+		slog.Duration("duration", time.Since(f.start)),
+		slog.String("reason", res.reason),
+	}
+	if res.err != nil {
+		attrs = append(attrs, slog.String("err", res.err.Error()))
+	}
+	s.log.LogAttrs(ctx, slog.LevelDebug, "tcp flow closed", attrs...)
+}
+
+func (s *Server) logRejected(c *net.TCPConn, reason string) {
+	s.log.LogAttrs(context.Background(), slog.LevelDebug, "tcp flow closed",
+		slog.String("client", addrString(c.RemoteAddr())),
+		slog.String("dst", dstString(c)),
+		slog.String("reason", reason))
+}
+
+func dstString(c *net.TCPConn) string {
+	if dst, err := origDst(c); err == nil {
+		return dst.String()
+	}
+	return ""
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}

@@ -1,0 +1,117 @@
+package tcp
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// bypassMark is an arbitrary SO_MARK for the privileged dial test.
+const bypassMark = 0x2
+
+// needRoot skips privileged tests for non-root users, except in CI, where
+// they must run.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("test needs root (IP_TRANSPARENT, SO_MARK) and CI=true")
+		}
+		t.Skip("needs root (IP_TRANSPARENT, SO_MARK)")
+	}
+}
+
+func TestListenTransparent(t *testing.T) {
+	needRoot(t)
+	checkGoroutines(t)
+	addrs := []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}
+	if ln, err := net.Listen("tcp6", "[::1]:0"); err == nil {
+		_ = ln.Close()
+		addrs = append(addrs, netip.MustParseAddrPort("[::1]:0"))
+	}
+	s := New(Config{Listen: addrs}, testLogger(t))
+	if err := s.Listen(context.Background()); err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve() }()
+
+	s.mu.Lock()
+	lns := append([]*net.TCPListener(nil), s.listeners...)
+	s.mu.Unlock()
+	for _, ln := range lns {
+		a := listenerAddr(ln)
+		if a.Port() == 0 {
+			t.Fatalf("listener %s has no port", a)
+		}
+		if v, err := transparentBit(ln); err != nil || v != 1 {
+			t.Errorf("IP_TRANSPARENT on %s = %d (err %v), want 1", a, v, err)
+		}
+		// Connecting to the listener itself is a loop and must be refused.
+		expectRefused(t, net.TCPAddrFromAddrPort(a))
+	}
+	waitFor(t, "loop refusals", func() bool { return s.Stats().LoopRefused == uint64(len(addrs)) })
+	s.Shutdown(0)
+	if err := <-served; err != nil {
+		t.Errorf("Serve = %v, want nil", err)
+	}
+}
+
+func transparentBit(ln *net.TCPListener) (int, error) {
+	raw, err := ln.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var v int
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		v, serr = unix.GetsockoptInt(int(fd), unix.SOL_IP, unix.IP_TRANSPARENT)
+	}); err != nil {
+		return 0, err
+	}
+	return v, serr
+}
+
+// Listen closes what it opened and names the address that failed.
+func TestListenNamesFailingAddress(t *testing.T) {
+	needRoot(t)
+	checkGoroutines(t)
+	busy := listenLoopback(t)
+	taken := busy.Addr().(*net.TCPAddr).AddrPort()
+	s := New(Config{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0"), taken}}, nil)
+	err := s.Listen(context.Background())
+	if err == nil {
+		t.Fatal("Listen on a taken port succeeded")
+	}
+	if want := "listening on " + taken.String(); !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not name %s", err, taken)
+	}
+	if len(s.Addrs()) != 0 {
+		t.Errorf("listeners kept after a failed Listen: %v", s.Addrs())
+	}
+}
+
+func TestDirectDialerMark(t *testing.T) {
+	needRoot(t)
+	ln := listenLoopback(t)
+	c, err := DirectDialer{Mark: bypassMark, Timeout: failAfter}.DialTCP(context.Background(), ln.Addr().(*net.TCPAddr).AddrPort())
+	if err != nil {
+		t.Fatalf("DialTCP with SO_MARK: %v", err)
+	}
+	defer c.Close()
+	raw, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mark int
+	var serr error
+	_ = raw.Control(func(fd uintptr) { mark, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK) })
+	if serr != nil || mark != bypassMark {
+		t.Errorf("SO_MARK = %#x (err %v), want %#x", mark, serr, bypassMark)
+	}
+}

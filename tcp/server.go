@@ -1,0 +1,176 @@
+// Package tcp is gatewayd's TCP side of TPROXY: transparent listeners whose
+// accepted connections carry the client's original destination as their
+// local address, and a splice-friendly relay to an upstream opened by a
+// Dialer.
+package tcp
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// defaultDialTimeout is the connect timeout of the DirectDialer used when
+// Config.Dialer is nil.
+const defaultDialTimeout = 10 * time.Second
+
+// Config configures a Server.
+type Config struct {
+	// Listen gets one transparent listener per address (e.g. 127.0.0.1:15001
+	// and [::1]:15001). "[::]:p" is dual-stack, "0.0.0.0:p" IPv4 only.
+	Listen []netip.AddrPort
+	// Dialer opens upstreams. nil: DirectDialer without mark, 10 s timeout.
+	Dialer Dialer
+	// IdleTimeout closes a flow that carried no data either way for this
+	// long. 0 disables it.
+	IdleTimeout time.Duration
+	// MaxConns limits concurrent flows; a client over it is reset at once.
+	// 0 means no limit.
+	MaxConns int
+	// IsLocal reports router-local addresses for the loop guard. nil: only
+	// the listener addresses and loopback/unspecified addresses on a
+	// listener port are refused.
+	IsLocal func(netip.Addr) bool
+}
+
+// Server accepts TPROXY'd TCP connections and relays them upstream.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	stats counters
+
+	ctx    context.Context // parent of upstream dials
+	cancel context.CancelFunc
+	done   chan struct{} // closed when Shutdown starts; wakes accept backoff
+	guard  atomic.Pointer[loopGuard]
+
+	mu        sync.Mutex
+	listeners []*net.TCPListener
+	flows     map[*flow]struct{}
+	serving   bool // Serve was called
+	stopped   bool // listeners closed: accept errors are expected
+	closing   bool // Shutdown started: no new flows or listeners
+	forced    bool // grace expired: flows are being killed
+
+	loops        sync.WaitGroup // accept loops
+	flowWG       sync.WaitGroup // flow goroutines
+	shutdownOnce sync.Once
+}
+
+// New returns a Server for cfg. It opens nothing: call Listen, then Serve.
+// A nil log discards output.
+func New(cfg Config, log *slog.Logger) *Server {
+	if cfg.Dialer == nil {
+		cfg.Dialer = DirectDialer{Timeout: defaultDialTimeout}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg:    cfg,
+		log:    log,
+		ctx:    ctx,
+		cancel: cancel,
+		done:   make(chan struct{}),
+		flows:  make(map[*flow]struct{}),
+	}
+	s.guard.Store(newLoopGuard(nil, cfg.IsLocal))
+	return s
+}
+
+// Serve runs one accept loop per listener and blocks until they end. It
+// returns nil after Shutdown or Close. If a listener fails permanently, Serve
+// closes the other listeners (active flows go on) and returns that error.
+func (s *Server) Serve() error {
+	s.mu.Lock()
+	switch {
+	case s.closing:
+		s.mu.Unlock()
+		return nil
+	case s.serving:
+		s.mu.Unlock()
+		return errors.New("serving TCP: Serve already called")
+	case len(s.listeners) == 0:
+		s.mu.Unlock()
+		return errors.New("serving TCP: no listeners, call Listen first")
+	}
+	s.serving = true
+	lns := append([]*net.TCPListener(nil), s.listeners...)
+	s.loops.Add(len(lns))
+	s.mu.Unlock()
+
+	errs := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() {
+			defer s.loops.Done()
+			errs <- s.acceptLoop(ln)
+		}()
+	}
+	var first error
+	for range lns {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+			s.closeListeners()
+		}
+	}
+	return first
+}
+
+// Shutdown stops accepting at once, gives active flows up to grace to end
+// on their own, then resets the rest. It returns when every goroutine of the
+// server has ended. Later calls wait for the first to finish.
+func (s *Server) Shutdown(grace time.Duration) {
+	s.shutdownOnce.Do(func() {
+		s.mu.Lock()
+		s.closing = true
+		s.mu.Unlock()
+		close(s.done)
+		s.closeListeners()
+		s.loops.Wait()
+
+		flowsDone := make(chan struct{})
+		go func() { s.flowWG.Wait(); close(flowsDone) }()
+		timer := time.NewTimer(grace)
+		defer timer.Stop()
+		select {
+		case <-flowsDone:
+		case <-timer.C:
+			s.killFlows()
+			<-flowsDone
+		}
+		s.cancel()
+	})
+}
+
+// Close is Shutdown without grace.
+func (s *Server) Close() error {
+	s.Shutdown(0)
+	return nil
+}
+
+// closeListeners closes every listener; their accept loops then end.
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopped = true
+	for _, ln := range s.listeners {
+		_ = ln.Close()
+	}
+}
+
+// killFlows resets every remaining flow and aborts dials in progress.
+func (s *Server) killFlows() {
+	s.mu.Lock()
+	s.forced = true
+	for f := range s.flows {
+		f.kill()
+	}
+	s.mu.Unlock()
+	s.cancel() // after marking the flows, so an aborted dial is not a dial failure
+}
