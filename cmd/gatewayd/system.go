@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"strings"
 
@@ -42,8 +44,27 @@ func newRelays(cfg *gateway.Config, log *slog.Logger) []gateway.Relay {
 		Dialer:      &tcp.DirectDialer{Mark: cfg.TProxy.BypassMark, Timeout: cfg.TCP.ConnectTimeout.Duration},
 		IdleTimeout: cfg.TCP.IdleTimeout.Duration,
 		MaxConns:    cfg.TCP.MaxConnections,
+		IsLocal:     isLocalAddr,
 	}, log.With("relay", "tcp"))
 	return []gateway.Relay{srv}
+}
+
+// isLocalAddr reports whether a is one of the router's addresses. The
+// relay's loop guard asks only for flows to the listener port, so reading
+// the interface addresses each time costs nothing on the hot path.
+func isLocalAddr(a netip.Addr) bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, ad := range addrs {
+		if p, ok := ad.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(p.IP); ok && ip.Unmap() == a.Unmap() {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func readSysctl(key string) (string, error) {

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "gateway.toml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCLI("version")
+	if code != exitOK || !strings.HasPrefix(out, "gatewayd ") {
+		t.Errorf("version: code %d, out %q", code, out)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	code, out, errOut := runCLI("check", "-c", "../../configs/gateway.toml")
+	if code != exitOK || !strings.Contains(out, "config OK") {
+		t.Errorf("check of the shipped config: code %d, out %q, err %q", code, out, errOut)
+	}
+	bad := writeConfig(t, "version = 1\n[tcp]\nidle_timeout = \"forever\"\n")
+	code, _, errOut = runCLI("check", "-c", bad)
+	if code != exitConfig || !strings.Contains(errOut, bad+":3: tcp.idle_timeout:") {
+		t.Errorf("check of a bad config: code %d, stderr %q", code, errOut)
+	}
+	code, _, errOut = runCLI("check", "-c", filepath.Join(t.TempDir(), "missing.toml"))
+	if code != exitFailure || !strings.Contains(errOut, "reading config") {
+		t.Errorf("check of a missing file: code %d, stderr %q", code, errOut)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{"frobnicate"}, {"check", "-x"}, {"check", "extra"}} {
+		if code, _, errOut := runCLI(args...); code != exitUsage || errOut == "" {
+			t.Errorf("%v: code %d, stderr %q; want %d and a message", args, code, errOut, exitUsage)
+		}
+	}
+}
+
+// TestRulesPrintsWithoutTouching: `rules` renders the payloads; it reads
+// the LAN subnets but installs nothing, so it also works unprivileged.
+func TestRulesPrintsPayloads(t *testing.T) {
+	code, out, errOut := runCLI("rules", "-c", "../../configs/gateway.toml")
+	if code != exitOK {
+		t.Fatalf("rules: code %d, stderr %q", code, errOut)
+	}
+	for _, want := range []string{
+		"# iptables-restore (appliance mode", "# ip6tables-restore", "*mangle",
+		"-A PREROUTING -i br-lan -j GWD_PRE",
+		"-A GWD_PRE -p tcp --syn -j TPROXY --on-ip 127.0.0.1 --on-port 15001 --tproxy-mark 0x1000000/0x1000000",
+		"-A GWD_PRE -p tcp --syn -j TPROXY --on-ip ::1 --on-port 15001",
+		"ip -4 rule add fwmark 0x1000000/0x1000000 lookup 2026 priority 9000",
+		"ip -6 route add local ::/0 dev lo table 2026",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rules output lacks %q:\n%s", want, out)
+		}
+	}
+}
