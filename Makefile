@@ -10,7 +10,7 @@ BIN      := bin/gatewayd
 TOOLS    := ip:iproute2 iptables:iptables ip6tables:iptables iptables-restore:iptables \
             sysctl:procps iperf3:iperf3 curl:curl dig:dnsutils ncat:ncat ss:iproute2
 
-.PHONY: all build deps test test-unit demo bench lint clean
+.PHONY: all build deps test test-unit demo bench lint cross rootfs clean
 
 all: build
 
@@ -45,6 +45,27 @@ lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))"
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+# Router targets: GOOS/GOARCH[/GOARM|GOMIPS] -> dist/gatewayd-<name>.
+CROSS := mipsle:mipsle:GOMIPS=softfloat mips:mips:GOMIPS=softfloat arm:arm:GOARM=7 \
+         arm64:arm64: amd64:amd64: riscv64:riscv64:
+
+cross:
+	@mkdir -p dist
+	@for t in $(CROSS); do name=$${t%%:*}; rest=$${t#*:}; arch=$${rest%%:*}; extra=$${rest#*:}; \
+	  env CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $$extra $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
+	    -o dist/gatewayd-$$name ./cmd/gatewayd || exit 1; \
+	  printf '%-28s %s bytes\n' dist/gatewayd-$$name $$(stat -c %s dist/gatewayd-$$name); done
+
+# rootfs ARCH=mipsle: the rootfs/ tree with the binary and default config in
+# place, as dist/gatewayd-rootfs-$(ARCH).tar.gz.
+ARCH ?= amd64
+rootfs: cross
+	rm -rf dist/rootfs-$(ARCH) && cp -a rootfs dist/rootfs-$(ARCH)
+	install -D -m 0755 dist/gatewayd-$(ARCH) dist/rootfs-$(ARCH)/usr/bin/gatewayd
+	install -D -m 0644 configs/gateway.toml dist/rootfs-$(ARCH)/etc/gatewayd/gateway.toml
+	tar -C dist/rootfs-$(ARCH) --owner=0 --group=0 -czf dist/gatewayd-rootfs-$(ARCH).tar.gz .
+	@echo dist/gatewayd-rootfs-$(ARCH).tar.gz
 
 clean:
 	rm -rf bin dist
