@@ -31,6 +31,7 @@ type Config struct {
 	Mangle   MangleConfig   `toml:"mangle"`
 	Bypass   BypassConfig   `toml:"bypass"`
 	TCP      TCPConfig      `toml:"tcp"`
+	UDP      UDPConfig      `toml:"udp"`
 	Log      LogConfig      `toml:"log"`
 	Shutdown ShutdownConfig `toml:"shutdown"`
 
@@ -79,6 +80,12 @@ type TCPConfig struct {
 	ConnectTimeout Duration `toml:"connect_timeout"`
 	IdleTimeout    Duration `toml:"idle_timeout"`
 	MaxConnections int      `toml:"max_connections"`
+}
+
+// UDPConfig tunes the UDP relay.
+type UDPConfig struct {
+	IdleTimeout Duration `toml:"idle_timeout"`
+	MaxSessions int      `toml:"max_sessions"`
 }
 
 // LogConfig selects log level and format.

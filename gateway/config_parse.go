@@ -19,6 +19,12 @@ const (
 	DefaultIdleTimeout    = 10 * time.Minute
 	DefaultMaxConnections = 16384
 	DefaultShutdownGrace  = 2 * time.Second
+	// DefaultUDPIdle is the UDP session idle timeout: long enough for games,
+	// VoIP and QUIC between keepalives (commonly 15-30 s), the same as
+	// Linux conntrack's UDP stream timeout (net.netfilter.nf_conntrack_udp_timeout_stream
+	// is 120 s, the unreplied timeout 30 s).
+	DefaultUDPIdle        = 60 * time.Second
+	DefaultUDPMaxSessions = 4096
 )
 
 // DefaultBypass are destinations that are never intercepted: loopback,
@@ -53,6 +59,10 @@ func DefaultConfig() *Config {
 			ConnectTimeout: Duration{DefaultConnectTimeout},
 			IdleTimeout:    Duration{DefaultIdleTimeout},
 			MaxConnections: DefaultMaxConnections,
+		},
+		UDP: UDPConfig{
+			IdleTimeout: Duration{DefaultUDPIdle},
+			MaxSessions: DefaultUDPMaxSessions,
 		},
 		Log:      LogConfig{Level: "info", Format: "text"},
 		Shutdown: ShutdownConfig{Grace: Duration{DefaultShutdownGrace}},

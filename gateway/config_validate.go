@@ -150,6 +150,10 @@ func (c *Config) validateTimeouts() error {
 		return c.errorf("tcp.idle_timeout", "must be positive")
 	case c.TCP.MaxConnections < 1:
 		return c.errorf("tcp.max_connections", "must be at least 1")
+	case c.UDP.IdleTimeout.Duration <= 0:
+		return c.errorf("udp.idle_timeout", "must be positive")
+	case c.UDP.MaxSessions < 1:
+		return c.errorf("udp.max_sessions", "must be at least 1")
 	}
 	return nil
 }

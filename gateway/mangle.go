@@ -78,16 +78,18 @@ func (m *Mangle) setShared(cfg *Config, env Env) error {
 	if err := m.Tables.Restore(RenderShared(cfg, m.Family, env), true); err != nil {
 		return fmt.Errorf("installing %s mangle chains: %w", m.Family, err)
 	}
-	for i, lan := range cfg.LAN.Interfaces {
-		ok, err := m.Tables.Exists("mangle", "PREROUTING", jumpSpec(lan)...)
+	pos := map[string]int{}
+	for _, j := range jumps(cfg) {
+		pos[j.chain]++
+		ok, err := m.Tables.Exists("mangle", j.chain, j.spec...)
 		if err != nil {
-			return fmt.Errorf("checking %s jump for %s: %w", m.Family, lan, err)
+			return fmt.Errorf("checking %s jump %v: %w", m.Family, j.spec, err)
 		}
 		if ok {
 			continue
 		}
-		if err := m.Tables.Insert("mangle", "PREROUTING", i+1, jumpSpec(lan)...); err != nil {
-			return fmt.Errorf("adding %s jump for %s: %w", m.Family, lan, err)
+		if err := m.Tables.Insert("mangle", j.chain, pos[j.chain], j.spec...); err != nil {
+			return fmt.Errorf("adding %s jump %s %v: %w", m.Family, j.chain, j.spec, err)
 		}
 	}
 	return m.verify(cfg)
@@ -97,16 +99,16 @@ func (m *Mangle) setShared(cfg *Config, env Env) error {
 // full chain (a failed or raced apply shows here rather than as a silently
 // unintercepted LAN).
 func (m *Mangle) verify(cfg *Config) error {
-	for _, lan := range cfg.LAN.Interfaces {
-		ok, err := m.Tables.Exists("mangle", "PREROUTING", jumpSpec(lan)...)
+	for _, j := range jumps(cfg) {
+		ok, err := m.Tables.Exists("mangle", j.chain, j.spec...)
 		if err != nil {
-			return fmt.Errorf("verifying %s jump for %s: %w", m.Family, lan, err)
+			return fmt.Errorf("verifying %s jump %s %v: %w", m.Family, j.chain, j.spec, err)
 		}
 		if !ok {
-			return fmt.Errorf("verifying %s mangle rules: jump for %s missing after apply", m.Family, lan)
+			return fmt.Errorf("verifying %s mangle rules: jump %s %v missing after apply", m.Family, j.chain, j.spec)
 		}
 	}
-	for _, ch := range []string{chainPre, chainDivert} {
+	for _, ch := range ownChains {
 		ok, err := m.Tables.ChainExists("mangle", ch)
 		if err != nil {
 			return fmt.Errorf("verifying %s chain %s: %w", m.Family, ch, err)
@@ -157,7 +159,7 @@ func (m *Mangle) removeOwn() error {
 			}
 		}
 	}
-	for _, ch := range []string{chainPre, chainDivert} { // DIVERT last: PRE references it
+	for _, ch := range ownChains {
 		if err := m.Tables.ClearAndDeleteChain("mangle", ch); err != nil {
 			errs = append(errs, fmt.Errorf("deleting %s chain %s: %w", m.Family, ch, err))
 		}

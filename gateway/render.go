@@ -16,7 +16,14 @@ const (
 	// chainDivert marks packets of flows gatewayd already holds a socket for
 	// and accepts them (the kernel tproxy recipe's DIVERT chain).
 	chainDivert = chainPrefix + "DIVERT"
+	// chainOut tags the conntrack entries of connections gatewayd's own
+	// sockets open (see chainRules).
+	chainOut = chainPrefix + "OUT"
 )
+
+// ownChains are gatewayd's chains, in the order they can be deleted (a
+// chain can only go once nothing jumps to it).
+var ownChains = []string{chainPre, chainOut, chainDivert}
 
 // builtinMangle are the mangle table's built-in chains, in iptables-save order.
 var builtinMangle = []string{"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
@@ -29,8 +36,21 @@ type Env struct {
 	LANSubnets []netip.Prefix
 }
 
-// jumpSpec is the PREROUTING rule that sends packets entering lan to chainPre.
-func jumpSpec(lan string) []string { return []string{"-i", lan, "-j", chainPre} }
+// jump is a rule in a built-in chain that enters one of gatewayd's chains.
+type jump struct {
+	chain string   // built-in chain
+	spec  []string // rule arguments, ending in -j GWD_*
+}
+
+// jumps are the rules that hook gatewayd's chains in: PREROUTING for packets
+// entering each LAN interface, and OUTPUT.
+func jumps(c *Config) []jump {
+	var j []jump
+	for _, lan := range c.LAN.Interfaces {
+		j = append(j, jump{"PREROUTING", []string{"-i", lan, "-j", chainPre}})
+	}
+	return append(j, jump{"OUTPUT", []string{"-j", chainOut}})
+}
 
 // chainRules renders gatewayd's own chains for family f as iptables-restore
 // "-A" lines (without chain declarations).
@@ -39,6 +59,7 @@ func chainRules(c *Config, f Family, env Env) []string {
 	tmark := fmt.Sprintf("0x%x/0x%x", t.Mark, t.Mask)
 	bmark := fmt.Sprintf("0x%x/0x%x", t.BypassMark, t.BypassMark)
 	on, _ := c.ListenAddr(f)
+	tproxy := []string{"-j", "TPROXY", "--on-ip", on.String(), "--on-port", fmt.Sprint(t.Port), "--tproxy-mark", tmark}
 	r := []string{
 		a(chainDivert, "-j", "MARK", "--set-xmark", tmark),
 		a(chainDivert, "-j", "ACCEPT"),
@@ -46,17 +67,24 @@ func chainRules(c *Config, f Family, env Env) []string {
 		a(chainPre, "-p", "tcp", "-m", "socket", "--transparent", "-j", chainDivert),
 		a(chainPre, "-m", "addrtype", "--dst-type", "LOCAL", "-j", "RETURN"),
 		// Replies of connections opened from elsewhere (the WAN, port
-		// forwards) are not new LAN flows.
-		a(chainPre, "-m", "conntrack", "--ctdir", "REPLY", "-j", "RETURN"),
+		// forwards) are not new LAN flows. Connections gatewayd's own
+		// sockets opened carry the bypass bit in their connmark (chainOut):
+		// a LAN client answering a remote that reached it through a UDP
+		// full-cone mapping must still go through that mapping.
+		a(chainPre, "-m", "conntrack", "--ctdir", "REPLY", "-m", "connmark", "!", "--mark", bmark, "-j", "RETURN"),
 	}
 	for _, p := range bypassFor(c, f, env) {
 		r = append(r, a(chainPre, "-d", p.String(), "-j", "RETURN"))
 	}
-	// Only SYNs: later packets of gatewayd's flows match the socket rule
-	// above, and flows that existed before gatewayd started keep being
-	// forwarded instead of being reset.
-	r = append(r, a(chainPre, "-p", "tcp", "--syn", "-j", "TPROXY",
-		"--on-ip", on.String(), "--on-port", fmt.Sprint(t.Port), "--tproxy-mark", tmark))
+	// TCP: only SYNs. Later packets of gatewayd's flows match the socket
+	// rule above, and flows that existed before gatewayd started keep
+	// being forwarded instead of being reset.
+	r = append(r, a(chainPre, append([]string{"-p", "tcp", "--syn"}, tproxy...)...))
+	// UDP: every datagram (no -m socket rule: it would hand datagrams to
+	// the never-read reply sockets).
+	r = append(r, a(chainPre, append([]string{"-p", "udp"}, tproxy...)...))
+	r = append(r, a(chainOut, "-m", "mark", "--mark", bmark, "-m", "conntrack", "--ctstate", "NEW",
+		"-j", "CONNMARK", "--set-xmark", bmark))
 	return r
 }
 
@@ -86,20 +114,29 @@ func a(chain string, args ...string) string {
 // declare renders a chain declaration line for iptables-restore.
 func declare(chain, policy string) string { return ":" + chain + " " + policy + " [0:0]" }
 
+// writeOwn writes gatewayd's chain declarations and rules.
+func writeOwn(b *strings.Builder, c *Config, f Family, env Env) {
+	for _, ch := range ownChains {
+		b.WriteString(declare(ch, "-") + "\n")
+	}
+	for _, r := range chainRules(c, f, env) {
+		b.WriteString(r + "\n")
+	}
+}
+
 // RenderAppliance renders the complete mangle table of family f for appliance
-// mode: gatewayd's chains, the jumps from PREROUTING and the firmware
-// builder's extra rules, to be loaded with iptables-restore (which replaces
-// the whole table in one transaction).
+// mode: gatewayd's chains, the jumps into them and the firmware builder's
+// extra rules, to be loaded with iptables-restore (which replaces the whole
+// table in one transaction).
 func RenderAppliance(c *Config, f Family, env Env) string {
 	var b strings.Builder
 	b.WriteString("*mangle\n")
 	for _, ch := range builtinMangle {
 		b.WriteString(declare(ch, "ACCEPT") + "\n")
 	}
-	b.WriteString(declare(chainPre, "-") + "\n")
-	b.WriteString(declare(chainDivert, "-") + "\n")
-	for _, lan := range c.LAN.Interfaces {
-		b.WriteString(a("PREROUTING", jumpSpec(lan)...) + "\n")
+	writeOwn(&b, c, f, env)
+	for _, j := range jumps(c) {
+		b.WriteString(a(j.chain, j.spec...) + "\n")
 	}
 	extra := c.Mangle.ExtraV4
 	if f == IPv6 {
@@ -108,26 +145,19 @@ func RenderAppliance(c *Config, f Family, env Env) string {
 	for _, r := range extra {
 		b.WriteString(r + "\n")
 	}
-	for _, r := range chainRules(c, f, env) {
-		b.WriteString(r + "\n")
-	}
 	b.WriteString("COMMIT\n")
 	return b.String()
 }
 
 // RenderShared renders gatewayd's chains alone for shared mode, to be loaded
 // with iptables-restore --noflush: it creates or flushes-and-refills only the
-// GWD_ chains and leaves every other rule alone. The PREROUTING jumps are
-// added separately and idempotently (a "-I PREROUTING" in a --noflush payload
-// would add a duplicate on every apply).
+// GWD_ chains and leaves every other rule alone. The jumps are added
+// separately and idempotently (a "-I" in a --noflush payload would add a
+// duplicate on every apply).
 func RenderShared(c *Config, f Family, env Env) string {
 	var b strings.Builder
 	b.WriteString("*mangle\n")
-	b.WriteString(declare(chainPre, "-") + "\n")
-	b.WriteString(declare(chainDivert, "-") + "\n")
-	for _, r := range chainRules(c, f, env) {
-		b.WriteString(r + "\n")
-	}
+	writeOwn(&b, c, f, env)
 	b.WriteString("COMMIT\n")
 	return b.String()
 }

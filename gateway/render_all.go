@@ -24,8 +24,11 @@ func RenderAll(c *Config, env Env) string {
 		}
 		b.WriteString(Render(c, f, env))
 		if c.Mangle.Mode == ModeShared {
-			for i, lan := range c.LAN.Interfaces {
-				fmt.Fprintf(&b, "# then, if absent:\n%s -t mangle -I PREROUTING %d %s\n", bin, i+1, strings.Join(jumpSpec(lan), " "))
+			pos := map[string]int{}
+			b.WriteString("# then, each if absent:\n")
+			for _, j := range jumps(c) {
+				pos[j.chain]++
+				fmt.Fprintf(&b, "%s -t mangle -I %s %d %s\n", bin, j.chain, pos[j.chain], strings.Join(j.spec, " "))
 			}
 		}
 		b.WriteString("\n")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/tcp"
+	"github.com/gatewayd/gatewayd/udp"
 	"github.com/vishvananda/netlink"
 )
 
@@ -37,7 +38,7 @@ func newGateway(cfg *gateway.Config, log *slog.Logger) (*gateway.Gateway, func()
 	return g, h.Close, nil
 }
 
-// newRelays builds the TCP relay for the config.
+// newRelays builds the TCP and UDP relays for the config.
 func newRelays(cfg *gateway.Config, log *slog.Logger) []gateway.Relay {
 	srv := tcp.New(tcp.Config{
 		Listen:      cfg.ListenAddrPorts(),
@@ -46,7 +47,14 @@ func newRelays(cfg *gateway.Config, log *slog.Logger) []gateway.Relay {
 		MaxConns:    cfg.TCP.MaxConnections,
 		IsLocal:     isLocalAddr,
 	}, log.With("relay", "tcp"))
-	return []gateway.Relay{srv}
+	usrv := udp.New(udp.Config{
+		Listen:      cfg.ListenAddrPorts(),
+		BypassMark:  cfg.TProxy.BypassMark,
+		IdleTimeout: cfg.UDP.IdleTimeout.Duration,
+		MaxSessions: cfg.UDP.MaxSessions,
+		IsLocal:     isLocalAddr,
+	}, log.With("relay", "udp"))
+	return []gateway.Relay{srv, usrv}
 }
 
 // isLocalAddr reports whether a is one of the router's addresses. The

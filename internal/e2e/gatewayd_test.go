@@ -39,6 +39,7 @@ func (s *syncBuffer) String() string {
 type opts struct {
 	mode   string   // mangle.mode; "" = appliance
 	bypass []string // added to the default bypass list
+	udp    string   // [udp] section body, e.g. "idle_timeout = \"1s\"\n"
 }
 
 // configText renders a gatewayd config for the lab: the shipped defaults
@@ -57,6 +58,9 @@ func configText(stateDir string, o opts) string {
 			fmt.Fprintf(&b, "  %q,\n", p)
 		}
 		b.WriteString("]\n")
+	}
+	if o.udp != "" {
+		b.WriteString("[udp]\n" + o.udp)
 	}
 	b.WriteString("[log]\nlevel = \"debug\"\n[shutdown]\ngrace = \"300ms\"\n")
 	return b.String()

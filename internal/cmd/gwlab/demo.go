@@ -34,10 +34,11 @@ func demo(ctx context.Context, a *app) (err error) {
 	if err != nil {
 		return err
 	}
-	defer teardown() //nolint:errcheck // the success path checks it below
+	defer teardown() // the success path calls it again and checks the result
 	remote := lab.Remotes[0]
-	a.printf("client %s, %s  --  br-lan [gateway %s] wan0 %s, %s  --  server; remote hosts on the server: %s, %s\n",
-		lab.ClientAddr.V4, lab.ClientAddr.V6, netlab.LANBridge, lab.GatewayWAN.V4, lab.GatewayWAN.V6, remote.V4, remote.V6)
+	a.printf("client %s, %s  --  %s %s [gateway] %s %s, %s  --  server, which also holds the remote hosts %s, %s\n",
+		lab.ClientAddr.V4, lab.ClientAddr.V6, netlab.LANBridge, lab.GatewayLAN.V4, netlab.WANIf,
+		lab.GatewayWAN.V4, lab.GatewayWAN.V6, remote.V4, remote.V6)
 	a.printf("no NAT anywhere: a forwarded flow reaches the server from the client's address, a relayed one from the gateway's WAN address\n")
 
 	srv, err := startHTTP(lab.Server, a.log,
@@ -54,8 +55,8 @@ func demo(ctx context.Context, a *app) (err error) {
 	}
 	a.printf("config: %s with state_dir under %s and level = \"debug\"; `gatewayd check`: OK\n", a.opt.config, dir)
 	defer func() {
-		if err != nil && g.out != nil {
-			a.printf("\n--- gatewayd log (for the failure above) ---\n%s\n", indent(g.out.String()))
+		if tail := g.logTail(50); err != nil && tail != "" {
+			a.printf("\n--- gatewayd log (for the failure below) ---\n%s\n", indent(tail))
 		}
 	}()
 
@@ -70,7 +71,7 @@ func demo(ctx context.Context, a *app) (err error) {
 
 	a.section("3. curl from the client namespace, through the gateway")
 	for _, dst := range []netip.Addr{remote.V4, remote.V6} {
-		if err := a.curlHello(ctx, lab, srv, dst, gatewayAddr(lab, dst), "intercepted: the server saw the gateway's WAN address"); err != nil {
+		if err := a.curlHello(ctx, lab, srv, dst, gatewayAddr(lab, dst), "intercepted (the gateway's WAN address)"); err != nil {
 			return err
 		}
 	}
@@ -104,7 +105,7 @@ func demo(ctx context.Context, a *app) (err error) {
 
 	a.section("6. curl again: plain kernel forwarding")
 	for _, dst := range []netip.Addr{remote.V4, remote.V6} {
-		if err := a.curlHello(ctx, lab, srv, dst, clientAddr(lab, dst), "forwarded: the server saw the client's own address"); err != nil {
+		if err := a.curlHello(ctx, lab, srv, dst, clientAddr(lab, dst), "plain forwarding (the client's own address)"); err != nil {
 			return err
 		}
 	}
@@ -206,7 +207,7 @@ func (a *app) curlBig(ctx context.Context, lab *netlab.Lab, srv *httpServer, dst
 	if len(reqs) != n+1 || reqs[n].Peer.Addr() != gatewayAddr(lab, dst) {
 		return fmt.Errorf("downloading %s: server requests %v, want one from the gateway", u, reqs[n:])
 	}
-	a.printf("    -> server saw client %s: intercepted\n", reqs[n].Peer.Addr())
+	a.printf("    -> server saw client %s: intercepted (the gateway's WAN address)\n", reqs[n].Peer.Addr())
 	return nil
 }
 

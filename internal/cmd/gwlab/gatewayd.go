@@ -118,7 +118,7 @@ func (g *gatewayd) start(ctx context.Context) error {
 	}
 	g.proc = p
 	if err := g.waitLog(ctx, "interception installed", 1, 10*time.Second); err != nil {
-		return fmt.Errorf("starting gatewayd: %w\n%s", err, indent(g.out.String()))
+		return fmt.Errorf("starting gatewayd: %w", err)
 	}
 	g.log.Debug("gatewayd running", "pid", p.Pid())
 	return nil
@@ -143,13 +143,22 @@ func (g *gatewayd) waitLog(ctx context.Context, substr string, n int, timeout ti
 	return nil
 }
 
+// logTail is the last n lines of the current run's log, for failure
+// reports; empty if gatewayd never started.
+func (g *gatewayd) logTail(n int) string {
+	if g == nil || g.out == nil {
+		return ""
+	}
+	return lastLines(g.out.String(), n)
+}
+
 // stop sends SIGTERM and requires a clean exit within 10s.
 func (g *gatewayd) stop() error {
 	if err := g.proc.Signal(syscall.SIGTERM); err != nil {
 		return fmt.Errorf("sending SIGTERM to gatewayd: %w", err)
 	}
 	if err := g.proc.Wait(10 * time.Second); err != nil {
-		return fmt.Errorf("gatewayd after SIGTERM: %w\n%s", err, indent(g.out.String()))
+		return fmt.Errorf("gatewayd after SIGTERM: %w", err)
 	}
 	return nil
 }

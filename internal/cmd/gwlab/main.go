@@ -118,7 +118,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := f(ctx, a); err != nil {
 		if ctx.Err() != nil {
-			err = fmt.Errorf("interrupted (%w)", err)
+			err = fmt.Errorf("interrupted: %w", err)
 		}
 		fmt.Fprintf(stderr, "gwlab %s: FAILED: %v\n", cmd, err)
 		return 1

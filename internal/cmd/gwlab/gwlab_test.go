@@ -1,0 +1,72 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The shipped config must keep exactly one state_dir and one level line,
+// or demo and bench cannot derive their lab config from it.
+func TestLabConfigFromShippedConfig(t *testing.T) {
+	base, err := os.ReadFile("../../../configs/gateway.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := labConfig(base, "/tmp/x/state", "debug")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"\nstate_dir = \"/tmp/x/state\"\n", "\nlevel = \"debug\"\n"} {
+		if !strings.Contains(string(got), want) {
+			t.Errorf("lab config lacks %q", want)
+		}
+	}
+	if strings.Count(string(got), "\n") != strings.Count(string(base), "\n") {
+		t.Error("labConfig changed the number of lines")
+	}
+}
+
+func TestLabConfigRejectsMissingKey(t *testing.T) {
+	if _, err := labConfig([]byte("version = 1\n[log]\nlevel = \"info\"\n"), "/s", "debug"); err == nil {
+		t.Error("no error for a config without state_dir")
+	}
+}
+
+func TestMedian(t *testing.T) {
+	runs := func(v ...float64) []runResult {
+		var r []runResult
+		for _, x := range v {
+			r = append(r, runResult{Gbps: x})
+		}
+		return r
+	}
+	gbps := func(r runResult) float64 { return r.Gbps }
+	for _, c := range []struct {
+		in   []runResult
+		want float64
+	}{
+		{runs(3, 1, 2), 2}, {runs(4, 1, 3, 2), 2.5}, {runs(7), 7}, {nil, 0},
+	} {
+		if got := median(c.in, gbps); got != c.want {
+			t.Errorf("median(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}
+
+func TestFlowField(t *testing.T) {
+	l := `time=x level=DEBUG msg="tcp flow closed" relay=tcp client=[2001:2:1::2]:5 dst=198.19.0.10:80 up=7 down=170 reason=eof`
+	for k, want := range map[string]string{"client": "[2001:2:1::2]:5", "dst": "198.19.0.10:80", "down": "170", "up": "7", "nope": ""} {
+		if got := flowField(l, k); got != want {
+			t.Errorf("flowField(%q) = %q, want %q", k, got, want)
+		}
+	}
+}
+
+func TestCorePercent(t *testing.T) {
+	total, user := procCPU{user: 150, sys: 250}.corePercent(procCPU{user: 100, sys: 100}, 2*time.Second)
+	if total != 100 || user != 25 {
+		t.Errorf("corePercent = %v, %v; want 100, 25", total, user)
+	}
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+)
+
+// printTable prints the bench results as an aligned Markdown table, then
+// the individual runs and whether the targets are met.
+func (a *app) printTable(rep benchReport) {
+	a.printf("\nResults (medians of %d runs of %s each; Gbit/s = iperf3 end.sum_received):\n\n", rep.Runs, rep.Duration)
+	tw := tabwriter.NewWriter(a.out, 0, 0, 1, ' ', 0)
+	row := func(cells ...string) { fmt.Fprintf(tw, "| %s\t|\n", strings.Join(cells, "\t| ")) }
+	row("case", "forwarding Gbit/s", "gatewayd Gbit/s", "ratio", "gatewayd %core", "target", "forwarding after Gbit/s", "host CPU busy fwd / gwd")
+	row("---", "---:", "---:", "---:", "---:", "---", "---:", "---:")
+	met := 0
+	for _, cr := range rep.Cases {
+		fwd, gw, after := cr.Phases[0], cr.Phases[1], cr.Phases[2]
+		verdict := "missed"
+		if cr.Met {
+			verdict = "met"
+			met++
+		}
+		drift := 0.0
+		if fwd.Gbps > 0 {
+			drift = 100 * (after.Gbps - fwd.Gbps) / fwd.Gbps
+		}
+		name := cr.Case.Name
+		for _, p := range cr.Phases {
+			for _, r := range p.Runs {
+				if r.Disturbed && !strings.HasSuffix(name, " (*)") {
+					name += " (*)"
+				}
+			}
+		}
+		row(name,
+			fmt.Sprintf("%.2f", fwd.Gbps),
+			fmt.Sprintf("%.2f", gw.Gbps),
+			fmt.Sprintf("%.2f", cr.Ratio),
+			fmt.Sprintf("%.0f", gw.GatewaydCore),
+			fmt.Sprintf(">= %.1f: %s", cr.Target, verdict),
+			fmt.Sprintf("%.2f (%+.0f%%)", after.Gbps, drift),
+			fmt.Sprintf("%.0f%% / %.0f%%", fwd.HostBusy, gw.HostBusy))
+	}
+	_ = tw.Flush()
+	a.printf("\ntargets (gatewayd >= 0.8x forwarding for 1 stream, >= 0.7x for 8 streams): %d of %d cases met\n", met, len(rep.Cases))
+	a.printf("%%core: gatewayd's utime+stime over the run's wall time (100 = one CPU); host CPU busy: all %d CPUs, /proc/stat\n",
+		rep.Machine.NProc)
+	var user []string
+	for _, cr := range rep.Cases {
+		user = append(user, fmt.Sprintf("%.0f", cr.Phases[1].GatewaydUser))
+	}
+	a.printf("of gatewayd's %%core, user space per case: %s (the rest is kernel time: splice, TCP, netfilter)\n", strings.Join(user, ", "))
+
+	var maxOther float64
+	repeated, disturbed := 0, 0
+	for _, cr := range rep.Cases {
+		for _, p := range cr.Phases {
+			for _, r := range p.Runs {
+				maxOther = max(maxOther, r.OtherCore)
+				if r.Attempts > 1 {
+					repeated++
+				}
+				if r.Disturbed {
+					disturbed++
+				}
+			}
+		}
+	}
+	a.printf("other processes on the machine: at most %.0f%% of a CPU during a kept run; %d run(s) repeated because of them, %d kept although disturbed (> %.0f%%, marked (*))\n",
+		maxOther, repeated, disturbed, disturbedCore)
+
+	a.printf("\nindividual runs, Gbit/s (forwarding | gatewayd | forwarding after):\n")
+	for _, cr := range rep.Cases {
+		var parts []string
+		for _, p := range cr.Phases {
+			var v []string
+			for _, r := range p.Runs {
+				v = append(v, fmt.Sprintf("%.2f", r.Gbps))
+			}
+			parts = append(parts, strings.Join(v, " "))
+		}
+		a.printf("    %-26s %s\n", cr.Case.Name+":", strings.Join(parts, " | "))
+	}
+}

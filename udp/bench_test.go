@@ -1,0 +1,107 @@
+package udp
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+)
+
+// hotPath is a server with one live session whose upstream is a real
+// socket sending to a sink that is never read (the kernel drops what does
+// not fit), and a reply socket towards a client address nobody listens on.
+type hotPath struct {
+	s      *Server
+	ss     *session
+	client netip.AddrPort
+	dst    netip.AddrPort
+	oob    []byte
+	slot   replySlot
+	p      []byte
+}
+
+func newHotPath(tb testing.TB) *hotPath {
+	tb.Helper()
+	sink := listenUDP(tb, "127.0.0.1:0")
+	h := &hotPath{
+		client: netip.MustParseAddrPort("127.0.0.1:9"), // discard: nobody listens
+		dst:    localAddr(sink),
+		p:      make([]byte, 1200),
+	}
+	h.oob = origDstCmsg(h.dst)
+	h.s = New(Config{Dialer: DirectDialer{}}, nil)
+	h.s.openReply = func(netip.AddrPort) (*net.UDPConn, error) {
+		return net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	}
+	tb.Cleanup(func() { h.s.Shutdown(0) })
+	h.s.handleDatagram(h.p, h.oob, 0, h.client)
+	waitFor(tb, "session ready", func() bool {
+		ss, ok := h.s.sessions.get(h.client)
+		h.ss = ss
+		return ok && ss.ready.Load()
+	})
+	h.s.deliver(h.ss, &h.slot, h.p, h.dst, h.s.now()) // opens the reply socket
+	return h
+}
+
+// The per-datagram paths allocate nothing once the session and the reply
+// socket exist.
+func TestHotPathAllocs(t *testing.T) {
+	h := newHotPath(t)
+	up := testing.AllocsPerRun(1000, func() { h.s.handleDatagram(h.p, h.oob, 0, h.client) })
+	down := testing.AllocsPerRun(1000, func() { h.s.deliver(h.ss, &h.slot, h.p, h.dst, h.s.now()) })
+	if up != 0 || down != 0 {
+		t.Errorf("allocations per datagram: client->remote %v, remote->client %v; want 0", up, down)
+	}
+	if st := h.s.Stats(); st.DropSendUp != 0 || st.DropSendDown != 0 || st.SessionsTotal != 1 {
+		t.Errorf("Stats = %+v", st)
+	}
+}
+
+// BenchmarkHotPath is the listener's work per client datagram: decode the
+// original destination, guard, look up the session, send.
+func BenchmarkHotPath(b *testing.B) {
+	h := newHotPath(b)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(h.p)))
+	for b.Loop() {
+		h.s.handleDatagram(h.p, h.oob, 0, h.client)
+	}
+}
+
+// BenchmarkHotPathParallel has many clients on many goroutines, as with
+// several listeners, to show the sharded table does not serialize them.
+func BenchmarkHotPathParallel(b *testing.B) {
+	h := newHotPath(b)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			h.s.handleDatagram(h.p, h.oob, 0, h.client)
+		}
+	})
+}
+
+// BenchmarkDeliver is a session reader's work per remote datagram.
+func BenchmarkDeliver(b *testing.B) {
+	h := newHotPath(b)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(h.p)))
+	for b.Loop() {
+		h.s.deliver(h.ss, &h.slot, h.p, h.dst, h.s.now())
+	}
+}
+
+// BenchmarkLookup is the session table alone.
+func BenchmarkLookup(b *testing.B) {
+	tab := newTable[*fakeEntry]()
+	for i := range 4096 {
+		tab.add(key(i), newFake(i, 0))
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, ok := tab.get(key(i & 4095)); !ok {
+			b.Fatal("missing")
+		}
+		i++
+	}
+}

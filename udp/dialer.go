@@ -1,0 +1,75 @@
+package udp
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/gatewayd/gatewayd/internal/sockopt"
+)
+
+// Upstream is the outside leg of one client's session: a packet socket that
+// sends to any destination and receives from any source (full cone).
+// *net.UDPConn implements it; later outbounds (a SOCKS5 UDP association)
+// may wrap their own transport.
+//
+// If the Upstream also implements syscall.Conn, a session waits for its next
+// datagram without holding a receive buffer, so idle sessions cost no
+// buffer memory. Otherwise the session's reader keeps a 64 KiB buffer for
+// as long as it lives.
+type Upstream interface {
+	// WriteToUDPAddrPort sends one datagram to dst. It is called from the
+	// listener's read loop and must not block for long.
+	WriteToUDPAddrPort(b []byte, dst netip.AddrPort) (int, error)
+	// ReadFromUDPAddrPort receives one datagram and its source.
+	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+	// SetReadDeadline bounds ReadFromUDPAddrPort, as net.Conn's does.
+	SetReadDeadline(t time.Time) error
+	// Close ends the session's reads with an error.
+	Close() error
+}
+
+// Dialer opens the Upstream of a new session. It runs in the session's own
+// goroutine (datagrams of the client are queued meanwhile), and ctx is
+// cancelled when the session is evicted or the server shuts down.
+type Dialer interface {
+	OpenUpstream(ctx context.Context, client netip.AddrPort) (Upstream, error)
+}
+
+// DialerFunc adapts a function to Dialer.
+type DialerFunc func(ctx context.Context, client netip.AddrPort) (Upstream, error)
+
+// OpenUpstream implements Dialer.
+func (f DialerFunc) OpenUpstream(ctx context.Context, client netip.AddrPort) (Upstream, error) {
+	return f(ctx, client)
+}
+
+// DirectDialer sends straight to the original destinations from one
+// unconnected socket per client, bound to the wildcard address of the
+// client's family. Every socket carries SO_MARK=Mark (0 sets no mark) so the
+// TPROXY rules let it pass; the mark must not intersect the TPROXY
+// fwmark/mask.
+type DirectDialer struct {
+	Mark uint32
+}
+
+// OpenUpstream implements Dialer.
+func (d DirectDialer) OpenUpstream(ctx context.Context, client netip.AddrPort) (Upstream, error) {
+	network, laddr := "udp6", "[::]:0"
+	if client.Addr().Unmap().Is4() {
+		network, laddr = "udp4", "0.0.0.0:0"
+	}
+	lc := net.ListenConfig{Control: sockopt.Chain(sockopt.Mark(d.Mark))}
+	pc, err := lc.ListenPacket(ctx, network, laddr)
+	if err != nil {
+		return nil, fmt.Errorf("opening upstream socket for %s: %w", client, err)
+	}
+	uc, ok := pc.(*net.UDPConn)
+	if !ok {
+		_ = pc.Close()
+		return nil, fmt.Errorf("opening upstream socket for %s: got a %T, want *net.UDPConn", client, pc)
+	}
+	return uc, nil
+}

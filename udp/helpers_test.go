@@ -1,0 +1,281 @@
+package udp
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gatewayd/gatewayd/internal/sockopt"
+)
+
+// failAfter guards every blocking step of a test; it is never a timing
+// assertion, only a way to fail instead of hanging.
+const failAfter = 10 * time.Second
+
+// pollEvery is how often waitFor and checkGoroutines re-check.
+const pollEvery = 10 * time.Millisecond
+
+// testLogger logs at debug level into the test output.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// logBuffer collects log output for assertions; safe for concurrent use.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// checkGoroutines fails the test if goroutines started during it are still
+// running at cleanup (registered first, so it runs after other cleanups).
+func checkGoroutines(t *testing.T) {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(failAfter)
+		for runtime.NumGoroutine() > before {
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				t.Errorf("goroutines leaked: %d before, %d after\n%s",
+					before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+				return
+			}
+			time.Sleep(pollEvery)
+		}
+	})
+}
+
+// waitFor polls cond until it holds or failAfter passes.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(failAfter)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+// needRoot skips privileged tests for non-root users, except in CI, where
+// they must run.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("test needs root (IP_TRANSPARENT, SO_MARK, network namespaces) and CI=true")
+		}
+		t.Skip("needs root (IP_TRANSPARENT, SO_MARK, network namespaces)")
+	}
+}
+
+// listenUDP opens a plain UDP socket on addr ("127.0.0.1:0", "[::1]:0").
+func listenUDP(t testing.TB, addr string) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
+	if err != nil {
+		t.Fatalf("listening on %s: %v", addr, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func localAddr(c *net.UDPConn) netip.AddrPort {
+	return c.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// expectDatagram reads one datagram from c and checks its payload.
+func expectDatagram(t testing.TB, c *net.UDPConn, want string) netip.AddrPort {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(failAfter))
+	buf := make([]byte, maxDatagram)
+	n, from, err := c.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		t.Fatalf("waiting for %q: %v", want, err)
+	}
+	if got := string(buf[:n]); got != want {
+		t.Fatalf("got %q from %s, want %q", got, from, want)
+	}
+	return from
+}
+
+func sendTo(t testing.TB, c *net.UDPConn, to netip.AddrPort, msg string) {
+	t.Helper()
+	if _, err := c.WriteToUDPAddrPort([]byte(msg), to); err != nil {
+		t.Fatalf("sending %q to %s: %v", msg, to, err)
+	}
+}
+
+// sockoptRecvOrigDst asks for IP_ORIGDSTADDR, which needs no privilege.
+var sockoptRecvOrigDst = sockopt.Chain(sockopt.RecvOrigDst)
+
+// fdCount is the number of open descriptors of the test process.
+func fdCount(t testing.TB) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatalf("counting descriptors: %v", err)
+	}
+	return len(ents)
+}
+
+// cmsg builds one control message the way the kernel lays it out,
+// independently of the decoder (through the real struct cmsghdr).
+func cmsg(level, typ int32, data []byte) []byte {
+	b := make([]byte, unix.CmsgSpace(len(data)))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level, h.Type = level, typ
+	h.SetLen(unix.CmsgLen(len(data)))
+	copy(b[unix.CmsgLen(0):], data)
+	return b
+}
+
+// sockaddr returns ap as the bytes of a struct sockaddr_in or sockaddr_in6.
+func sockaddr(ap netip.AddrPort) []byte {
+	port := [2]byte{byte(ap.Port() >> 8), byte(ap.Port())}
+	if ap.Addr().Is4() {
+		var sa unix.RawSockaddrInet4
+		sa.Family = unix.AF_INET
+		sa.Port = *(*uint16)(unsafe.Pointer(&port))
+		sa.Addr = ap.Addr().As4()
+		return append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(&sa)), unix.SizeofSockaddrInet4)...)
+	}
+	var sa unix.RawSockaddrInet6
+	sa.Family = unix.AF_INET6
+	sa.Port = *(*uint16)(unsafe.Pointer(&port))
+	sa.Addr = ap.Addr().As16()
+	return append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(&sa)), unix.SizeofSockaddrInet6)...)
+}
+
+// origDstCmsg is the control message the kernel attaches for dst.
+func origDstCmsg(dst netip.AddrPort) []byte {
+	if dst.Addr().Is4() {
+		return cmsg(unix.SOL_IP, unix.IP_ORIGDSTADDR, sockaddr(dst))
+	}
+	return cmsg(unix.SOL_IPV6, unix.IPV6_ORIGDSTADDR, sockaddr(dst))
+}
+
+// redirected is an upstream that sends everything to one backend instead of
+// the destination, and reports the destination asked for. It embeds the
+// *net.UDPConn, so it keeps SyscallConn and the bufferless wait.
+type redirected struct {
+	*net.UDPConn
+	to   netip.AddrPort
+	dsts chan<- netip.AddrPort
+}
+
+func (r redirected) WriteToUDPAddrPort(b []byte, dst netip.AddrPort) (int, error) {
+	select {
+	case r.dsts <- dst:
+	default:
+	}
+	return r.UDPConn.WriteToUDPAddrPort(b, r.to)
+}
+
+// harness is a Server on a plain loopback listener. IP_RECVORIGDSTADDR needs
+// no privilege, so the kernel's real control messages are decoded; the
+// listener is unknown to the loop guard, so a datagram to it (whose original
+// destination is the listener itself) is relayed. Upstreams send to backend
+// instead, and reply sockets are plain loopback sockets: binding a foreign
+// address would need IP_TRANSPARENT.
+type harness struct {
+	s       *Server
+	addr    netip.AddrPort      // the listener
+	backend *net.UDPConn        // where every upstream sends
+	dsts    chan netip.AddrPort // destinations the upstreams were asked for
+	remotes chan netip.AddrPort // remotes reply sockets were opened for
+	served  chan error
+}
+
+func startHarness(t *testing.T, cfg Config, log *slog.Logger) *harness {
+	t.Helper()
+	return startHarnessWith(t, cfg, log, nil)
+}
+
+// startHarnessWith lets setup adjust the server before it serves.
+func startHarnessWith(t *testing.T, cfg Config, log *slog.Logger, setup func(*Server)) *harness {
+	t.Helper()
+	h := &harness{
+		backend: listenUDP(t, "127.0.0.1:0"),
+		dsts:    make(chan netip.AddrPort, 64),
+		remotes: make(chan netip.AddrPort, 64),
+		served:  make(chan error, 1),
+	}
+	to := localAddr(h.backend)
+	cfg.Dialer = DialerFunc(func(ctx context.Context, client netip.AddrPort) (Upstream, error) {
+		up, err := DirectDialer{}.OpenUpstream(ctx, client)
+		if err != nil {
+			return nil, err
+		}
+		return redirected{UDPConn: up.(*net.UDPConn), to: to, dsts: h.dsts}, nil
+	})
+	if log == nil {
+		log = testLogger(t)
+	}
+	h.s = New(cfg, log)
+	h.s.openReply = func(remote netip.AddrPort) (*net.UDPConn, error) {
+		select {
+		case h.remotes <- remote:
+		default:
+		}
+		return net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+	}
+	lc := net.ListenConfig{Control: sockoptRecvOrigDst}
+	pc, err := lc.ListenPacket(context.Background(), "udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("opening listener: %v", err)
+	}
+	ln := pc.(*net.UDPConn)
+	h.addr = localAddr(ln)
+	h.s.listeners = append(h.s.listeners, ln)
+	if setup != nil {
+		setup(h.s)
+	}
+	go func() { h.served <- h.s.Serve() }()
+	t.Cleanup(func() {
+		h.s.Shutdown(0)
+		if err := <-h.served; err != nil {
+			t.Errorf("Serve returned %v, want nil after Shutdown", err)
+		}
+	})
+	return h
+}
+
+// next receives one value from ch or fails.
+func next[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(failAfter):
+		t.Fatalf("timed out waiting for %s", what)
+		var zero T
+		return zero
+	}
+}

@@ -1,0 +1,112 @@
+package udp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/gatewayd/gatewayd/internal/sockopt"
+)
+
+// Listen opens a transparent listener (IP_TRANSPARENT, IP_RECVORIGDSTADDR,
+// and their IPv6 twins on AF_INET6 sockets) on every Config.Listen address.
+// On failure it closes the ones it opened and names the address that
+// failed. Needs CAP_NET_RAW or CAP_NET_ADMIN.
+func (s *Server) Listen(ctx context.Context) error {
+	if len(s.cfg.Listen) == 0 {
+		return errors.New("listening: no UDP listen addresses configured")
+	}
+	lc := net.ListenConfig{Control: sockopt.Chain(sockopt.Transparent, sockopt.RecvOrigDst)}
+	var opened []*net.UDPConn
+	for _, ap := range s.cfg.Listen {
+		ln, err := listenOne(ctx, &lc, ap)
+		if err != nil {
+			closeAll(opened)
+			return fmt.Errorf("listening on %s: %w", ap, err)
+		}
+		opened = append(opened, ln)
+	}
+	if err := s.addListeners(opened...); err != nil {
+		closeAll(opened)
+		return err
+	}
+	for _, ln := range opened {
+		s.log.Info("udp listening", "addr", ln.LocalAddr().String())
+	}
+	return nil
+}
+
+// Addrs returns the bound listener addresses (with the real port where the
+// config said 0).
+func (s *Server) Addrs() []netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]netip.AddrPort, 0, len(s.listeners))
+	for _, ln := range s.listeners {
+		out = append(out, listenerAddr(ln))
+	}
+	return out
+}
+
+// addListeners makes lns part of the server: served by Serve, closed by
+// Shutdown and guarded against loops.
+func (s *Server) addListeners(lns ...*net.UDPConn) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return errors.New("listening: server is shut down")
+	}
+	if s.serving {
+		return errors.New("listening: server is already serving")
+	}
+	s.listeners = append(s.listeners, lns...)
+	addrs := make([]netip.AddrPort, 0, len(s.listeners))
+	for _, ln := range s.listeners {
+		addrs = append(addrs, listenerAddr(ln))
+	}
+	s.guard.Store(newLoopGuard(addrs, s.cfg.IsLocal))
+	return nil
+}
+
+func listenOne(ctx context.Context, lc *net.ListenConfig, ap netip.AddrPort) (*net.UDPConn, error) {
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	pc, err := lc.ListenPacket(ctx, listenNetwork(ap.Addr()), ap.String())
+	if err != nil {
+		return nil, err
+	}
+	uc, ok := pc.(*net.UDPConn)
+	if !ok {
+		_ = pc.Close()
+		return nil, fmt.Errorf("got a %T, want *net.UDPConn", pc)
+	}
+	return uc, nil
+}
+
+// listenNetwork picks the network so that only "[::]" is dual-stack: Go
+// would also make "0.0.0.0" dual-stack under plain "udp". The Control of
+// a dual-stack socket sees "udp6", so it gets the IPv4 options as well.
+func listenNetwork(a netip.Addr) string {
+	switch {
+	case a.Is4():
+		return "udp4"
+	case a.IsUnspecified():
+		return "udp"
+	default:
+		return "udp6"
+	}
+}
+
+func listenerAddr(ln *net.UDPConn) netip.AddrPort {
+	if a, ok := ln.LocalAddr().(*net.UDPAddr); ok {
+		return canonical(a.AddrPort())
+	}
+	return netip.AddrPort{}
+}
+
+func closeAll(lns []*net.UDPConn) {
+	for _, ln := range lns {
+		_ = ln.Close()
+	}
+}

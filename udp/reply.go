@@ -1,0 +1,146 @@
+package udp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/gatewayd/gatewayd/internal/sockopt"
+)
+
+// errLocalSource refuses to spoof a source that is gatewayd's own host.
+var errLocalSource = errors.New("remote is a local or multicast address")
+
+// replySock is a transparent socket bound to a remote address:port. It
+// sends that remote's datagrams to clients, so they arrive from the address
+// the client talked to (or, full cone, from the remote that found the
+// client's mapping). It is unconnected and never read: without a UDP
+// `-m socket` rule, TPROXY ignores unconnected sockets and later client
+// datagrams keep going to the listener.
+//
+// Reply sockets are shared by all sessions (SO_REUSEADDR lets a second one
+// bind the same address while another is being replaced) and cached by
+// remote address with LRU eviction and idle expiry.
+type replySock struct {
+	conn *net.UDPConn
+	last atomic.Int64 // server clock at the last send
+}
+
+func (r *replySock) lastActive() int64 { return r.last.Load() }
+
+func (r *replySock) touch(now int64) {
+	if r.last.Load() < now {
+		r.last.Store(now)
+	}
+}
+
+// replySlot is a session reader's own reference to the reply socket it used
+// last, so a session answered by one remote finds its socket without
+// taking a table lock per datagram.
+type replySlot struct {
+	remote netip.AddrPort
+	rs     *replySock
+}
+
+// deliver sends a datagram that remote sent to the session's upstream on to
+// the client, from a reply socket bound to remote. A socket closed by the
+// sweeper or an eviction between lookup and send is replaced once.
+func (s *Server) deliver(ss *session, slot *replySlot, p []byte, remote netip.AddrPort, now int64) {
+	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
+	for range 2 {
+		rs := slot.rs
+		if rs != nil && slot.remote == remote {
+			rs.touch(now)
+		} else {
+			var err error
+			if rs, err = s.reply(remote, now); err != nil {
+				if errors.Is(err, errLocalSource) {
+					s.stats.dropLocalSource.Add(1)
+				} else {
+					s.stats.dropReplySocket.Add(1)
+					if s.warnedReply.CompareAndSwap(false, true) {
+						s.log.Warn("udp reply socket failed (logged once)", "remote", remote.String(), "err", err)
+					}
+				}
+				return
+			}
+			slot.remote, slot.rs = remote, rs
+		}
+		_, err := rs.conn.WriteToUDPAddrPort(p, ss.client)
+		if err == nil {
+			ss.touch(now)
+			s.countDown(ss, len(p))
+			return
+		}
+		slot.rs = nil
+		if !errors.Is(err, net.ErrClosed) {
+			break
+		}
+	}
+	s.stats.dropSendDown.Add(1)
+}
+
+// reply returns the cached reply socket for remote, opening one if needed.
+func (s *Server) reply(remote netip.AddrPort, now int64) (*replySock, error) {
+	if rs, ok := s.replies.get(remote); ok {
+		rs.touch(now)
+		return rs, nil
+	}
+	conn, err := s.openReply(remote)
+	if err != nil {
+		return nil, err
+	}
+	rs := &replySock{conn: conn}
+	rs.last.Store(now)
+	got, added := s.replies.add(remote, rs)
+	if !added {
+		_ = conn.Close()
+		got.touch(now)
+		return got, nil
+	}
+	for s.replies.len() > s.cfg.MaxReplySockets {
+		victim, ok := s.replies.popOldest(rs)
+		if !ok {
+			break
+		}
+		_ = victim.conn.Close()
+	}
+	return rs, nil
+}
+
+// spoofable reports whether gatewayd may send from a as if it were the
+// remote. Its own addresses are not foreign (binding would share a port
+// with a local service) and multicast or unspecified ones are no sources.
+func (s *Server) spoofable(a netip.Addr) bool {
+	if a.IsLoopback() || a.IsMulticast() || a.IsUnspecified() {
+		return false
+	}
+	return s.cfg.IsLocal == nil || !s.cfg.IsLocal(a)
+}
+
+// openReplySocket binds a transparent (IP_TRANSPARENT, SO_REUSEADDR,
+// SO_MARK=BypassMark) UDP socket of remote's family to remote, unless remote
+// must not be spoofed.
+func (s *Server) openReplySocket(remote netip.AddrPort) (*net.UDPConn, error) {
+	if !s.spoofable(remote.Addr()) {
+		return nil, fmt.Errorf("binding reply socket to %s: %w", remote, errLocalSource)
+	}
+	network := "udp6"
+	if remote.Addr().Is4() {
+		network = "udp4"
+	}
+	lc := net.ListenConfig{Control: sockopt.Chain(sockopt.Transparent, sockopt.ReuseAddr, sockopt.Mark(s.cfg.BypassMark))}
+	pc, err := lc.ListenPacket(context.Background(), network, remote.String())
+	if err != nil {
+		return nil, fmt.Errorf("binding reply socket to %s: %w", remote, err)
+	}
+	uc, ok := pc.(*net.UDPConn)
+	if !ok {
+		_ = pc.Close()
+		return nil, fmt.Errorf("binding reply socket to %s: got a %T, want *net.UDPConn", remote, pc)
+	}
+	return uc, nil
+}

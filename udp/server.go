@@ -1,0 +1,283 @@
+// Package udp is gatewayd's UDP side of TPROXY: transparent listeners that
+// learn each datagram's original destination from a control message, and a
+// full-cone relay. Every client address:port gets one session with one
+// upstream socket for all its destinations; whatever any remote sends to
+// that socket reaches the client from a transparent reply socket bound to
+// the remote's address.
+package udp
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults for zero Config fields.
+const (
+	defaultIdleTimeout = 60 * time.Second
+	defaultMaxSessions = 4096
+	// defaultRepliesPerSession sizes the reply socket cache: most sessions
+	// talk to one remote, some to a few.
+	defaultRepliesPerSession = 2
+)
+
+// The sweeper runs sweepsPerIdle times per IdleTimeout (so a session ends
+// at most a quarter late), but not more often than sweepFloor.
+const (
+	sweepsPerIdle = 4
+	sweepFloor    = 10 * time.Millisecond
+)
+
+// During Shutdown, sessions quiet for drainQuiet are closed at once (their
+// replies are in); the others get until the grace period ends. drainPoll is
+// how often that is re-checked.
+const (
+	drainQuiet = 500 * time.Millisecond
+	drainPoll  = 50 * time.Millisecond
+)
+
+// Config configures a Server.
+type Config struct {
+	// Listen gets one transparent listener per address (e.g. 127.0.0.1:15001
+	// and [::1]:15001). "[::]:p" is dual-stack, "0.0.0.0:p" IPv4 only.
+	Listen []netip.AddrPort
+	// BypassMark is the SO_MARK of the default upstream sockets and of the
+	// reply sockets; it must not intersect the TPROXY fwmark/mask.
+	BypassMark uint32
+	// Dialer opens each session's upstream. nil: DirectDialer{Mark: BypassMark}.
+	Dialer Dialer
+	// IdleTimeout ends a session (and a reply socket) that carried no
+	// datagram for this long. <= 0: 60 s.
+	IdleTimeout time.Duration
+	// MaxSessions bounds the session table. A new client always gets a
+	// session; beyond the bound the least recently active one is evicted.
+	// <= 0: 4096.
+	MaxSessions int
+	// MaxReplySockets bounds the reply socket cache, least recently used
+	// first out. <= 0: 2*MaxSessions.
+	MaxReplySockets int
+	// IsLocal reports router-local addresses, for the loop guard and to
+	// refuse spoofing them. It must be safe for concurrent use. nil: only
+	// listener addresses and loopback/unspecified addresses on a listener
+	// port count.
+	IsLocal func(netip.Addr) bool
+}
+
+// Server receives TPROXY'd UDP datagrams and relays them full cone.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	stats counters
+	epoch time.Time // zero of the server clock (monotonic)
+
+	ctx    context.Context // parent of upstream opens
+	cancel context.CancelFunc
+	done   chan struct{} // closed when Shutdown starts
+	guard  atomic.Pointer[loopGuard]
+
+	sessions *table[*session]
+	replies  *table[*replySock]
+	bufs     sync.Pool     // *[]byte of maxDatagram, for session readers
+	bufsHeld atomic.Int64  // buffers session readers hold now
+	linger   time.Duration // bufferLinger; shorter in tests
+	// openReply binds a reply socket; a seam for unprivileged tests.
+	openReply func(remote netip.AddrPort) (*net.UDPConn, error)
+
+	warnedNoOrigDst, warnedReply atomic.Bool
+
+	mu        sync.Mutex
+	listeners []*net.UDPConn
+	serving   bool // Serve was called
+	stopped   bool // listeners closed: read errors are expected
+	closing   bool // Shutdown started
+
+	loops        sync.WaitGroup // listener read loops
+	sweepWG      sync.WaitGroup // the sweeper
+	sessWG       sync.WaitGroup // session goroutines
+	shutdownOnce sync.Once
+}
+
+// New returns a Server for cfg. It opens nothing: call Listen, then Serve.
+// A nil log discards output.
+func New(cfg Config, log *slog.Logger) *Server {
+	if cfg.Dialer == nil {
+		cfg.Dialer = DirectDialer{Mark: cfg.BypassMark}
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = defaultIdleTimeout
+	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = defaultMaxSessions
+	}
+	if cfg.MaxReplySockets <= 0 {
+		cfg.MaxReplySockets = defaultRepliesPerSession * cfg.MaxSessions
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg:      cfg,
+		log:      log,
+		epoch:    time.Now(),
+		ctx:      ctx,
+		cancel:   cancel,
+		done:     make(chan struct{}),
+		sessions: newTable[*session](),
+		replies:  newTable[*replySock](),
+		bufs: sync.Pool{New: func() any {
+			b := make([]byte, maxDatagram)
+			return &b
+		}},
+	}
+	s.openReply = s.openReplySocket
+	s.linger = bufferLinger
+	s.guard.Store(newLoopGuard(nil, cfg.IsLocal))
+	return s
+}
+
+// now reads the server clock: monotonic nanoseconds since New.
+func (s *Server) now() int64 { return int64(time.Since(s.epoch)) }
+
+// Serve runs one read loop per listener and the session sweeper, and blocks
+// until the read loops end. It returns nil after Shutdown. If a listener
+// fails permanently, Serve closes the other listeners (sessions go on until
+// Shutdown) and returns that error.
+func (s *Server) Serve() error {
+	s.mu.Lock()
+	switch {
+	case s.closing:
+		s.mu.Unlock()
+		return nil
+	case s.serving:
+		s.mu.Unlock()
+		return errors.New("serving UDP: Serve already called")
+	case len(s.listeners) == 0:
+		s.mu.Unlock()
+		return errors.New("serving UDP: no listeners, call Listen first")
+	}
+	s.serving = true
+	lns := append([]*net.UDPConn(nil), s.listeners...)
+	s.loops.Add(len(lns))
+	s.sweepWG.Add(1)
+	s.mu.Unlock()
+
+	go func() {
+		defer s.sweepWG.Done()
+		s.sweepLoop()
+	}()
+	errs := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() {
+			defer s.loops.Done()
+			errs <- s.readLoop(ln)
+		}()
+	}
+	var first error
+	for range lns {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+			s.closeListeners()
+		}
+	}
+	return first
+}
+
+// Shutdown stops receiving at once. Sessions then have up to grace to
+// receive their last replies: each is closed once it has been quiet for
+// drainQuiet, the rest when grace ends. It returns when every goroutine and
+// socket of the server is gone. Later calls wait for the first to finish.
+func (s *Server) Shutdown(grace time.Duration) {
+	s.shutdownOnce.Do(func() {
+		s.mu.Lock()
+		s.closing = true
+		s.mu.Unlock()
+		s.closeListeners()
+		s.loops.Wait()
+
+		s.drain(grace)
+		close(s.done)
+		s.sweepWG.Wait()
+		for _, ss := range s.sessions.drain() {
+			ss.close(reasonShutdown, nil)
+		}
+		s.cancel()
+		s.sessWG.Wait()
+		for _, rs := range s.replies.drain() {
+			_ = rs.conn.Close()
+		}
+	})
+}
+
+// Close is Shutdown without grace.
+func (s *Server) Close() error {
+	s.Shutdown(0)
+	return nil
+}
+
+// drain closes sessions as they go quiet, until none is left or grace
+// has passed.
+func (s *Server) drain(grace time.Duration) {
+	if grace <= 0 {
+		return
+	}
+	deadline := time.Now().Add(grace)
+	for s.sessions.len() > 0 {
+		for _, ss := range s.sessions.expire(s.now() - int64(drainQuiet)) {
+			ss.close(reasonShutdown, nil)
+		}
+		left := time.Until(deadline)
+		if left <= 0 || s.sessions.len() == 0 {
+			return
+		}
+		time.Sleep(min(drainPoll, left))
+	}
+}
+
+// sweepLoop expires idle sessions and reply sockets until Shutdown.
+func (s *Server) sweepLoop() {
+	t := time.NewTicker(max(s.cfg.IdleTimeout/sweepsPerIdle, sweepFloor))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			s.sweep(s.now())
+		}
+	}
+}
+
+// sweep closes the sessions and reply sockets idle for IdleTimeout at now.
+func (s *Server) sweep(now int64) {
+	cutoff := now - int64(s.cfg.IdleTimeout)
+	for _, ss := range s.sessions.expire(cutoff) {
+		if ss.close(reasonIdle, nil) {
+			s.stats.sessionsExpired.Add(1)
+		}
+	}
+	for _, rs := range s.replies.expire(cutoff) {
+		_ = rs.conn.Close()
+	}
+}
+
+// closeListeners closes every listener; their read loops then end.
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopped = true
+	for _, ln := range s.listeners {
+		_ = ln.Close()
+	}
+}
+
+func (s *Server) listenersStopped() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopped
+}

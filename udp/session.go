@@ -1,0 +1,282 @@
+package udp
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Why a session ended, for its log line.
+const (
+	reasonIdle     = "idle"
+	reasonEvicted  = "evicted"
+	reasonShutdown = "shutdown"
+	reasonError    = "error"
+)
+
+// maxPending is how many client datagrams a session queues while its
+// upstream is being opened; more are dropped (DropQueue).
+const maxPending = 8
+
+// maxTrackedDsts bounds the set of distinct destinations a session
+// remembers for its log line, so a client scanning ports costs no more.
+const maxTrackedDsts = 256
+
+// errSessionClosed reports a send on a session that has just been closed
+// (evicted or expired); the caller retries with a new session.
+var errSessionClosed = errors.New("session closed")
+
+// pendingDatagram is a client datagram waiting for the upstream.
+type pendingDatagram struct {
+	payload []byte
+	dst     netip.AddrPort
+}
+
+// session is the full-cone mapping of one client address:port: one
+// upstream socket for every destination the client sends to, and every
+// remote that sends to that socket reaches the client.
+type session struct {
+	client netip.AddrPort // unmapped
+	start  time.Time
+	cancel context.CancelFunc // aborts the upstream open
+
+	last  atomic.Int64 // server clock at the last datagram either way
+	ready atomic.Bool  // up is set and the pending queue flushed
+	up    Upstream     // written once, before ready
+
+	lastDst atomic.Uint64 // hash of the last destination, skips the set on repeats
+
+	upDatagrams, upBytes     atomic.Uint64
+	downDatagrams, downBytes atomic.Uint64
+
+	mu       sync.Mutex
+	closed   bool
+	reason   string
+	err      error
+	pending  []pendingDatagram
+	firstDst netip.AddrPort
+	dsts     map[netip.AddrPort]struct{}
+}
+
+func (ss *session) lastActive() int64 { return ss.last.Load() }
+
+// touch records activity at now (server clock). The two directions touch
+// from different goroutines; the timestamp never goes back.
+func (ss *session) touch(now int64) {
+	for {
+		old := ss.last.Load()
+		if old >= now || ss.last.CompareAndSwap(old, now) {
+			return
+		}
+	}
+}
+
+// close ends the session for reason: it aborts an upstream open in
+// progress, or closes the upstream, which ends the session's goroutine.
+// Only the first call counts; it reports whether it was.
+func (ss *session) close(reason string, err error) bool {
+	ss.mu.Lock()
+	if ss.closed {
+		ss.mu.Unlock()
+		return false
+	}
+	ss.closed, ss.reason, ss.err = true, reason, err
+	ss.pending = nil
+	up := ss.up
+	ss.mu.Unlock()
+	ss.cancel()
+	if up != nil {
+		_ = up.Close()
+	}
+	return true
+}
+
+// noteDst records dst among the session's destinations.
+func (ss *session) noteDst(dst netip.AddrPort, h uint64) {
+	if ss.lastDst.Load() == h {
+		return
+	}
+	ss.lastDst.Store(h)
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if !ss.firstDst.IsValid() {
+		ss.firstDst = dst
+	}
+	if len(ss.dsts) < maxTrackedDsts {
+		if ss.dsts == nil {
+			ss.dsts = make(map[netip.AddrPort]struct{})
+		}
+		ss.dsts[dst] = struct{}{}
+	}
+}
+
+// newSession creates the session for client with its first datagram
+// queued, makes room for it and starts its goroutine. If another read loop
+// created one first, it returns that one and false: the caller sends.
+func (s *Server) newSession(client netip.AddrPort, now int64, p []byte, dst netip.AddrPort) (*session, bool) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	ss := &session{
+		client:  client,
+		start:   time.Now(),
+		cancel:  cancel,
+		pending: []pendingDatagram{{payload: append([]byte(nil), p...), dst: dst}},
+	}
+	ss.last.Store(now)
+	got, added := s.sessions.add(client, ss)
+	if !added {
+		cancel()
+		return got, false
+	}
+	s.stats.sessionsTotal.Add(1)
+	for s.sessions.len() > s.cfg.MaxSessions {
+		victim, ok := s.sessions.popOldest(ss)
+		if !ok {
+			break
+		}
+		if victim.close(reasonEvicted, nil) {
+			s.stats.sessionsEvicted.Add(1)
+		}
+	}
+	s.sessWG.Add(1)
+	go s.runSession(ctx, ss)
+	return ss, true
+}
+
+// send relays one client datagram. Once the upstream is open this is a
+// single WriteToUDPAddrPort from the caller's goroutine.
+func (s *Server) send(ss *session, p []byte, dst netip.AddrPort) error {
+	if !ss.ready.Load() {
+		queued, err := s.enqueue(ss, p, dst)
+		if queued || err != nil {
+			return err
+		}
+	}
+	_, err := ss.up.WriteToUDPAddrPort(p, dst)
+	if err != nil {
+		ss.mu.Lock()
+		closed := ss.closed
+		ss.mu.Unlock()
+		if closed {
+			return errSessionClosed
+		}
+		return err
+	}
+	s.countUp(ss, len(p))
+	return nil
+}
+
+// enqueue queues a datagram while the upstream is being opened. It reports
+// false if the upstream became ready meanwhile (the caller sends directly).
+func (s *Server) enqueue(ss *session, p []byte, dst netip.AddrPort) (bool, error) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	switch {
+	case ss.closed:
+		return false, errSessionClosed
+	case ss.ready.Load():
+		return false, nil
+	case len(ss.pending) >= maxPending:
+		s.stats.dropQueue.Add(1)
+		return true, nil
+	}
+	ss.pending = append(ss.pending, pendingDatagram{payload: append([]byte(nil), p...), dst: dst})
+	return true, nil
+}
+
+func (s *Server) countUp(ss *session, n int) {
+	ss.upDatagrams.Add(1)
+	ss.upBytes.Add(uint64(n))
+	s.stats.datagramsUp.Add(1)
+	s.stats.bytesUp.Add(uint64(n))
+}
+
+func (s *Server) countDown(ss *session, n int) {
+	ss.downDatagrams.Add(1)
+	ss.downBytes.Add(uint64(n))
+	s.stats.datagramsDown.Add(1)
+	s.stats.bytesDown.Add(uint64(n))
+}
+
+// runSession opens the upstream, flushes what the client sent meanwhile and
+// relays the remotes' datagrams to the client until the session is closed.
+func (s *Server) runSession(ctx context.Context, ss *session) {
+	defer s.sessWG.Done()
+	up, err := s.cfg.Dialer.OpenUpstream(ctx, ss.client)
+	if s.attach(ss, up, err) {
+		if err := s.pump(ss, up); err != nil {
+			ss.close(reasonError, err)
+		}
+	}
+	s.sessions.remove(ss.client, ss)
+	s.logSession(ss)
+}
+
+// attach makes up the session's upstream and sends the queued datagrams,
+// in order, before any later one can overtake them. It reports false if
+// the session cannot go on (open failed, or closed meanwhile).
+func (s *Server) attach(ss *session, up Upstream, err error) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	switch {
+	case ss.closed:
+		if up != nil {
+			_ = up.Close()
+		}
+		return false
+	case err != nil:
+		s.stats.dropDial.Add(uint64(len(ss.pending)))
+		ss.closed, ss.reason, ss.err, ss.pending = true, reasonError, err, nil
+		return false
+	}
+	ss.up = up
+	for _, d := range ss.pending {
+		if _, err := up.WriteToUDPAddrPort(d.payload, d.dst); err != nil {
+			s.stats.dropSendUp.Add(1)
+			continue
+		}
+		s.countUp(ss, len(d.payload))
+	}
+	ss.pending = nil
+	ss.ready.Store(true)
+	return true
+}
+
+// logSession writes the one debug line of a session's end.
+func (s *Server) logSession(ss *session) {
+	ctx := context.Background()
+	if !s.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	ss.mu.Lock()
+	reason, err, first, ndst := ss.reason, ss.err, ss.firstDst, len(ss.dsts)
+	ss.mu.Unlock()
+	attrs := []slog.Attr{
+		slog.String("client", ss.client.String()),
+		slog.String("dst", addrPortString(first)),
+		slog.Int("dsts", ndst),
+		slog.Uint64("up", ss.upDatagrams.Load()),
+		slog.Uint64("up_bytes", ss.upBytes.Load()),
+		slog.Uint64("down", ss.downDatagrams.Load()),
+		slog.Uint64("down_bytes", ss.downBytes.Load()),
+		slog.Duration("duration", time.Since(ss.start)),
+		slog.String("reason", reason),
+	}
+	if ndst >= maxTrackedDsts {
+		attrs = append(attrs, slog.Bool("dsts_capped", true))
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("err", err.Error()))
+	}
+	s.log.LogAttrs(ctx, slog.LevelDebug, "udp session closed", attrs...)
+}
+
+func addrPortString(ap netip.AddrPort) string {
+	if !ap.IsValid() {
+		return ""
+	}
+	return ap.String()
+}
