@@ -100,6 +100,7 @@ func cmdRun(cfg *gateway.Config, _, stderr io.Writer) error {
 		return err
 	}
 	defer closeSys()
+	checkFileLimit(cfg, log)
 	g.Relays = newRelays(cfg, log)
 	log.Info("starting", "version", version, "config", cfg.Path())
 	return g.Run(ctx)

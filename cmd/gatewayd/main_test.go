@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -72,5 +73,15 @@ func TestRulesPrintsPayloads(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("rules output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestLocalAddrs(t *testing.T) {
+	var l localAddrs
+	if !l.Has(netip.MustParseAddr("127.0.0.1")) || !l.Has(netip.MustParseAddr("::ffff:127.0.0.1")) {
+		t.Error("loopback is not local")
+	}
+	if l.Has(netip.MustParseAddr("198.19.255.254")) {
+		t.Error("198.19.255.254 reported local")
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/netip"
 	"os"
 	"strings"
 
@@ -13,6 +11,7 @@ import (
 	"github.com/gatewayd/gatewayd/tcp"
 	"github.com/gatewayd/gatewayd/udp"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // newGateway wires the real kernel seams: iptables of each family and a
@@ -40,39 +39,22 @@ func newGateway(cfg *gateway.Config, log *slog.Logger) (*gateway.Gateway, func()
 
 // newRelays builds the TCP and UDP relays for the config.
 func newRelays(cfg *gateway.Config, log *slog.Logger) []gateway.Relay {
+	local := &localAddrs{}
 	srv := tcp.New(tcp.Config{
 		Listen:      cfg.ListenAddrPorts(),
 		Dialer:      &tcp.DirectDialer{Mark: cfg.TProxy.BypassMark, Timeout: cfg.TCP.ConnectTimeout.Duration},
 		IdleTimeout: cfg.TCP.IdleTimeout.Duration,
 		MaxConns:    cfg.TCP.MaxConnections,
-		IsLocal:     isLocalAddr,
+		IsLocal:     local.Has,
 	}, log.With("relay", "tcp"))
 	usrv := udp.New(udp.Config{
 		Listen:      cfg.ListenAddrPorts(),
 		BypassMark:  cfg.TProxy.BypassMark,
 		IdleTimeout: cfg.UDP.IdleTimeout.Duration,
 		MaxSessions: cfg.UDP.MaxSessions,
-		IsLocal:     isLocalAddr,
+		IsLocal:     local.Has,
 	}, log.With("relay", "udp"))
 	return []gateway.Relay{srv, usrv}
-}
-
-// isLocalAddr reports whether a is one of the router's addresses. The
-// relay's loop guard asks only for flows to the listener port, so reading
-// the interface addresses each time costs nothing on the hot path.
-func isLocalAddr(a netip.Addr) bool {
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return false
-	}
-	for _, ad := range addrs {
-		if p, ok := ad.(*net.IPNet); ok {
-			if ip, ok := netip.AddrFromSlice(p.IP); ok && ip.Unmap() == a.Unmap() {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func readSysctl(key string) (string, error) {
@@ -88,4 +70,22 @@ func newLogger(cfg *gateway.Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// fdReserve covers listeners, netlink, logs and exec'd iptables.
+const fdReserve = 64
+
+// checkFileLimit warns when the descriptor limit cannot hold the configured
+// flows: two per TCP flow, one per UDP session plus up to two reply sockets.
+// (Go already raised the soft limit to the hard one at start.)
+func checkFileLimit(cfg *gateway.Config, log *slog.Logger) {
+	var r unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &r); err != nil {
+		return
+	}
+	need := uint64(2*cfg.TCP.MaxConnections + 3*cfg.UDP.MaxSessions + fdReserve)
+	if r.Cur < need {
+		log.Warn("open file limit is below what tcp.max_connections and udp.max_sessions need; new flows will fail when it is reached (raise LimitNOFILE / procd limits, or lower the maximums)",
+			"limit", r.Cur, "need", need)
+	}
 }
