@@ -2,8 +2,8 @@ package main
 
 import (
 	"bytes"
-	"os"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
