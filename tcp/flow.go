@@ -99,7 +99,7 @@ func (s *Server) run(f *flow) (netip.AddrPort, outcome) {
 		reset(f.client)
 		return dst, outcome{reason: reasonNoDst, err: err}
 	}
-	if s.guard.Load().refuses(dst) {
+	if s.guard.Load().Refuses(dst) {
 		s.stats.loopRefused.Add(1)
 		reset(f.client)
 		return dst, outcome{reason: reasonLoop}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/gatewayd/gatewayd/internal/listen"
 	"github.com/gatewayd/gatewayd/internal/sockopt"
 )
 
@@ -19,17 +20,14 @@ func (s *Server) Listen(ctx context.Context) error {
 	}
 	lc := net.ListenConfig{Control: sockopt.Chain(sockopt.Transparent)}
 	lc.SetMultipathTCP(false)
-	var opened []*net.TCPListener
-	for _, ap := range s.cfg.Listen {
-		ln, err := listenOne(ctx, &lc, ap)
-		if err != nil {
-			closeAll(opened)
-			return fmt.Errorf("listening on %s: %w", ap, err)
-		}
-		opened = append(opened, ln)
+	opened, err := listen.All(s.cfg.Listen, func(ap netip.AddrPort) (*net.TCPListener, error) {
+		return listenOne(ctx, &lc, ap)
+	})
+	if err != nil {
+		return err
 	}
 	if err := s.addListeners(opened...); err != nil {
-		closeAll(opened)
+		listen.CloseAll(opened)
 		return err
 	}
 	for _, ln := range opened {
@@ -66,13 +64,12 @@ func (s *Server) addListeners(lns ...*net.TCPListener) error {
 	for _, ln := range s.listeners {
 		addrs = append(addrs, listenerAddr(ln))
 	}
-	s.guard.Store(newLoopGuard(addrs, s.cfg.IsLocal))
+	s.guard.Store(listen.NewGuard(addrs, s.cfg.IsLocal))
 	return nil
 }
 
 func listenOne(ctx context.Context, lc *net.ListenConfig, ap netip.AddrPort) (*net.TCPListener, error) {
-	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	ln, err := lc.Listen(ctx, listenNetwork(ap.Addr()), ap.String())
+	ln, err := lc.Listen(ctx, listen.Network("tcp", ap.Addr()), ap.String())
 	if err != nil {
 		return nil, err
 	}
@@ -84,28 +81,9 @@ func listenOne(ctx context.Context, lc *net.ListenConfig, ap netip.AddrPort) (*n
 	return tl, nil
 }
 
-// listenNetwork picks the network so that only "[::]" is dual-stack: Go
-// would also make "0.0.0.0" dual-stack under plain "tcp".
-func listenNetwork(a netip.Addr) string {
-	switch {
-	case a.Is4():
-		return "tcp4"
-	case a.IsUnspecified():
-		return "tcp"
-	default:
-		return "tcp6"
-	}
-}
-
 func listenerAddr(ln *net.TCPListener) netip.AddrPort {
 	if a, ok := ln.Addr().(*net.TCPAddr); ok {
-		return canonical(a.AddrPort())
+		return listen.Canonical(a.AddrPort())
 	}
 	return netip.AddrPort{}
-}
-
-func closeAll(lns []*net.TCPListener) {
-	for _, ln := range lns {
-		_ = ln.Close()
-	}
 }

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gatewayd/gatewayd/internal/listen"
 )
 
 // defaultDialTimeout is the connect timeout of the DirectDialer used when
@@ -47,7 +49,7 @@ type Server struct {
 	ctx    context.Context // parent of upstream dials
 	cancel context.CancelFunc
 	done   chan struct{} // closed when Shutdown starts; wakes accept backoff
-	guard  atomic.Pointer[loopGuard]
+	guard  atomic.Pointer[listen.Guard]
 
 	mu        sync.Mutex
 	listeners []*net.TCPListener
@@ -80,7 +82,7 @@ func New(cfg Config, log *slog.Logger) *Server {
 		done:   make(chan struct{}),
 		flows:  make(map[*flow]struct{}),
 	}
-	s.guard.Store(newLoopGuard(nil, cfg.IsLocal))
+	s.guard.Store(listen.NewGuard(nil, cfg.IsLocal))
 	return s
 }
 

@@ -85,7 +85,7 @@ func (s *Server) handleDatagram(p, oob []byte, flags int, client netip.AddrPort)
 		}
 		return
 	}
-	if s.guard.Load().refuses(dst) {
+	if s.guard.Load().Refuses(dst) {
 		s.stats.dropLoop.Add(1)
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/gatewayd/gatewayd/internal/listen"
 	"github.com/gatewayd/gatewayd/internal/sockopt"
 )
 
@@ -19,17 +20,14 @@ func (s *Server) Listen(ctx context.Context) error {
 		return errors.New("listening: no UDP listen addresses configured")
 	}
 	lc := net.ListenConfig{Control: sockopt.Chain(sockopt.Transparent, sockopt.RecvOrigDst)}
-	var opened []*net.UDPConn
-	for _, ap := range s.cfg.Listen {
-		ln, err := listenOne(ctx, &lc, ap)
-		if err != nil {
-			closeAll(opened)
-			return fmt.Errorf("listening on %s: %w", ap, err)
-		}
-		opened = append(opened, ln)
+	opened, err := listen.All(s.cfg.Listen, func(ap netip.AddrPort) (*net.UDPConn, error) {
+		return listenOne(ctx, &lc, ap)
+	})
+	if err != nil {
+		return err
 	}
 	if err := s.addListeners(opened...); err != nil {
-		closeAll(opened)
+		listen.CloseAll(opened)
 		return err
 	}
 	for _, ln := range opened {
@@ -66,13 +64,12 @@ func (s *Server) addListeners(lns ...*net.UDPConn) error {
 	for _, ln := range s.listeners {
 		addrs = append(addrs, listenerAddr(ln))
 	}
-	s.guard.Store(newLoopGuard(addrs, s.cfg.IsLocal))
+	s.guard.Store(listen.NewGuard(addrs, s.cfg.IsLocal))
 	return nil
 }
 
 func listenOne(ctx context.Context, lc *net.ListenConfig, ap netip.AddrPort) (*net.UDPConn, error) {
-	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	pc, err := lc.ListenPacket(ctx, listenNetwork(ap.Addr()), ap.String())
+	pc, err := lc.ListenPacket(ctx, listen.Network("udp", ap.Addr()), ap.String())
 	if err != nil {
 		return nil, err
 	}
@@ -84,29 +81,9 @@ func listenOne(ctx context.Context, lc *net.ListenConfig, ap netip.AddrPort) (*n
 	return uc, nil
 }
 
-// listenNetwork picks the network so that only "[::]" is dual-stack: Go
-// would also make "0.0.0.0" dual-stack under plain "udp". The Control of
-// a dual-stack socket sees "udp6", so it gets the IPv4 options as well.
-func listenNetwork(a netip.Addr) string {
-	switch {
-	case a.Is4():
-		return "udp4"
-	case a.IsUnspecified():
-		return "udp"
-	default:
-		return "udp6"
-	}
-}
-
 func listenerAddr(ln *net.UDPConn) netip.AddrPort {
 	if a, ok := ln.LocalAddr().(*net.UDPAddr); ok {
-		return canonical(a.AddrPort())
+		return listen.Canonical(a.AddrPort())
 	}
 	return netip.AddrPort{}
-}
-
-func closeAll(lns []*net.UDPConn) {
-	for _, ln := range lns {
-		_ = ln.Close()
-	}
 }

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gatewayd/gatewayd/internal/listen"
 )
 
 // Defaults for zero Config fields.
@@ -78,7 +80,7 @@ type Server struct {
 	ctx    context.Context // parent of upstream opens
 	cancel context.CancelFunc
 	done   chan struct{} // closed when Shutdown starts
-	guard  atomic.Pointer[loopGuard]
+	guard  atomic.Pointer[listen.Guard]
 
 	sessions *table[*session]
 	replies  *table[*replySock]
@@ -137,7 +139,7 @@ func New(cfg Config, log *slog.Logger) *Server {
 	}
 	s.openReply = s.openReplySocket
 	s.linger = bufferLinger
-	s.guard.Store(newLoopGuard(nil, cfg.IsLocal))
+	s.guard.Store(listen.NewGuard(nil, cfg.IsLocal))
 	return s
 }
 

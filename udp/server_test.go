@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayd/gatewayd/internal/listen"
 	"golang.org/x/sys/unix"
 )
 
@@ -282,7 +283,7 @@ func TestDrops(t *testing.T) {
 	d := &memDialer{}
 	s := newMemServer(t, Config{}, d)
 	listener := netip.MustParseAddrPort("127.0.0.1:15001")
-	s.guard.Store(newLoopGuard([]netip.AddrPort{listener}, nil))
+	s.guard.Store(listen.NewGuard([]netip.AddrPort{listener}, nil))
 	client := clientN(1)
 	ok := origDstCmsg(remoteDst)
 	for _, tc := range []struct {

@@ -1,4 +1,4 @@
-package tcp
+package listen
 
 import (
 	"net/netip"
@@ -8,7 +8,7 @@ import (
 func TestLoopGuard(t *testing.T) {
 	routerLAN := netip.MustParseAddr("198.18.0.1")
 	isLocal := func(a netip.Addr) bool { return a == routerLAN }
-	g := newLoopGuard([]netip.AddrPort{
+	g := NewGuard([]netip.AddrPort{
 		netip.MustParseAddrPort("127.0.0.1:15001"),
 		netip.MustParseAddrPort("[::]:15002"),
 	}, isLocal)
@@ -28,18 +28,28 @@ func TestLoopGuard(t *testing.T) {
 		"[fe80::1%eth0]:15001":      false,
 		"[::]:15002":                true,
 	} {
-		if got := g.refuses(netip.MustParseAddrPort(dst)); got != want {
+		if got := g.Refuses(netip.MustParseAddrPort(dst)); got != want {
 			t.Errorf("refuses(%s) = %v, want %v", dst, got, want)
 		}
 	}
 }
 
 func TestLoopGuardWithoutIsLocal(t *testing.T) {
-	g := newLoopGuard([]netip.AddrPort{netip.MustParseAddrPort("[::1]:15001")}, nil)
-	if !g.refuses(netip.MustParseAddrPort("[::1]:15001")) {
+	g := NewGuard([]netip.AddrPort{netip.MustParseAddrPort("[::1]:15001")}, nil)
+	if !g.Refuses(netip.MustParseAddrPort("[::1]:15001")) {
 		t.Error("listener address not refused")
 	}
-	if g.refuses(netip.MustParseAddrPort("198.18.0.1:15001")) {
+	if g.Refuses(netip.MustParseAddrPort("198.18.0.1:15001")) {
 		t.Error("non-loopback address refused without IsLocal")
+	}
+}
+
+func TestNetwork(t *testing.T) {
+	for a, want := range map[string]string{
+		"127.0.0.1": "udp4", "::ffff:127.0.0.1": "udp4", "0.0.0.0": "udp4", "::": "udp", "::1": "udp6",
+	} {
+		if got := Network("udp", netip.MustParseAddr(a)); got != want {
+			t.Errorf("Network(udp, %s) = %s, want %s", a, got, want)
+		}
 	}
 }
