@@ -1,19 +1,11 @@
 package tcp
 
 import (
-	"errors"
 	"fmt"
 	"net"
-	"time"
 
+	"github.com/gatewayd/gatewayd/internal/listen"
 	"golang.org/x/sys/unix"
-)
-
-// Backoff after a temporary accept error (descriptor or memory exhaustion,
-// a connection that died in the queue), doubling up to the maximum.
-const (
-	acceptBackoffMin = 5 * time.Millisecond
-	acceptBackoffMax = time.Second
 )
 
 // temporaryAcceptErrors are accept(2) errors after which the listener is
@@ -28,27 +20,23 @@ var temporaryAcceptErrors = []error{
 
 // acceptLoop accepts on ln until the listener is closed.
 func (s *Server) acceptLoop(ln *net.TCPListener) error {
-	var backoff time.Duration
+	var backoff listen.Backoff
 	for {
 		c, err := ln.AcceptTCP()
 		if err == nil {
-			backoff = 0
+			backoff.Reset()
 			s.dispatch(c)
 			continue
 		}
 		if s.listenersStopped() {
 			return nil
 		}
-		if !isTemporaryAccept(err) {
+		if !listen.IsOneOf(err, temporaryAcceptErrors) {
 			return fmt.Errorf("accepting on %s: %w", ln.Addr(), err)
 		}
-		backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
-		s.log.Warn("tcp accept failed, retrying", "addr", ln.Addr().String(), "err", err, "backoff", backoff)
-		timer := time.NewTimer(backoff)
-		select {
-		case <-timer.C:
-		case <-s.done:
-			timer.Stop()
+		pause := backoff.Next()
+		s.log.Warn("tcp accept failed, retrying", "addr", ln.Addr().String(), "err", err, "backoff", pause)
+		if !listen.Sleep(pause, s.done) {
 			return nil
 		}
 	}
@@ -58,13 +46,4 @@ func (s *Server) listenersStopped() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.stopped
-}
-
-func isTemporaryAccept(err error) bool {
-	for _, t := range temporaryAcceptErrors {
-		if errors.Is(err, t) {
-			return true
-		}
-	}
-	return false
 }

@@ -107,21 +107,8 @@ func (s *Server) Serve() error {
 	s.loops.Add(len(lns))
 	s.mu.Unlock()
 
-	errs := make(chan error, len(lns))
-	for _, ln := range lns {
-		go func() {
-			defer s.loops.Done()
-			errs <- s.acceptLoop(ln)
-		}()
-	}
-	var first error
-	for range lns {
-		if err := <-errs; err != nil && first == nil {
-			first = err
-			s.closeListeners()
-		}
-	}
-	return first
+	defer s.loops.Add(-len(lns)) // ServeAll returns once every loop has ended
+	return listen.ServeAll(lns, s.acceptLoop, s.closeListeners)
 }
 
 // Shutdown stops accepting at once, gives active flows up to grace to end

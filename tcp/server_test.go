@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayd/gatewayd/internal/listen"
 	"golang.org/x/sys/unix"
 )
 
@@ -192,8 +193,8 @@ func TestIsTemporaryAccept(t *testing.T) {
 		net.ErrClosed:          false,
 		errors.New("whatever"): false,
 	} {
-		if got := isTemporaryAccept(err); got != want {
-			t.Errorf("isTemporaryAccept(%v) = %v, want %v", err, got, want)
+		if got := listen.IsOneOf(err, temporaryAcceptErrors); got != want {
+			t.Errorf("listen.IsOneOf(%v, temporaryAcceptErrors) = %v, want %v", err, got, want)
 		}
 	}
 }

@@ -5,15 +5,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"time"
 
+	"github.com/gatewayd/gatewayd/internal/listen"
 	"golang.org/x/sys/unix"
-)
-
-// Backoff after a temporary receive error, doubling up to the maximum.
-const (
-	readBackoffMin = 5 * time.Millisecond
-	readBackoffMax = time.Second
 )
 
 // temporaryReadErrors are recvmsg(2) errors after which the listener is
@@ -29,39 +23,26 @@ var temporaryReadErrors = []error{
 func (s *Server) readLoop(ln *net.UDPConn) error {
 	buf := make([]byte, maxDatagram)
 	oob := make([]byte, oobSize)
-	var backoff time.Duration
+	var backoff listen.Backoff
 	for {
 		n, oobn, flags, client, err := ln.ReadMsgUDPAddrPort(buf, oob)
 		if err == nil {
-			backoff = 0
+			backoff.Reset()
 			s.handleDatagram(buf[:n], oob[:oobn], flags, client)
 			continue
 		}
 		if s.listenersStopped() {
 			return nil
 		}
-		if !isTemporaryRead(err) {
+		if !listen.IsOneOf(err, temporaryReadErrors) {
 			return fmt.Errorf("receiving on %s: %w", ln.LocalAddr(), err)
 		}
-		backoff = min(max(2*backoff, readBackoffMin), readBackoffMax)
-		s.log.Warn("udp receive failed, retrying", "addr", ln.LocalAddr().String(), "err", err, "backoff", backoff)
-		timer := time.NewTimer(backoff)
-		select {
-		case <-timer.C:
-		case <-s.done:
-			timer.Stop()
+		pause := backoff.Next()
+		s.log.Warn("udp receive failed, retrying", "addr", ln.LocalAddr().String(), "err", err, "backoff", pause)
+		if !listen.Sleep(pause, s.done) {
 			return nil
 		}
 	}
-}
-
-func isTemporaryRead(err error) bool {
-	for _, t := range temporaryReadErrors {
-		if errors.Is(err, t) {
-			return true
-		}
-	}
-	return false
 }
 
 // handleDatagram relays one datagram a client sent: decode its original

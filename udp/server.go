@@ -173,21 +173,8 @@ func (s *Server) Serve() error {
 		defer s.sweepWG.Done()
 		s.sweepLoop()
 	}()
-	errs := make(chan error, len(lns))
-	for _, ln := range lns {
-		go func() {
-			defer s.loops.Done()
-			errs <- s.readLoop(ln)
-		}()
-	}
-	var first error
-	for range lns {
-		if err := <-errs; err != nil && first == nil {
-			first = err
-			s.closeListeners()
-		}
-	}
-	return first
+	defer s.loops.Add(-len(lns)) // ServeAll returns once every loop has ended
+	return listen.ServeAll(lns, s.readLoop, s.closeListeners)
 }
 
 // Shutdown stops receiving at once. Sessions then have up to grace to

@@ -276,19 +276,17 @@ func (a *app) measure(ctx context.Context, lab *netlab.Lab, srv *iperfServer, c 
 			return r, err
 		}
 	}
-	h0, err := readHostCPU()
+	load0, err := readLoad()
 	if err != nil {
 		return r, err
 	}
-	others0 := readOthers()
 	start := time.Now()
 	res, err := runIperfClient(ctx, lab.Client, srv.addr, a.secs(), c.Streams, c.Reverse)
 	wall := time.Since(start)
 	if err != nil {
 		return r, err
 	}
-	r.OtherCore = readOthers().corePercent(others0, wall)
-	h1, err := readHostCPU()
+	load1, err := readLoad()
 	if err != nil {
 		return r, err
 	}
@@ -301,7 +299,8 @@ func (a *app) measure(ctx context.Context, lab *netlab.Lab, srv *iperfServer, c 
 	}
 	r.Gbps = res.End.SumReceived.BitsPerSecond / 1e9
 	r.WallSeconds = wall.Seconds()
-	r.HostBusy = h1.busyPercent(h0)
+	r.HostBusy = load1.host.busyPercent(load0.host)
+	r.OtherCore = load1.otherCorePercent(load0, wall)
 	r.IperfCPU = [2]float64{res.End.CPU.Host, res.End.CPU.Remote}
 
 	peers, err := srv.streamPeers(off, c.Streams)

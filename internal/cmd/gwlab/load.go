@@ -21,19 +21,29 @@ const (
 	quietTimeout  = 20 * time.Second
 )
 
-// otherSnapshot is the CPU time (ticks, including reaped children) of
-// every process that is not part of the measurement: not gwlab itself,
-// not its children (gatewayd, the iperf3 servers and client, ip, ss), not
-// a kernel thread.
-type otherSnapshot map[int]uint64
+// loadSnapshot splits the machine's CPU time (ticks) into the part the
+// measurement itself uses and the rest. Ours is gwlab, its children
+// (gatewayd, the iperf3 servers and client, ip, ss; live ones directly,
+// exited ones through gwlab's reaped-children time) and kernel threads
+// (ksoftirqd does part of the lab's packet processing). The rest, "other",
+// is what unrelated processes on the machine used, plus softirq work
+// done while a CPU was otherwise idle (a few percent of a CPU).
+type loadSnapshot struct {
+	host hostCPU
+	ours uint64
+}
 
-func readOthers() otherSnapshot {
+func readLoad() (loadSnapshot, error) {
+	h, err := readHostCPU()
+	if err != nil {
+		return loadSnapshot{}, err
+	}
+	snap := loadSnapshot{host: h}
 	self := os.Getpid()
-	snap := otherSnapshot{}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
+		if err != nil {
 			continue
 		}
 		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
@@ -49,30 +59,28 @@ func readOthers() otherSnapshot {
 			continue
 		}
 		ppid, _ := strconv.Atoi(f[1])
-		if ppid == self || ppid == 2 || pid == 2 {
+		fields := f[11:13] // utime stime
+		switch {
+		case pid == self:
+			fields = f[11:15] // and cutime cstime: our exited children
+		case ppid == self, ppid == 2:
+		default:
 			continue
 		}
-		var ticks uint64
-		for _, s := range f[11:15] { // utime stime cutime cstime
+		for _, s := range fields {
 			v, _ := strconv.ParseUint(s, 10, 64)
-			ticks += v
+			snap.ours += v
 		}
-		snap[pid] = ticks
 	}
-	return snap
+	return snap, nil
 }
 
-// corePercent is the other processes' CPU use between s0 and s over wall,
-// in percent of one CPU. Processes that started meanwhile count fully;
-// those that exited count through their parent's reaped-children time.
-func (s otherSnapshot) corePercent(s0 otherSnapshot, wall time.Duration) float64 {
-	var d uint64
-	for pid, t := range s {
-		if t0 := s0[pid]; t >= t0 { // a new process has t0 = 0; t < t0 only for a reused pid
-			d += t - t0
-		}
-	}
-	return 100 * float64(d) / clockTicks / wall.Seconds()
+// otherCorePercent is the CPU time between s0 and s that was not ours, in
+// percent of one CPU over wall.
+func (s loadSnapshot) otherCorePercent(s0 loadSnapshot, wall time.Duration) float64 {
+	busy := int64(s.host.busy - s0.host.busy)
+	ours := int64(s.ours - s0.ours)
+	return 100 * float64(max(0, busy-ours)) / clockTicks / wall.Seconds()
 }
 
 // waitQuiet waits until the whole machine is at most quietBusy percent
