@@ -46,6 +46,10 @@ func (f DialerFunc) OpenUpstream(ctx context.Context, client netip.AddrPort) (Up
 	return f(ctx, client)
 }
 
+// upstreamRecvBuffer is each session's upstream receive buffer: a
+// download burst for one client queues there (default ~200 KiB).
+const upstreamRecvBuffer = 1 << 20
+
 // DirectDialer sends straight to the original destinations from one
 // unconnected socket per client, bound to the wildcard address of the
 // client's family. Every socket carries SO_MARK=Mark (0 sets no mark) so the
@@ -61,7 +65,7 @@ func (d DirectDialer) OpenUpstream(ctx context.Context, client netip.AddrPort) (
 	if client.Addr().Unmap().Is4() {
 		network, laddr = "udp4", "0.0.0.0:0"
 	}
-	lc := net.ListenConfig{Control: sockopt.Chain(sockopt.Mark(d.Mark))}
+	lc := net.ListenConfig{Control: sockopt.Chain(sockopt.Mark(d.Mark), sockopt.RecvBuffer(upstreamRecvBuffer))}
 	pc, err := lc.ListenPacket(ctx, network, laddr)
 	if err != nil {
 		return nil, fmt.Errorf("opening upstream socket for %s: %w", client, err)

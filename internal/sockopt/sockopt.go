@@ -97,3 +97,16 @@ func Mark(mark uint32) Option {
 		return setInt(fd, unix.SOL_SOCKET, unix.SO_MARK, int(mark), fmt.Sprintf("SO_MARK 0x%x", mark))
 	}
 }
+
+// RecvBuffer returns an Option that sizes the receive buffer to n bytes:
+// SO_RCVBUFFORCE (CAP_NET_ADMIN, ignores net.core.rmem_max), else
+// SO_RCVBUF (capped by rmem_max). A relay socket needs room to absorb the
+// bursts that arrive while its goroutine is not scheduled.
+func RecvBuffer(n int) Option {
+	return func(fd int, _ string) error {
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n) == nil {
+			return nil
+		}
+		return setInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, n, "SO_RCVBUF")
+	}
+}

@@ -94,6 +94,7 @@ type benchReport struct {
 	Started  time.Time    `json:"started"`
 	Seconds  float64      `json:"total_seconds"`
 	Cases    []caseResult `json:"cases"`
+	UDP      []udpCase    `json:"udp"`
 }
 
 // bench measures iperf3 throughput through plain forwarding, through
@@ -137,19 +138,35 @@ func bench(ctx context.Context, a *app) (err error) {
 	}
 	var spent time.Duration // on repeating disturbed runs
 	for _, ph := range benchPhases {
+		if a.opt.only == "udp" {
+			break
+		}
 		if err := a.benchPhase(ctx, lab, g, ph, rep.Cases, &spent); err != nil {
 			return fmt.Errorf("phase %q: %w", ph.Name, err)
 		}
 	}
 	for i := range rep.Cases {
 		cr := &rep.Cases[i]
+		if len(cr.Phases) < 2 {
+			continue // -only udp
+		}
 		if fwd := cr.Phases[0].Gbps; fwd > 0 {
 			cr.Ratio = cr.Phases[1].Gbps / fwd
 		}
 		cr.Met = cr.Ratio >= cr.Target
 	}
+	if a.opt.only != "tcp" {
+		if rep.UDP, err = a.benchUDP(ctx, lab, g); err != nil {
+			return fmt.Errorf("UDP: %w", err)
+		}
+	}
 	rep.Seconds = time.Since(rep.Started).Seconds()
-	a.printTable(rep)
+	if a.opt.only != "udp" {
+		a.printTable(rep)
+	}
+	if a.opt.only != "tcp" {
+		a.printUDPTable(rep.UDP)
+	}
 
 	if a.opt.jsonOut != "" {
 		b, err := json.MarshalIndent(rep, "", "  ")

@@ -89,6 +89,7 @@ type iperfResult struct {
 		SumReceived struct {
 			BitsPerSecond float64 `json:"bits_per_second"`
 			Seconds       float64 `json:"seconds"`
+			LostPercent   float64 `json:"lost_percent"` // UDP only
 		} `json:"sum_received"`
 		CPU struct {
 			Host   float64 `json:"host_total"`

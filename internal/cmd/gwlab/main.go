@@ -45,6 +45,7 @@ type options struct {
 	duration time.Duration
 	runs     int
 	jsonOut  string
+	only     string // bench: "tcp" or "udp" alone
 	verbose  bool
 }
 
@@ -69,6 +70,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "bench: length of one iperf3 run")
 	fs.IntVar(&o.runs, "runs", 3, "bench: runs per measurement (medians are reported)")
 	fs.StringVar(&o.jsonOut, "json", "", "bench: write results as JSON to this file")
+	fs.StringVar(&o.only, "only", "", "bench: run only \"tcp\" or \"udp\"")
 	fs.BoolVar(&o.verbose, "v", false, "debug progress logs")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: gwlab [flags] demo|bench [flags]")
