@@ -32,6 +32,7 @@ type Config struct {
 	Bypass   BypassConfig   `toml:"bypass"`
 	TCP      TCPConfig      `toml:"tcp"`
 	UDP      UDPConfig      `toml:"udp"`
+	DNS      DNSConfig      `toml:"dns"`
 	Log      LogConfig      `toml:"log"`
 	Shutdown ShutdownConfig `toml:"shutdown"`
 
@@ -86,6 +87,28 @@ type TCPConfig struct {
 type UDPConfig struct {
 	IdleTimeout Duration `toml:"idle_timeout"`
 	MaxSessions int      `toml:"max_sessions"`
+}
+
+// DNSConfig is the DNS hijack and its resolver (package dns documents the
+// resolver settings).
+type DNSConfig struct {
+	Enabled          bool                `toml:"enabled"`
+	Port             uint16              `toml:"port"`
+	HijackRouter     bool                `toml:"hijack_router"`
+	Upstreams        []string            `toml:"upstreams"`
+	ResolvConf       string              `toml:"resolv_conf"`
+	Timeout          Duration            `toml:"timeout"`
+	CacheSize        int                 `toml:"cache_size"`
+	MinTTL           Duration            `toml:"min_ttl"`
+	MaxTTL           Duration            `toml:"max_ttl"`
+	ServeStale       bool                `toml:"serve_stale"`
+	MaxStale         Duration            `toml:"max_stale"`
+	Hosts            map[string][]string `toml:"hosts"`
+	BlockLists       []string            `toml:"block_lists"`
+	BlockMode        string              `toml:"block_mode"`
+	Split            map[string][]string `toml:"split"`
+	RebindProtection bool                `toml:"rebind_protection"`
+	RebindAllow      []string            `toml:"rebind_allow"`
 }
 
 // LogConfig selects log level and format.

@@ -25,6 +25,11 @@ const (
 	// is 120 s, the unreplied timeout 30 s).
 	DefaultUDPIdle        = 60 * time.Second
 	DefaultUDPMaxSessions = 4096
+	// DefaultDNSPort is where the hijacked DNS lands (on the tproxy
+	// listener addresses); answers still leave from the queried :53.
+	DefaultDNSPort = 15053
+	// DefaultResolvConf is where OpenWrt keeps the WAN's DHCP resolvers.
+	DefaultResolvConf = "/tmp/resolv.conf.d/resolv.conf.auto"
 )
 
 // DefaultBypass are destinations that are never intercepted: loopback,
@@ -63,6 +68,18 @@ func DefaultConfig() *Config {
 		UDP: UDPConfig{
 			IdleTimeout: Duration{DefaultUDPIdle},
 			MaxSessions: DefaultUDPMaxSessions,
+		},
+		DNS: DNSConfig{
+			Enabled:          true,
+			Port:             DefaultDNSPort,
+			HijackRouter:     true,
+			ResolvConf:       DefaultResolvConf,
+			Timeout:          Duration{2 * time.Second},
+			CacheSize:        10000,
+			MaxTTL:           Duration{24 * time.Hour},
+			MaxStale:         Duration{24 * time.Hour},
+			BlockMode:        "nxdomain",
+			RebindProtection: true,
 		},
 		Log:      LogConfig{Level: "info", Format: "text"},
 		Shutdown: ShutdownConfig{Grace: Duration{DefaultShutdownGrace}},
@@ -117,6 +134,12 @@ func (c *Config) decodeError(err error) error {
 // errorf builds a ConfigError for key, with the line the key is on.
 func (c *Config) errorf(key, format string, args ...any) error {
 	return &ConfigError{File: c.path, Key: key, Line: c.lines[key], Msg: fmt.Sprintf(format, args...)}
+}
+
+// KeyError is a config error about key (dotted, e.g. "dns.split"), found
+// by a later stage than decoding; it carries the key's line.
+func (c *Config) KeyError(key string, err error) error {
+	return c.errorf(key, "%v", err)
 }
 
 // Path is the file the config was read from.

@@ -11,7 +11,7 @@ func (c *Config) validate() error {
 	checks := []func() error{
 		c.validateVersion, c.validateLAN, c.validateTProxy, c.validateMarks,
 		c.validateRouting, c.validateMangle, c.validateBypass, c.validateTimeouts,
-		c.validateLog,
+		c.validateLog, c.validateDNS,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {
@@ -154,6 +154,24 @@ func (c *Config) validateTimeouts() error {
 		return c.errorf("udp.idle_timeout", "must be positive")
 	case c.UDP.MaxSessions < 1:
 		return c.errorf("udp.max_sessions", "must be at least 1")
+	}
+	return nil
+}
+
+func (c *Config) validateDNS() error {
+	d := c.DNS
+	if !d.Enabled {
+		return nil
+	}
+	switch {
+	case d.Port == 0:
+		return c.errorf("dns.port", "must be 1-65535")
+	case d.Port == c.TProxy.Port:
+		return c.errorf("dns.port", "%d is tproxy.port; the DNS listener needs its own port", d.Port)
+	case len(d.Upstreams) == 0 && d.ResolvConf == "":
+		return c.errorf("dns.upstreams", "set upstreams or resolv_conf (or dns.enabled = false)")
+	case d.BlockMode != "nxdomain" && d.BlockMode != "null":
+		return c.errorf("dns.block_mode", "%q: want \"nxdomain\" or \"null\"", d.BlockMode)
 	}
 	return nil
 }

@@ -65,14 +65,22 @@ func chainRules(c *Config, f Family, env Env) []string {
 		a(chainDivert, "-j", "ACCEPT"),
 		a(chainPre, "-m", "mark", "--mark", bmark, "-j", "RETURN"),
 		a(chainPre, "-p", "tcp", "-m", "socket", "--transparent", "-j", chainDivert),
-		a(chainPre, "-m", "addrtype", "--dst-type", "LOCAL", "-j", "RETURN"),
+	}
+	dns := dnsRules(c, f, tmark)
+	if c.DNS.HijackRouter {
+		r = append(r, dns...) // before the router's own addresses return
+	}
+	r = append(r, a(chainPre, "-m", "addrtype", "--dst-type", "LOCAL", "-j", "RETURN"))
+	if !c.DNS.HijackRouter {
+		r = append(r, dns...) // queries to the router stay with its own resolver
+	}
+	r = append(r,
 		// Replies of connections opened from elsewhere (the WAN, port
 		// forwards) are not new LAN flows. Connections gatewayd's own
 		// sockets opened carry the bypass bit in their connmark (chainOut):
 		// a LAN client answering a remote that reached it through a UDP
 		// full-cone mapping must still go through that mapping.
-		a(chainPre, "-m", "conntrack", "--ctdir", "REPLY", "-m", "connmark", "!", "--mark", bmark, "-j", "RETURN"),
-	}
+		a(chainPre, "-m", "conntrack", "--ctdir", "REPLY", "-m", "connmark", "!", "--mark", bmark, "-j", "RETURN"))
 	for _, p := range bypassFor(c, f, env) {
 		r = append(r, a(chainPre, "-d", p.String(), "-j", "RETURN"))
 	}
@@ -86,6 +94,21 @@ func chainRules(c *Config, f Family, env Env) []string {
 	r = append(r, a(chainOut, "-m", "mark", "--mark", bmark, "-m", "conntrack", "--ctstate", "NEW",
 		"-j", "CONNMARK", "--set-xmark", bmark))
 	return r
+}
+
+// dnsRules hijack LAN DNS, UDP and TCP port 53 to any destination, into
+// gatewayd's resolver. They come before the bypass list: a client with a
+// hard-coded resolver in a private range is hijacked too.
+func dnsRules(c *Config, f Family, tmark string) []string {
+	if !c.DNS.Enabled {
+		return nil
+	}
+	on, _ := c.ListenAddr(f)
+	tproxy := []string{"-j", "TPROXY", "--on-ip", on.String(), "--on-port", fmt.Sprint(c.DNS.Port), "--tproxy-mark", tmark}
+	return []string{
+		a(chainPre, append([]string{"-p", "udp", "--dport", "53"}, tproxy...)...),
+		a(chainPre, append([]string{"-p", "tcp", "--dport", "53", "--syn"}, tproxy...)...),
+	}
 }
 
 // bypassFor is the deduplicated list of family-f destinations RETURNed

@@ -81,12 +81,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := f(cfg, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "gatewayd %s: %v\n", cmd, err)
+		if errors.Is(err, gateway.ErrConfig) {
+			return exitConfig
+		}
 		return exitFailure
 	}
 	return exitOK
 }
 
-func cmdCheck(cfg *gateway.Config, stdout, _ io.Writer) error {
+func cmdCheck(cfg *gateway.Config, stdout, stderr io.Writer) error {
+	if cfg.DNS.Enabled { // the resolver checks its own settings (upstreams, lists)
+		h, err := newResolver(cfg, newLogger(cfg, stderr))
+		if err != nil {
+			return err
+		}
+		_ = h.Close()
+	}
 	fmt.Fprintf(stdout, "%s: config OK\n", cfg.Path())
 	return nil
 }
@@ -101,7 +111,9 @@ func cmdRun(cfg *gateway.Config, _, stderr io.Writer) error {
 	}
 	defer closeSys()
 	checkFileLimit(cfg, log)
-	g.Relays = newRelays(cfg, log)
+	if g.Relays, err = newRelays(cfg, log); err != nil {
+		return err
+	}
 	log.Info("starting", "version", version, "config", cfg.Path())
 	return g.Run(ctx)
 }

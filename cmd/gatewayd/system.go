@@ -37,8 +37,8 @@ func newGateway(cfg *gateway.Config, log *slog.Logger) (*gateway.Gateway, func()
 	return g, h.Close, nil
 }
 
-// newRelays builds the TCP and UDP relays for the config.
-func newRelays(cfg *gateway.Config, log *slog.Logger) []gateway.Relay {
+// newRelays builds the TCP and UDP relays and the DNS hijack.
+func newRelays(cfg *gateway.Config, log *slog.Logger) ([]gateway.Relay, error) {
 	local := &localAddrs{}
 	srv := tcp.New(tcp.Config{
 		Listen:      cfg.ListenAddrPorts(),
@@ -54,7 +54,15 @@ func newRelays(cfg *gateway.Config, log *slog.Logger) []gateway.Relay {
 		MaxSessions: cfg.UDP.MaxSessions,
 		IsLocal:     local.Has,
 	}, log.With("relay", "udp"))
-	return []gateway.Relay{srv, usrv}
+	relays := []gateway.Relay{srv, usrv}
+	if cfg.DNS.Enabled {
+		d, err := newDNSServer(cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		relays = append(relays, d)
+	}
+	return relays, nil
 }
 
 func readSysctl(key string) (string, error) {

@@ -40,6 +40,7 @@ type opts struct {
 	mode   string   // mangle.mode; "" = appliance
 	bypass []string // added to the default bypass list
 	udp    string   // [udp] section body, e.g. "idle_timeout = \"1s\"\n"
+	dns    string   // [dns] section body; "" disables the DNS hijack
 }
 
 // configText renders a gatewayd config for the lab: the shipped defaults
@@ -62,6 +63,10 @@ func configText(stateDir string, o opts) string {
 	if o.udp != "" {
 		b.WriteString("[udp]\n" + o.udp)
 	}
+	if o.dns == "" {
+		o.dns = "enabled = false\n"
+	}
+	b.WriteString("[dns]\n" + o.dns)
 	b.WriteString("[log]\nlevel = \"debug\"\n[shutdown]\ngrace = \"300ms\"\n")
 	return b.String()
 }

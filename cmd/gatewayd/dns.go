@@ -1,0 +1,53 @@
+package main
+
+import (
+	"log/slog"
+	"net/netip"
+	"regexp"
+
+	"github.com/gatewayd/gatewayd/dns"
+	"github.com/gatewayd/gatewayd/gateway"
+)
+
+// dnsConfig maps the [dns] section onto the resolver's config.
+func dnsConfig(cfg *gateway.Config) dns.Config {
+	d := cfg.DNS
+	return dns.Config{
+		Upstreams: d.Upstreams, ResolvConf: d.ResolvConf, BypassMark: cfg.TProxy.BypassMark,
+		Timeout: d.Timeout.Duration, CacheSize: d.CacheSize,
+		MinTTL: d.MinTTL.Duration, MaxTTL: d.MaxTTL.Duration,
+		ServeStale: d.ServeStale, MaxStale: d.MaxStale.Duration,
+		Hosts: d.Hosts, BlockLists: d.BlockLists, BlockMode: d.BlockMode, Split: d.Split,
+		RebindProtection: d.RebindProtection, RebindAllow: d.RebindAllow,
+	}
+}
+
+// dnsKey finds the snake_case field a dns.New error starts with.
+var dnsKey = regexp.MustCompile(`^([a-z_]+)`)
+
+// newResolver builds the resolver; its errors become config errors naming
+// the dns.* key and its line.
+func newResolver(cfg *gateway.Config, log *slog.Logger) (*dns.Handler, error) {
+	h, err := dns.New(dnsConfig(cfg), log)
+	if err != nil {
+		key := "dns"
+		if m := dnsKey.FindStringSubmatch(err.Error()); m != nil {
+			key = "dns." + m[1]
+		}
+		return nil, cfg.KeyError(key, err)
+	}
+	return h, nil
+}
+
+// newDNSServer builds the DNS hijack relay.
+func newDNSServer(cfg *gateway.Config, log *slog.Logger) (*dns.Server, error) {
+	h, err := newResolver(cfg, log.With("relay", "dns"))
+	if err != nil {
+		return nil, err
+	}
+	var listen []netip.AddrPort
+	for _, ap := range cfg.ListenAddrPorts() {
+		listen = append(listen, netip.AddrPortFrom(ap.Addr(), cfg.DNS.Port))
+	}
+	return dns.NewServer(dns.ServerConfig{Listen: listen, BypassMark: cfg.TProxy.BypassMark}, h, log.With("relay", "dns")), nil
+}

@@ -1,0 +1,91 @@
+package dns
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/gatewayd/gatewayd/internal/listen"
+)
+
+// Reply socket cache bounds: LAN clients ask few distinct resolver
+// addresses (the router, 8.8.8.8, the ISP's...), so a small cache serves
+// almost every answer from an open socket.
+const (
+	maxReplySockets = 256
+	replyIdle       = 2 * time.Minute
+)
+
+// replySockets caches one transparent socket per queried resolver address
+// (dst:53), from which UDP answers are sent.
+type replySockets struct {
+	mark uint32
+	mu   sync.Mutex
+	m    map[netip.AddrPort]*replySocket
+}
+
+type replySocket struct {
+	c    *net.UDPConn
+	used time.Time
+}
+
+func newReplySockets(mark uint32) *replySockets {
+	return &replySockets{mark: mark, m: map[netip.AddrPort]*replySocket{}}
+}
+
+// send sends b to client from src.
+func (r *replySockets) send(b []byte, src, client netip.AddrPort) error {
+	c, err := r.get(src)
+	if err != nil {
+		return err
+	}
+	_, err = c.WriteToUDPAddrPort(b, client)
+	return err
+}
+
+func (r *replySockets) get(src netip.AddrPort) (*net.UDPConn, error) {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if rs, ok := r.m[src]; ok {
+		rs.used = now
+		return rs.c, nil
+	}
+	r.expireLocked(now)
+	c, err := listen.ReplySocket(src, r.mark)
+	if err != nil {
+		return nil, err
+	}
+	r.m[src] = &replySocket{c: c, used: now}
+	return c, nil
+}
+
+// expireLocked closes idle sockets, and the least recently used one when
+// the cache is full. Sockets are only closed here, under the lock that get
+// holds while handing them out, after replyIdle without use, so a socket
+// being written to is never one that is closed.
+func (r *replySockets) expireLocked(now time.Time) {
+	var oldest netip.AddrPort
+	for k, rs := range r.m {
+		if now.Sub(rs.used) > replyIdle {
+			_ = rs.c.Close()
+			delete(r.m, k)
+		} else if !oldest.IsValid() || rs.used.Before(r.m[oldest].used) {
+			oldest = k
+		}
+	}
+	if len(r.m) >= maxReplySockets && oldest.IsValid() {
+		_ = r.m[oldest].c.Close()
+		delete(r.m, oldest)
+	}
+}
+
+func (r *replySockets) closeAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, rs := range r.m {
+		_ = rs.c.Close()
+		delete(r.m, k)
+	}
+}
