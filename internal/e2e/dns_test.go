@@ -101,8 +101,13 @@ func TestDNSHijackAnswersFromQueriedAddress(t *testing.T) {
 			t.Errorf("answer came from %s, want %s", src, dst)
 		}
 	}
+	// The log arrives through a pipe: wait for the ninth line.
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.Count(g.log.String(), "name=www.example.test.") < 9 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
 	log := g.log.String()
-	if n := strings.Count(log, "name=www.example.test."); n < 9 {
+	if n := strings.Count(log, "name=www.example.test."); n != 9 {
 		t.Errorf("gatewayd logged %d queries for www.example.test, want 9", n)
 	}
 	if !strings.Contains(log, "cached=true") {
