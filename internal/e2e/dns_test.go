@@ -46,6 +46,7 @@ func startDnsmasq(t *testing.T, lab *netlab.Lab, addrs netlab.Addrs) *netlab.Pro
 
 // dnsLab is a lab with dnsmasq upstream and gatewayd hijacking DNS.
 func dnsLab(t *testing.T) (*netlab.Lab, *gw, *netlab.Proc) {
+	netlab.RequireTools(t, "dig", "dnsmasq")
 	lab := netlab.NewT(t)
 	up := lab.Remotes[2]
 	dnsmasq := startDnsmasq(t, lab, up)

@@ -126,3 +126,16 @@ func sweepBuildDirs() {
 		}
 	}
 }
+
+// RequireTools is Require for the extra programs a test runs in the lab
+// (dig, dnsmasq, iperf3...): skip when one is missing, fail under CI=true.
+func RequireTools(tb testing.TB, bins ...string) {
+	tb.Helper()
+	var m []string
+	for _, bin := range bins {
+		if _, err := exec.LookPath(bin); err != nil {
+			m = append(m, bin+" in PATH")
+		}
+	}
+	requireWith(tb, m, os.Getenv("CI") == "true")
+}
