@@ -22,6 +22,11 @@ func TestShippedConfigIsTheDefault(t *testing.T) {
 	if len(got.Mangle.ExtraV4)+len(got.Mangle.ExtraV6) == 0 { // [] in the file, nil by default
 		got.Mangle.ExtraV4, got.Mangle.ExtraV6 = nil, nil
 	}
+	for _, l := range []*[]string{&got.DNS.Upstreams, &got.DNS.BlockLists, &got.DNS.RebindAllow} {
+		if len(*l) == 0 {
+			*l = nil
+		}
+	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("configs/gateway.toml differs from the built-in defaults:\n got %#v\nwant %#v", *got, *want)
 	}
