@@ -17,9 +17,6 @@ const (
 	udpConePort = 7200 // remote B's socket in the full-cone test
 )
 
-// maxDatagram is the largest UDP payload over IPv4.
-const maxDatagram = 65507
-
 // listenUDP opens a UDP socket bound to addr inside ns, closed at test end.
 func listenUDP(t *testing.T, ns *netlab.NS, addr netip.AddrPort) *net.UDPConn {
 	t.Helper()
