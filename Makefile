@@ -8,7 +8,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 BIN      := bin/gatewayd
 # Debian packages the tests, demo and bench use (command:package).
 TOOLS    := ip:iproute2 iptables:iptables ip6tables:iptables iptables-restore:iptables \
-            sysctl:procps iperf3:iperf3 curl:curl dig:dnsutils dnsmasq:dnsmasq-base ss:iproute2
+            sysctl:procps iperf3:iperf3 curl:curl dig:dnsutils dnsmasq:dnsmasq-base ss:iproute2 dnsperf:dnsperf
 
 .PHONY: all build deps test test-unit demo bench lint cross rootfs clean
 

@@ -115,9 +115,6 @@ func (h *Handler) Handle(ctx context.Context, req *dns.Msg, q QueryInfo) *dns.Ms
 		// would panic on it, so it is answered from its header alone.
 		req = &dns.Msg{MsgHdr: req.MsgHdr}
 	}
-	if q.MaxSize == 0 {
-		q.MaxSize = MaxSizeFor(req, q.Transport)
-	}
 	res := h.resolve(ctx, req)
 	h.finish(req, &res, q.MaxSize)
 	h.logQuery(ctx, req, q, &res, time.Since(start))

@@ -27,10 +27,6 @@ type ServerConfig struct {
 	BypassMark uint32           // SO_MARK of the reply sockets
 }
 
-// maxInFlight bounds UDP queries being resolved at once; beyond it new
-// queries are dropped and counted (the client retries).
-const maxInFlight = 1024
-
 // Server receives hijacked queries and answers them with a Handler.
 type Server struct {
 	cfg ServerConfig
@@ -42,11 +38,10 @@ type Server struct {
 	tcp     []*tcpServer
 	replies *replySockets
 
-	ctx      context.Context
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup // read loops and query goroutines
-	inFlight chan struct{}
-	dropped  atomic.Uint64 // queries dropped: overload, undecodable destination, send errors
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // UDP read loops
+	dropped atomic.Uint64  // queries dropped: undecodable destination, send errors
 }
 
 // NewServer returns a server answering with h.
@@ -54,8 +49,7 @@ func NewServer(cfg ServerConfig, h *Handler, log *slog.Logger) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
 		cfg: cfg, h: h, log: log, ctx: ctx, cancel: cancel,
-		replies:  newReplySockets(cfg.BypassMark),
-		inFlight: make(chan struct{}, maxInFlight),
+		replies: newReplySockets(cfg.BypassMark),
 	}
 }
 

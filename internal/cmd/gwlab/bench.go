@@ -95,6 +95,7 @@ type benchReport struct {
 	Seconds  float64      `json:"total_seconds"`
 	Cases    []caseResult `json:"cases"`
 	UDP      []udpCase    `json:"udp"`
+	DNS      *dnsReport   `json:"dns,omitempty"`
 }
 
 // bench measures iperf3 throughput through plain forwarding, through
@@ -126,9 +127,11 @@ func bench(ctx context.Context, a *app) (err error) {
 	rep.Machine.Offloads = offloads(lab)
 	a.printf("%s\n", rep.Machine)
 	a.printf("veth/bridge offloads (kernel defaults, untouched by the lab):\n%s\n", indent(strings.Join(rep.Machine.Offloads, "\n")))
-	a.printf("method: iperf3 -t %d -P 1|8 [-R] from the client namespace to %s / %s in the server namespace,\n",
-		a.secs(), lab.Remotes[0].V4, lab.Remotes[0].V6)
-	a.printf("        phases forwarding -> gatewayd -> forwarding again, %d runs per cell, medians; gatewayd at log level info\n", a.opt.runs)
+	if a.benchPart("tcp") || a.benchPart("udp") {
+		a.printf("method: iperf3 -t %d -P 1|8 [-R] from the client namespace to %s / %s in the server namespace,\n",
+			a.secs(), lab.Remotes[0].V4, lab.Remotes[0].V6)
+		a.printf("        phases forwarding -> gatewayd -> forwarding again, %d runs per cell, medians; gatewayd at log level info\n", a.opt.runs)
+	}
 
 	for _, c := range benchCases {
 		rep.Cases = append(rep.Cases, caseResult{Case: c, Target: c.target()})
@@ -138,7 +141,7 @@ func bench(ctx context.Context, a *app) (err error) {
 	}
 	var spent time.Duration // on repeating disturbed runs
 	for _, ph := range benchPhases {
-		if a.opt.only == "udp" {
+		if !a.benchPart("tcp") {
 			break
 		}
 		if err := a.benchPhase(ctx, lab, g, ph, rep.Cases, &spent); err != nil {
@@ -155,17 +158,25 @@ func bench(ctx context.Context, a *app) (err error) {
 		}
 		cr.Met = cr.Ratio >= cr.Target
 	}
-	if a.opt.only != "tcp" {
+	if a.benchPart("udp") {
 		if rep.UDP, err = a.benchUDP(ctx, lab, g); err != nil {
 			return fmt.Errorf("UDP: %w", err)
 		}
 	}
+	if a.benchPart("dns") {
+		if rep.DNS, err = a.benchDNS(ctx, lab, dir); err != nil {
+			return fmt.Errorf("DNS: %w", err)
+		}
+	}
 	rep.Seconds = time.Since(rep.Started).Seconds()
-	if a.opt.only != "udp" {
+	if a.benchPart("tcp") {
 		a.printTable(rep)
 	}
-	if a.opt.only != "tcp" {
+	if a.benchPart("udp") {
 		a.printUDPTable(rep.UDP)
+	}
+	if a.benchPart("dns") {
+		a.printDNSTable(rep.DNS)
 	}
 
 	if a.opt.jsonOut != "" {
@@ -184,6 +195,10 @@ func bench(ctx context.Context, a *app) (err error) {
 	a.printf("lab %s removed; bench took %v\n", lab.ID, time.Since(rep.Started).Round(time.Second))
 	return nil
 }
+
+// benchPart reports whether -only selects part ("tcp", "udp" or "dns");
+// without -only every part runs.
+func (a *app) benchPart(part string) bool { return a.opt.only == "" || a.opt.only == part }
 
 func (a *app) secs() int { return int(a.opt.duration.Round(time.Second) / time.Second) }
 

@@ -5,14 +5,16 @@
 // Usage:
 //
 //	gwlab [flags] demo    interception step by step, with real curl
-//	gwlab [flags] bench   iperf3 throughput: forwarding vs gatewayd
+//	gwlab [flags] bench   iperf3 throughput: forwarding vs gatewayd, and
+//	                      dnsperf: gatewayd's DNS hijack vs dnsmasq
 //
 // Flags (before or after the subcommand):
 //
 //	-gatewayd PATH   the built gatewayd binary (default bin/gatewayd)
 //	-config FILE     config to start from (default configs/gateway.toml)
-//	-duration D      bench: length of one iperf3 run (default 5s)
+//	-duration D      bench: length of one iperf3 or dnsperf run (default 5s)
 //	-runs N          bench: runs per measurement, medians reported (default 3)
+//	-only PART       bench: only "tcp", "udp" or "dns" (default: all three)
 //	-json FILE       bench: also write the results as JSON
 //	-v               debug progress logs on stderr
 //
@@ -45,7 +47,7 @@ type options struct {
 	duration time.Duration
 	runs     int
 	jsonOut  string
-	only     string // bench: "tcp" or "udp" alone
+	only     string // bench: "tcp", "udp" or "dns" alone
 	verbose  bool
 }
 
@@ -67,10 +69,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.gatewayd, "gatewayd", "bin/gatewayd", "path of the built gatewayd binary")
 	fs.StringVar(&o.config, "config", "configs/gateway.toml", "gatewayd config to start from")
-	fs.DurationVar(&o.duration, "duration", 5*time.Second, "bench: length of one iperf3 run")
+	fs.DurationVar(&o.duration, "duration", 5*time.Second, "bench: length of one iperf3 or dnsperf run")
 	fs.IntVar(&o.runs, "runs", 3, "bench: runs per measurement (medians are reported)")
 	fs.StringVar(&o.jsonOut, "json", "", "bench: write results as JSON to this file")
-	fs.StringVar(&o.only, "only", "", "bench: run only \"tcp\" or \"udp\"")
+	fs.StringVar(&o.only, "only", "", "bench: run only \"tcp\", \"udp\" or \"dns\"")
 	fs.BoolVar(&o.verbose, "v", false, "debug progress logs")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: gwlab [flags] demo|bench [flags]")
@@ -96,6 +98,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	f, ok := cmds[cmd]
 	if !ok {
 		fmt.Fprintf(stderr, "gwlab: unknown command %q (want demo or bench)\n", cmd)
+		return 2
+	}
+	if o.only != "" && o.only != "tcp" && o.only != "udp" && o.only != "dns" {
+		fmt.Fprintf(stderr, "gwlab: -only %q: want tcp, udp or dns\n", o.only)
 		return 2
 	}
 	if o.runs < 1 || o.duration < time.Second {
@@ -136,7 +142,12 @@ func (a *app) prepare(cmd string) error {
 	if cmd == "demo" {
 		tools = append(tools, "curl")
 	} else {
-		tools = append(tools, "iperf3")
+		if a.opt.only != "dns" {
+			tools = append(tools, "iperf3")
+		}
+		if a.opt.only == "" || a.opt.only == "dns" {
+			tools = append(tools, "dnsperf", "dnsmasq")
+		}
 	}
 	for _, t := range tools {
 		if _, err := exec.LookPath(t); err != nil {
