@@ -17,18 +17,33 @@ var temporaryReadErrors = []error{
 	unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH,
 }
 
-// readLoop receives on ln until the listener is closed. Everything it does
-// per datagram reuses its two buffers and allocates nothing once the
-// client's session exists.
+// upBatch is a listener read loop's state: the datagrams of one recvmmsg,
+// and the run of them for one session waiting to go out with sendmmsg.
+type upBatch struct {
+	rb *recvBatch
+	sb *sendBatch
+	ss *session // session of the datagrams in sb
+}
+
+func newUpBatch() *upBatch {
+	return &upBatch{rb: newRecvBatch(listenerBatch, oobSize), sb: newSendBatch(listenerBatch)}
+}
+
+// readLoop receives on ln until the listener is closed, up to
+// listenerBatch datagrams per recvmmsg(2). It reuses its batch and
+// allocates nothing per datagram once the clients' sessions exist.
 func (s *Server) readLoop(ln *net.UDPConn) error {
-	buf := make([]byte, maxDatagram)
-	oob := make([]byte, oobSize)
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("receiving on %s: %w", ln.LocalAddr(), err)
+	}
+	u := newUpBatch()
 	var backoff listen.Backoff
 	for {
-		n, oobn, flags, client, err := ln.ReadMsgUDPAddrPort(buf, oob)
+		err := u.rb.read(rc)
 		if err == nil {
 			backoff.Reset()
-			s.handleDatagram(buf[:n], oob[:oobn], flags, client)
+			s.relayBatch(u)
 			continue
 		}
 		if s.listenersStopped() {
@@ -45,17 +60,102 @@ func (s *Server) readLoop(ln *net.UDPConn) error {
 	}
 }
 
+// relayBatch relays the datagrams of the last read, in order. Consecutive
+// datagrams of one client whose upstream is open go out together
+// (sendmmsg, UDP GSO for runs to one destination); the rest take the
+// one-datagram path, which opens sessions and queues.
+func (s *Server) relayBatch(u *upBatch) {
+	rb := u.rb
+	now := s.now()
+	var (
+		last   netip.AddrPort // client of the previous datagram
+		lastSS *session       // its session, if it was ready for batching
+	)
+	for i := range rb.n {
+		from, ok := rb.source(i)
+		if !ok {
+			s.stats.dropNoOrigDst.Add(1)
+			continue
+		}
+		p := rb.datagram(i)
+		dst, client, ok := s.accept(p, rb.control(i), rb.flags(i), from)
+		if !ok {
+			continue
+		}
+		ss := lastSS
+		if ss == nil || client != last {
+			ss, _ = s.sessions.get(client)
+			last, lastSS = client, nil
+			if ss != nil && ss.ready.Load() && ss.raw != nil {
+				lastSS = ss
+			}
+		}
+		if lastSS == nil {
+			s.flushUp(u, now)
+			s.relay(client, dst, p, now)
+			continue
+		}
+		if ss != u.ss {
+			s.flushUp(u, now)
+			u.ss = ss
+			u.sb.begin(ss.raw)
+		}
+		ss.noteDst(dst, hashAddrPort(dst, 0)|1)
+		if !u.sb.add(p, dst) {
+			s.stats.dropSendUp.Add(1)
+		}
+	}
+	s.flushUp(u, now)
+}
+
+// flushUp sends the datagrams batched for u.ss. Whatever a closed upstream
+// did not take goes the one-datagram way, to a new session.
+func (s *Server) flushUp(u *upBatch, now int64) {
+	ss := u.ss
+	if ss == nil {
+		return
+	}
+	u.ss = nil
+	sb := u.sb
+	if sb.empty() {
+		return
+	}
+	ss.touch(now)
+	err := sb.flush()
+	if sb.sentN > 0 {
+		s.countUp(ss, sb.sentN, sb.sentBytes)
+	}
+	if sb.dropped > 0 {
+		s.stats.dropSendUp.Add(uint64(sb.dropped))
+	}
+	if err != nil {
+		for _, it := range sb.items[sb.next:] {
+			s.relay(ss.client, it.dst, it.p, now)
+		}
+	}
+	sb.begin(ss.raw) // let go of the receive buffers' datagrams
+}
+
 // handleDatagram relays one datagram a client sent: decode its original
 // destination, guard against loops, find or create the client's session,
 // send. It allocates nothing when the session exists.
 func (s *Server) handleDatagram(p, oob []byte, flags int, client netip.AddrPort) {
+	dst, client, ok := s.accept(p, oob, flags, client)
+	if ok {
+		s.relay(client, dst, p, s.now())
+	}
+}
+
+// accept checks one received datagram and returns its original destination
+// and unmapped client; a refused datagram is counted in its drop counter.
+func (s *Server) accept(p, oob []byte, flags int, client netip.AddrPort) (dst, from netip.AddrPort, ok bool) {
 	switch {
 	case flags&unix.MSG_CTRUNC != 0:
 		s.stats.dropCtrunc.Add(1)
-		return
+		return dst, from, false
 	case flags&unix.MSG_TRUNC != 0:
 		s.stats.dropTruncated.Add(1)
-		return
+		return dst, from, false
 	}
 	dst, err := origDst(oob)
 	if err != nil {
@@ -64,18 +164,24 @@ func (s *Server) handleDatagram(p, oob []byte, flags int, client netip.AddrPort)
 			s.log.Warn("udp datagram without original destination, dropped (logged once)",
 				"client", client.String(), "err", err)
 		}
-		return
+		return dst, from, false
 	}
 	if s.guard.Load().Refuses(dst) {
 		s.stats.dropLoop.Add(1)
-		return
+		return dst, from, false
 	}
-	client = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
-	if dst.Addr().Is4() != client.Addr().Is4() {
+	from = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
+	if dst.Addr().Is4() != from.Addr().Is4() {
 		s.stats.dropFamily.Add(1)
-		return
+		return dst, from, false
 	}
-	now := s.now()
+	return dst, from, true
+}
+
+// relay sends one accepted datagram on client's session, creating the
+// session (with p queued) if there is none, and replacing one that was
+// closed between lookup and send.
+func (s *Server) relay(client, dst netip.AddrPort, p []byte, now int64) {
 	dstHash := hashAddrPort(dst, 0) | 1 // never 0, the "no destination yet" value
 	for range 2 {
 		ss, ok := s.sessions.get(client)

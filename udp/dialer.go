@@ -19,6 +19,11 @@ import (
 // datagram without holding a receive buffer, so idle sessions cost no
 // buffer memory. Otherwise the session's reader keeps a 64 KiB buffer for
 // as long as it lives.
+//
+// A plain *net.UDPConn (DirectDialer's) is driven through its descriptor:
+// the listener sends a client's datagrams with sendmmsg(2) (and UDP GSO),
+// and the session reads with recvmmsg(2). Any other Upstream is used
+// through these methods, one datagram per call.
 type Upstream interface {
 	// WriteToUDPAddrPort sends one datagram to dst. It is called from the
 	// listener's read loop and must not block for long.
@@ -76,4 +81,25 @@ func (d DirectDialer) OpenUpstream(ctx context.Context, client netip.AddrPort) (
 		return nil, fmt.Errorf("opening upstream socket for %s: got a %T, want *net.UDPConn", client, pc)
 	}
 	return uc, nil
+}
+
+// batchReader is implemented by an Upstream whose datagrams arrive
+// unchanged on a *net.UDPConn (it only changes how it sends): its session
+// then reads them straight from that socket, many per recvmmsg(2).
+type batchReader interface {
+	batchConn() *net.UDPConn
+}
+
+// batchSockets returns the descriptors a session batches on: sends only
+// when up is a plain *net.UDPConn (a wrapper may change what it sends),
+// receives also through batchReader. nil: one datagram per call.
+func batchSockets(up Upstream) (send, recv *rawSock) {
+	switch u := up.(type) {
+	case *net.UDPConn:
+		r := newRawSock(u)
+		return r, r
+	case batchReader:
+		return nil, newRawSock(u.batchConn())
+	}
+	return nil, nil
 }

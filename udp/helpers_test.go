@@ -190,6 +190,10 @@ type redirected struct {
 	dsts chan<- netip.AddrPort
 }
 
+// batchConn lets the session read the upstream's datagrams in batches: only
+// sending is redirected.
+func (r redirected) batchConn() *net.UDPConn { return r.UDPConn }
+
 func (r redirected) WriteToUDPAddrPort(b []byte, dst netip.AddrPort) (int, error) {
 	select {
 	case r.dsts <- dst:

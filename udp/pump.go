@@ -3,6 +3,7 @@ package udp
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"syscall"
 	"time"
@@ -15,11 +16,50 @@ import (
 // whole and a smaller buffer would truncate them.
 const maxDatagram = 65535
 
-// bufferLinger is how long a session's reader keeps its receive buffer
-// after the last datagram before it returns the buffer to the pool and
-// waits without one. Idle sessions thus hold no 64 KiB buffers, and busy
-// ones pay for the bufferless wait once per burst, not per datagram.
+// bufferLinger is how long a session's reader keeps its receive buffers
+// after the last datagram before it returns them to the pool and waits
+// without any. Idle sessions thus hold no buffers, and busy ones pay for
+// the bufferless wait once per burst, not per datagram.
 const bufferLinger = time.Second
+
+// A session reader starts a burst with a one-datagram batch (one 64 KiB
+// buffer, what an idle-then-answered session like DNS needs) and moves to
+// a sessionBatch-datagram one when a read finds datagrams already queued:
+// the upstream is delivering faster than one datagram per wakeup. After
+// shrinkAfter reads in a row that had to wait and got one datagram, it
+// goes back to the small batch.
+const shrinkAfter = 64
+
+// downBatch is what a session reader holds during a burst: its receive
+// batch and the send batch for the replies.
+type downBatch struct {
+	rb  *recvBatch
+	sb  *sendBatch
+	big bool
+}
+
+func newDownBatch(n int) *downBatch {
+	return &downBatch{rb: newRecvBatch(n, 0), sb: newSendBatch(n), big: n > 1}
+}
+
+// getBatch takes a small or big batch from its pool.
+func (s *Server) getBatch(big bool) *downBatch {
+	s.bufsHeld.Add(1)
+	if big {
+		return s.bigBatches.Get().(*downBatch)
+	}
+	return s.smallBatches.Get().(*downBatch)
+}
+
+func (s *Server) putBatch(b *downBatch) {
+	s.bufsHeld.Add(-1)
+	b.sb.begin(nil)
+	if b.big {
+		s.bigBatches.Put(b)
+	} else {
+		s.smallBatches.Put(b)
+	}
+}
 
 // pump relays datagrams from up to the session's client until up fails or
 // is closed.
@@ -38,25 +78,30 @@ func (s *Server) pump(ss *session, up Upstream) error {
 	}
 }
 
-// burst reads datagrams into one pooled buffer. With linger it returns nil
+// burst reads datagrams into pooled buffers. With linger it returns nil
 // once up has been quiet for bufferLinger; otherwise it only returns
 // errors.
 func (s *Server) burst(ss *session, up Upstream, slot *replySlot, linger bool) error {
-	bp := s.bufs.Get().(*[]byte)
-	s.bufsHeld.Add(1)
-	defer func() {
-		s.bufsHeld.Add(-1)
-		s.bufs.Put(bp)
-	}()
-	buf := *bp
+	b := s.getBatch(false)
+	defer func() { s.putBatch(b) }()
 	lastRead := s.now()
 	if linger {
 		if err := up.SetReadDeadline(time.Now().Add(s.linger)); err != nil {
 			return err
 		}
 	}
-	for {
-		n, from, err := up.ReadFromUDPAddrPort(buf)
+	thin := 0 // reads in a row that waited for a single datagram
+	for reads := 0; ; reads++ {
+		var (
+			n    int
+			from netip.AddrPort
+			err  error
+		)
+		if ss.rawIn != nil {
+			err = b.rb.read(ss.rawIn.rc)
+		} else {
+			n, from, err = up.ReadFromUDPAddrPort(b.rb.bufs[:maxDatagram])
+		}
 		if err != nil {
 			if !linger || !errors.Is(err, os.ErrDeadlineExceeded) {
 				return err
@@ -71,8 +116,90 @@ func (s *Server) burst(ss *session, up Upstream, slot *replySlot, linger bool) e
 			continue
 		}
 		lastRead = s.now()
-		s.deliver(ss, slot, buf[:n], from, lastRead)
+		if ss.rawIn == nil {
+			s.deliver(ss, slot, b.rb.bufs[:n], from, lastRead)
+			continue
+		}
+		s.deliverBatch(ss, slot, b, lastRead)
+		// Resize: a read that found datagrams queued (not the first, which
+		// the bufferless wait made sure of) means the upstream is busy.
+		switch {
+		case !b.big && !b.rb.waited && reads > 0:
+			s.putBatch(b)
+			b, thin = s.getBatch(true), 0
+		case b.big && b.rb.waited && b.rb.n == 1:
+			if thin++; thin >= shrinkAfter {
+				s.putBatch(b)
+				b = s.getBatch(false)
+			}
+		default:
+			thin = 0
+		}
 	}
+}
+
+// deliverBatch sends the datagrams of the last read on to the client:
+// consecutive ones from the same remote leave together from its reply
+// socket (sendmmsg, and UDP GSO as they all go to the client).
+func (s *Server) deliverBatch(ss *session, slot *replySlot, b *downBatch, now int64) {
+	rb, sb := b.rb, b.sb
+	var (
+		remote netip.AddrPort // of the datagrams in sb
+		rs     *replySock     // its socket; nil: its datagrams are dropped
+		rerr   error          // why rs is nil
+		have   bool           // remote is set
+	)
+	for i := range rb.n {
+		if rb.flags(i)&unix.MSG_TRUNC != 0 {
+			s.stats.dropTruncated.Add(1)
+			continue
+		}
+		from, ok := rb.source(i)
+		if !ok {
+			s.stats.dropSendDown.Add(1)
+			continue
+		}
+		p := rb.datagram(i)
+		if !have || from != remote {
+			s.flushDown(ss, slot, sb, remote, now)
+			remote, have = from, true
+			if rs, rerr = s.replyFor(slot, remote, now); rerr == nil && rs.raw != nil {
+				sb.begin(rs.raw)
+			}
+		}
+		switch {
+		case rs == nil:
+			s.countReplyError(remote, rerr, 1)
+		case rs.raw == nil:
+			s.deliver(ss, slot, p, remote, now)
+		case !sb.add(p, ss.client):
+			s.stats.dropSendDown.Add(1)
+		}
+	}
+	s.flushDown(ss, slot, sb, remote, now)
+}
+
+// flushDown sends what sb holds for remote. Datagrams a closed reply
+// socket did not take go the one-datagram way, which replaces the socket.
+func (s *Server) flushDown(ss *session, slot *replySlot, sb *sendBatch, remote netip.AddrPort, now int64) {
+	if sb.rs == nil || sb.empty() {
+		return
+	}
+	err := sb.flush()
+	if sb.sentN > 0 {
+		ss.touch(now)
+		s.countDown(ss, sb.sentN, sb.sentBytes)
+	}
+	if sb.dropped > 0 {
+		s.stats.dropSendDown.Add(uint64(sb.dropped))
+	}
+	if err != nil {
+		slot.rs = nil
+		for _, it := range sb.items[sb.next:] {
+			s.deliver(ss, slot, it.p, remote, now)
+		}
+	}
+	sb.begin(nil)
 }
 
 // readWaiter returns a function that blocks until up has a datagram

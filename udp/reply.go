@@ -26,6 +26,7 @@ var errLocalSource = errors.New("remote is a local or multicast address")
 // remote address with LRU eviction and idle expiry.
 type replySock struct {
 	conn *net.UDPConn
+	raw  *rawSock     // conn's descriptor for batched sends, if it has one
 	last atomic.Int64 // server clock at the last send
 }
 
@@ -51,28 +52,15 @@ type replySlot struct {
 func (s *Server) deliver(ss *session, slot *replySlot, p []byte, remote netip.AddrPort, now int64) {
 	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
 	for range 2 {
-		rs := slot.rs
-		if rs != nil && slot.remote == remote {
-			rs.touch(now)
-		} else {
-			var err error
-			if rs, err = s.reply(remote, now); err != nil {
-				if errors.Is(err, errLocalSource) {
-					s.stats.dropLocalSource.Add(1)
-				} else {
-					s.stats.dropReplySocket.Add(1)
-					if s.warnedReply.CompareAndSwap(false, true) {
-						s.log.Warn("udp reply socket failed (logged once)", "remote", remote.String(), "err", err)
-					}
-				}
-				return
-			}
-			slot.remote, slot.rs = remote, rs
+		rs, err := s.replyFor(slot, remote, now)
+		if err != nil {
+			s.countReplyError(remote, err, 1)
+			return
 		}
-		_, err := rs.conn.WriteToUDPAddrPort(p, ss.client)
+		_, err = rs.conn.WriteToUDPAddrPort(p, ss.client)
 		if err == nil {
 			ss.touch(now)
-			s.countDown(ss, len(p))
+			s.countDown(ss, 1, len(p))
 			return
 		}
 		slot.rs = nil
@@ -81,6 +69,34 @@ func (s *Server) deliver(ss *session, slot *replySlot, p []byte, remote netip.Ad
 		}
 	}
 	s.stats.dropSendDown.Add(1)
+}
+
+// replyFor returns the reply socket for remote (unmapped): the slot's if
+// it is remote's, else the cached or a new one, which then fills the slot.
+func (s *Server) replyFor(slot *replySlot, remote netip.AddrPort, now int64) (*replySock, error) {
+	if rs := slot.rs; rs != nil && slot.remote == remote {
+		rs.touch(now)
+		return rs, nil
+	}
+	rs, err := s.reply(remote, now)
+	if err != nil {
+		return nil, err
+	}
+	slot.remote, slot.rs = remote, rs
+	return rs, nil
+}
+
+// countReplyError counts n datagrams from remote dropped because no reply
+// socket could be had for it (err from replyFor).
+func (s *Server) countReplyError(remote netip.AddrPort, err error, n int) {
+	if errors.Is(err, errLocalSource) {
+		s.stats.dropLocalSource.Add(uint64(n))
+		return
+	}
+	s.stats.dropReplySocket.Add(uint64(n))
+	if s.warnedReply.CompareAndSwap(false, true) {
+		s.log.Warn("udp reply socket failed (logged once)", "remote", remote.String(), "err", err)
+	}
 }
 
 // reply returns the cached reply socket for remote, opening one if needed.
@@ -93,7 +109,7 @@ func (s *Server) reply(remote netip.AddrPort, now int64) (*replySock, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := &replySock{conn: conn}
+	rs := &replySock{conn: conn, raw: newRawSock(conn)}
 	rs.last.Store(now)
 	got, added := s.replies.add(remote, rs)
 	if !added {

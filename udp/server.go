@@ -84,9 +84,11 @@ type Server struct {
 
 	sessions *table[*session]
 	replies  *table[*replySock]
-	bufs     sync.Pool     // *[]byte of maxDatagram, for session readers
-	bufsHeld atomic.Int64  // buffers session readers hold now
-	linger   time.Duration // bufferLinger; shorter in tests
+	// Session readers' batches (*downBatch) of one datagram and of
+	// sessionBatch datagrams.
+	smallBatches, bigBatches sync.Pool
+	bufsHeld                 atomic.Int64  // batches session readers hold now
+	linger                   time.Duration // bufferLinger; shorter in tests
 	// openReply binds a reply socket; a seam for unprivileged tests.
 	openReply func(remote netip.AddrPort) (*net.UDPConn, error)
 
@@ -132,11 +134,9 @@ func New(cfg Config, log *slog.Logger) *Server {
 		done:     make(chan struct{}),
 		sessions: newTable[*session](),
 		replies:  newTable[*replySock](),
-		bufs: sync.Pool{New: func() any {
-			b := make([]byte, maxDatagram)
-			return &b
-		}},
 	}
+	s.smallBatches.New = func() any { return newDownBatch(1) }
+	s.bigBatches.New = func() any { return newDownBatch(sessionBatch) }
 	s.openReply = s.openReplySocket
 	s.linger = bufferLinger
 	s.guard.Store(listen.NewGuard(nil, cfg.IsLocal))

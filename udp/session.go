@@ -47,6 +47,8 @@ type session struct {
 	last  atomic.Int64 // server clock at the last datagram either way
 	ready atomic.Bool  // up is set and the pending queue flushed
 	up    Upstream     // written once, before ready
+	raw   *rawSock     // up's descriptor if up is a *net.UDPConn (batched sends); written before ready
+	rawIn *rawSock     // the descriptor up's datagrams are read from in batches, if any
 
 	lastDst atomic.Uint64 // hash of the last destination, skips the set on repeats
 
@@ -165,7 +167,7 @@ func (s *Server) send(ss *session, p []byte, dst netip.AddrPort) error {
 		}
 		return err
 	}
-	s.countUp(ss, len(p))
+	s.countUp(ss, 1, len(p))
 	return nil
 }
 
@@ -187,18 +189,21 @@ func (s *Server) enqueue(ss *session, p []byte, dst netip.AddrPort) (bool, error
 	return true, nil
 }
 
-func (s *Server) countUp(ss *session, n int) {
-	ss.upDatagrams.Add(1)
-	ss.upBytes.Add(uint64(n))
-	s.stats.datagramsUp.Add(1)
-	s.stats.bytesUp.Add(uint64(n))
+// countUp records n datagrams of the given total length sent upstream.
+func (s *Server) countUp(ss *session, n, bytes int) {
+	ss.upDatagrams.Add(uint64(n))
+	ss.upBytes.Add(uint64(bytes))
+	s.stats.datagramsUp.Add(uint64(n))
+	s.stats.bytesUp.Add(uint64(bytes))
 }
 
-func (s *Server) countDown(ss *session, n int) {
-	ss.downDatagrams.Add(1)
-	ss.downBytes.Add(uint64(n))
-	s.stats.datagramsDown.Add(1)
-	s.stats.bytesDown.Add(uint64(n))
+// countDown records n datagrams of the given total length sent to the
+// client.
+func (s *Server) countDown(ss *session, n, bytes int) {
+	ss.downDatagrams.Add(uint64(n))
+	ss.downBytes.Add(uint64(bytes))
+	s.stats.datagramsDown.Add(uint64(n))
+	s.stats.bytesDown.Add(uint64(bytes))
 }
 
 // runSession opens the upstream, flushes what the client sent meanwhile and
@@ -238,9 +243,10 @@ func (s *Server) attach(ss *session, up Upstream, err error) bool {
 			s.stats.dropSendUp.Add(1)
 			continue
 		}
-		s.countUp(ss, len(d.payload))
+		s.countUp(ss, 1, len(d.payload))
 	}
 	ss.pending = nil
+	ss.raw, ss.rawIn = batchSockets(up)
 	ss.ready.Store(true)
 	return true
 }
