@@ -352,7 +352,8 @@ func (a *app) measure(ctx context.Context, lab *netlab.Lab, srv *iperfServer, c 
 	return r, nil
 }
 
-func median(runs []runResult, f func(runResult) float64) float64 {
+// median is the median of f over runs (0 for none).
+func median[R any](runs []R, f func(R) float64) float64 {
 	v := make([]float64, len(runs))
 	for i, r := range runs {
 		v[i] = f(r)

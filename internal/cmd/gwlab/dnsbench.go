@@ -349,13 +349,13 @@ func (a *app) dnsResolver(ctx context.Context, lab *netlab.Lab, up *upstream, hi
 				"resolver_core_pct", round2(res.ResolverCore), "dnsperf_core_pct", round2(res.DnsperfCore), "upstream", res.Upstream, "other_core_pct", round2(res.OtherCore))
 			c.Runs = append(c.Runs, res)
 		}
-		c.QPS = dnsMedian(c.Runs, func(r dnsRun) float64 { return r.QPS })
-		c.LossPercent = dnsMedian(c.Runs, func(r dnsRun) float64 { return 100 * float64(r.Lost) / float64(max(1, r.Sent)) })
-		c.AvgMs = dnsMedian(c.Runs, func(r dnsRun) float64 { return r.AvgMs })
-		c.P99Ms = dnsMedian(c.Runs, func(r dnsRun) float64 { return r.P99Ms })
-		c.ResolverCore = dnsMedian(c.Runs, func(r dnsRun) float64 { return r.ResolverCore })
-		c.DnsperfCore = dnsMedian(c.Runs, func(r dnsRun) float64 { return r.DnsperfCore })
-		c.Upstream = dnsMedian(c.Runs, func(r dnsRun) float64 { return float64(r.Upstream) })
+		c.QPS = median(c.Runs, func(r dnsRun) float64 { return r.QPS })
+		c.LossPercent = median(c.Runs, func(r dnsRun) float64 { return 100 * float64(r.Lost) / float64(max(1, r.Sent)) })
+		c.AvgMs = median(c.Runs, func(r dnsRun) float64 { return r.AvgMs })
+		c.P99Ms = median(c.Runs, func(r dnsRun) float64 { return r.P99Ms })
+		c.ResolverCore = median(c.Runs, func(r dnsRun) float64 { return r.ResolverCore })
+		c.DnsperfCore = median(c.Runs, func(r dnsRun) float64 { return r.DnsperfCore })
+		c.Upstream = median(c.Runs, func(r dnsRun) float64 { return float64(r.Upstream) })
 		if c.RSS, err = readMem(r.pid); err != nil {
 			return err
 		}
@@ -786,22 +786,6 @@ func dnsToolVersions(ctx context.Context, lab *netlab.Lab) (dnsperf, dnsmasq str
 		}
 	}
 	return dnsperf, dnsmasq
-}
-
-func dnsMedian(runs []dnsRun, f func(dnsRun) float64) float64 {
-	v := make([]float64, len(runs))
-	for i, r := range runs {
-		v[i] = f(r)
-	}
-	slices.Sort(v)
-	n := len(v)
-	if n == 0 {
-		return 0
-	}
-	if n%2 == 1 {
-		return v[n/2]
-	}
-	return (v[n/2-1] + v[n/2]) / 2
 }
 
 func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
