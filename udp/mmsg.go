@@ -26,20 +26,20 @@ import (
 // the receiving side's softirq work inline, often for longer than the 20 µs
 // after which the runtime's sysmon thread takes the P of a goroutine in a
 // system call and hands it to another thread. Measured in the bench lab,
-// sysmon's wakeups and the handoffs cost about a third of the relay's CPU
-// time; raw calls removed them.
+// sysmon's wakeups and the handoffs were about a quarter of the relay's
+// profile; raw calls removed them.
 
 // Batch sizes: datagrams per recvmmsg. A listener keeps its batch for its
-// whole life; a session reader takes a batch from a pool only while its
-// upstream is busy (see sessionBatch in pump.go).
+// whole life; a session reader takes a sessionBatch from a pool only while
+// its upstream outruns it (see burst in pump.go).
 const (
 	listenerBatch = 32
 	sessionBatch  = 16
 )
 
-// UDP GSO limits: UDP_MAX_SEGMENTS was 64 before Linux 6.4, and one send
-// carries at most one IP datagram's worth of payload (64 KiB less the IPv4
-// and UDP headers, rounded down).
+// UDP GSO limits: UDP_MAX_SEGMENTS is 64 on older kernels (newer ones take
+// 128), and one send carries at most one IP datagram's worth of payload
+// (64 KiB less the IPv4 and UDP headers, rounded down).
 const (
 	maxGSOSegments = 64
 	maxGSOBytes    = 65000
@@ -49,7 +49,7 @@ const (
 var gsoCmsgSpace = unix.CmsgSpace(2)
 
 // useGSO lets sends coalesce runs of datagrams with UDP_SEGMENT where the
-// kernel supports it. A switch for tests and measurements.
+// kernel supports it. A switch for measurements.
 var useGSO = true
 
 // sockaddrBuf holds a struct sockaddr_in or sockaddr_in6.
