@@ -1,14 +1,13 @@
 package udp
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"sync/atomic"
 
-	"github.com/gatewayd/gatewayd/internal/sockopt"
+	"github.com/gatewayd/gatewayd/internal/listen"
 )
 
 // errLocalSource refuses to spoof a source that is gatewayd's own host.
@@ -144,19 +143,5 @@ func (s *Server) openReplySocket(remote netip.AddrPort) (*net.UDPConn, error) {
 	if !s.spoofable(remote.Addr()) {
 		return nil, fmt.Errorf("binding reply socket to %s: %w", remote, errLocalSource)
 	}
-	network := "udp6"
-	if remote.Addr().Is4() {
-		network = "udp4"
-	}
-	lc := net.ListenConfig{Control: sockopt.Chain(sockopt.Transparent, sockopt.ReuseAddr, sockopt.Mark(s.cfg.BypassMark))}
-	pc, err := lc.ListenPacket(context.Background(), network, remote.String())
-	if err != nil {
-		return nil, fmt.Errorf("binding reply socket to %s: %w", remote, err)
-	}
-	uc, ok := pc.(*net.UDPConn)
-	if !ok {
-		_ = pc.Close()
-		return nil, fmt.Errorf("binding reply socket to %s: got a %T, want *net.UDPConn", remote, pc)
-	}
-	return uc, nil
+	return listen.ReplySocket(remote, s.cfg.BypassMark)
 }
