@@ -185,7 +185,9 @@ func (h *Handler) configure(cfg *Config) error {
 		if cfg.ServeStale {
 			maxStale = cmp.Or(cfg.MaxStale, defaultMaxStale)
 		}
-		h.cache = newCache(cmp.Or(cfg.CacheSize, defaultCacheSize), maxStale, h.now, &h.stats.cacheEvicted)
+		size := cmp.Or(cfg.CacheSize, defaultCacheSize)
+		h.cache = newCache(size, maxStale, h.now, &h.stats.cacheEvicted)
+		h.wire = newWireCache(min(size, maxWireEntries))
 	}
 	h.minTTL, h.maxTTL = cfg.MinTTL, cmp.Or(cfg.MaxTTL, defaultMaxTTL)
 	h.memory = newMemory(cmp.Or(cfg.MemorySize, defaultMemorySize), h.now)

@@ -127,6 +127,9 @@ func FuzzHandleWire(f *testing.F) {
 			return
 		}
 		limit := min(max(int(size), dns.MinMsgSize), dns.MaxMsgSize)
+		if req := new(dns.Msg); size == 0 && req.Unpack(wire) == nil {
+			limit = MaxSizeFor(req, q.Transport) // HandleWire's default
+		}
 		if len(out) > limit {
 			t.Fatalf("reply of %d bytes exceeds MaxSize %d", len(out), limit)
 		}

@@ -35,7 +35,8 @@ type QueryInfo struct {
 	Transport string         // "udp" or "tcp"
 	// MaxSize bounds the packed reply: the client's EDNS UDP size (at least
 	// 512) or 512 without EDNS over UDP, dns.MaxMsgSize over TCP. See
-	// MaxSizeFor. Values outside [512, 65535] are clamped.
+	// MaxSizeFor, which HandleWire applies when MaxSize is 0. Other values
+	// outside [512, 65535] are clamped.
 	MaxSize int
 }
 
@@ -56,7 +57,8 @@ type Handler struct {
 	rebind    bool
 	allow     suffixMap[struct{}]
 
-	cache          *cache // nil: no caching
+	cache          *cache     // nil: no caching
+	wire           *wireCache // UDP fast path; nil with cache
 	minTTL, maxTTL time.Duration
 	flight         flight[cacheKey, *entry]
 	memory         *Memory
@@ -94,6 +96,9 @@ type result struct {
 	src string
 	ede *dns.EDNS0_EDE // Extended DNS Error for EDNS clients, or nil
 	err error          // why upstreams failed, for the log
+	// fresh is the cache entry a fresh answer came from (cache hit or
+	// upstream); its packed form may then be memoized until it expires.
+	fresh *entry
 }
 
 // Handle answers req. It returns nil only for messages that must not be
@@ -103,12 +108,16 @@ type result struct {
 // (class other than IN, zone transfers, rebinding), SERVFAIL (no upstream
 // answered). The reply is compressed and truncated (TC=1) to q.MaxSize.
 func (h *Handler) Handle(ctx context.Context, req *dns.Msg, q QueryInfo) *dns.Msg {
+	return h.handle(ctx, req, q).msg
+}
+
+func (h *Handler) handle(ctx context.Context, req *dns.Msg, q QueryInfo) result {
 	start := time.Now()
 	h.stats.countQuery(q.Transport)
 	if req == nil || req.Response {
 		h.stats.malformed.Add(1)
 		h.log.Debug("dns: dropped a response or empty message", "client", q.Client)
-		return nil
+		return result{}
 	}
 	if hasNilRR(req) {
 		// Only a programming error builds such a message; miekg/dns
@@ -118,7 +127,7 @@ func (h *Handler) Handle(ctx context.Context, req *dns.Msg, q QueryInfo) *dns.Ms
 	res := h.resolve(ctx, req)
 	h.finish(req, &res, q.MaxSize)
 	h.logQuery(ctx, req, q, &res, time.Since(start))
-	return res.msg
+	return res
 }
 
 func (h *Handler) resolve(ctx context.Context, req *dns.Msg) result {
@@ -275,7 +284,11 @@ func (h *Handler) answer(req *dns.Msg, e *entry, name string, local bool, src st
 	}
 	m := e.reply(req, h.now(), ttl)
 	h.memory.record(name, m)
-	return result{msg: m, src: src}
+	r := result{msg: m, src: src}
+	if src != srcStale && e.ttl > 0 {
+		r.fresh = e
+	}
+	return r
 }
 
 // blockedReply answers a blocked name per the block mode.

@@ -7,39 +7,28 @@ import (
 	"net/netip"
 
 	"github.com/gatewayd/gatewayd/udp"
-	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 )
 
 // maxQuery is the largest UDP query read (EDNS allows up to 64 KiB).
 const maxQuery = 65535
 
-// udpWorkers read and answer queries on each UDP listener. Each worker
-// reads the socket itself and answers inline, so a cache hit costs no
-// goroutine start or hand-off; up to udpWorkers cache misses per listener
-// wait for upstreams at once while the others keep answering.
-const udpWorkers = 64
+// maxResolving bounds the UDP queries being resolved at once per listener
+// (cache misses waiting for upstreams); a query beyond it is dropped and
+// counted, and the client retries.
+const maxResolving = 1024
 
-// readLoop runs the workers of listener c and returns when they end.
+// readLoop receives the queries of listener c. One goroutine reads and
+// answers repeats of memoized queries inline (CachedUDP): on a busy
+// resolver that is almost every query, and it costs one receive, one copy
+// and one send, with no goroutine hand-off or thread wake-up. Any other
+// query is resolved in a goroutine of its own, so a slow upstream never
+// holds up the cache hits behind it.
 func (s *Server) readLoop(c *net.UDPConn) error {
-	errs := make(chan error, udpWorkers)
-	for range udpWorkers {
-		go func() { errs <- s.worker(c) }()
-	}
-	var first error
-	for range udpWorkers {
-		if err := <-errs; err != nil && first == nil {
-			first = err
-			_ = c.Close() // end the other workers
-		}
-	}
-	return first
-}
-
-// worker receives queries on c and answers each before reading the next.
-func (s *Server) worker(c *net.UDPConn) error {
 	oob := make([]byte, udp.OOBSize())
 	buf := make([]byte, maxQuery)
+	var out []byte
+	resolving := make(chan struct{}, maxResolving)
 	for {
 		n, oobn, flags, client, err := c.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
@@ -53,32 +42,31 @@ func (s *Server) worker(c *net.UDPConn) error {
 			s.dropped.Add(1)
 			continue
 		}
-		s.answerUDP(buf[:n], netip.AddrPortFrom(client.Addr().Unmap(), client.Port()), dst)
+		client = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
+		var ok bool
+		if out, ok = s.h.CachedUDP(buf[:n], out); ok {
+			s.sendUDP(out, dst, client)
+			continue
+		}
+		select {
+		case resolving <- struct{}{}:
+		default:
+			s.dropped.Add(1)
+			continue
+		}
+		query := append([]byte(nil), buf[:n]...)
+		s.wg.Add(1)
+		go func() {
+			defer func() { <-resolving; s.wg.Done() }()
+			if reply, ok := s.h.HandleWire(s.ctx, query, QueryInfo{Client: client, Transport: "udp"}); ok {
+				s.sendUDP(reply, dst, client)
+			}
+		}()
 	}
 }
 
-// answerUDP resolves one query and sends the answer from dst, the address
-// the client asked.
-func (s *Server) answerUDP(query []byte, client, dst netip.AddrPort) {
-	q := QueryInfo{Client: client, Transport: "udp"}
-	var reply []byte
-	req := new(dns.Msg)
-	if err := req.Unpack(query); err != nil {
-		var ok bool
-		if reply, ok = s.h.HandleWire(s.ctx, query, q); !ok { // FORMERR, counted
-			return
-		}
-	} else {
-		q.MaxSize = MaxSizeFor(req, "udp") // the client's EDNS size
-		resp := s.h.Handle(s.ctx, req, q)
-		if resp == nil {
-			return
-		}
-		if reply, err = resp.Pack(); err != nil {
-			s.dropped.Add(1)
-			return
-		}
-	}
+// sendUDP sends an answer to client from dst, the address the client asked.
+func (s *Server) sendUDP(reply []byte, dst, client netip.AddrPort) {
 	if err := s.replies.send(reply, dst, client); err != nil {
 		s.dropped.Add(1)
 		s.log.Debug("dns answer not sent", "client", client.String(), "from", dst.String(), "err", err)

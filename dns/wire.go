@@ -3,6 +3,7 @@ package dns
 import (
 	"context"
 	"encoding/binary"
+	"log/slog"
 
 	"github.com/miekg/dns"
 )
@@ -21,7 +22,8 @@ func MaxSizeFor(req *dns.Msg, transport string) int {
 // HandleWire unpacks a query, handles it and packs the reply. ok is false
 // when nothing must be sent: undecodable input too short to carry a
 // header, and responses (QR=1). Other undecodable queries get a FORMERR
-// header echoing their ID.
+// header echoing their ID. A zero q.MaxSize is set with MaxSizeFor. Fresh
+// UDP answers are memoized for CachedUDP.
 func (h *Handler) HandleWire(ctx context.Context, wire []byte, q QueryInfo) (reply []byte, ok bool) {
 	req := new(dns.Msg)
 	if err := req.Unpack(wire); err != nil {
@@ -30,11 +32,14 @@ func (h *Handler) HandleWire(ctx context.Context, wire []byte, q QueryInfo) (rep
 		h.log.Debug("dns: undecodable query", "client", q.Client, "len", len(wire), "err", err)
 		return formErrWire(wire)
 	}
-	resp := h.Handle(ctx, req, q)
-	if resp == nil {
+	if q.MaxSize == 0 {
+		q.MaxSize = MaxSizeFor(req, q.Transport)
+	}
+	res := h.handle(ctx, req, q)
+	if res.msg == nil {
 		return nil, false
 	}
-	out, err := resp.Pack()
+	out, err := res.msg.Pack()
 	if err != nil {
 		// Not expected: every reply is built from decodable parts.
 		h.log.Warn("dns: packing reply", "client", q.Client, "err", err)
@@ -42,8 +47,27 @@ func (h *Handler) HandleWire(ctx context.Context, wire []byte, q QueryInfo) (rep
 		if err != nil {
 			return nil, false
 		}
+		return out, true
+	}
+	if q.Transport == "udp" && res.fresh != nil && res.ede == nil {
+		h.wire.put(wire, out, res.fresh.expires())
 	}
 	return out, true
+}
+
+// CachedUDP answers a UDP query that repeats a memoized one (but for its
+// ID) into out, counting it as a cache hit; false: use HandleWire. With
+// debug logging on every query takes the slow path, which logs it.
+func (h *Handler) CachedUDP(query, out []byte) ([]byte, bool) {
+	if h.wire == nil || h.log.Enabled(context.Background(), slog.LevelDebug) {
+		return nil, false
+	}
+	out, ok := h.wire.get(query, h.now(), out)
+	if ok {
+		h.stats.countQuery("udp")
+		h.stats.cacheHits.Add(1)
+	}
+	return out, ok
 }
 
 // Header layout (RFC 1035 §4.1.1).
