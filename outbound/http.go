@@ -1,0 +1,115 @@
+package outbound
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+)
+
+// HTTP status codes the CONNECT handling tells apart (RFC 9110 sec. 15).
+const (
+	statusForbidden      = 403
+	statusProxyAuthReq   = 407
+	statusGatewayTimeout = 504
+)
+
+// httpProxy tunnels TCP through an HTTP proxy with CONNECT (RFC 9110 sec.
+// 9.3.6). It cannot carry UDP.
+type httpProxy struct {
+	base
+	server      netip.AddrPort
+	auth        string // Proxy-Authorization value, or ""
+	preferNames bool
+	timeout     time.Duration
+	mark        uint32
+	desc        string // "http proxy 198.18.1.1:3128", for errors
+}
+
+func newHTTP(cfg Config) *httpProxy {
+	h := &httpProxy{
+		base:        base{name: cfg.Name},
+		server:      cfg.Server,
+		preferNames: cfg.PreferNames,
+		timeout:     cfg.Timeout,
+		mark:        cfg.Mark,
+		desc:        "http proxy " + cfg.Server.String(),
+	}
+	if cfg.Username != "" {
+		h.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(cfg.Username+":"+cfg.Password))
+	}
+	return h
+}
+
+// hostPort is the CONNECT target: domain:port when preferred and
+// sendable, else ip:port ([ip6]:port).
+func (h *httpProxy) hostPort(dst Dest) string {
+	port := strconv.Itoa(int(dst.Addr.Port()))
+	if h.preferNames {
+		if name, ok := proxyHostName(dst.Domain); ok {
+			return net.JoinHostPort(name, port)
+		}
+	}
+	return net.JoinHostPort(dst.Addr.Addr().Unmap().WithZone("").String(), port)
+}
+
+// DialTCP implements Outbound.
+func (h *httpProxy) DialTCP(ctx context.Context, dst Dest) (*net.TCPConn, error) {
+	h.stats.begin()
+	c, err := h.connect(ctx, dst)
+	return c, h.stats.end(err)
+}
+
+func (h *httpProxy) connect(ctx context.Context, dst Dest) (*net.TCPConn, error) {
+	if !dst.Addr.IsValid() {
+		return nil, fmt.Errorf("%s: CONNECT to %s: invalid destination", h.desc, dst)
+	}
+	target := h.hostPort(dst)
+	ctx, cancel := context.WithTimeout(ctx, h.timeout)
+	defer cancel()
+	c, err := dialTCP(ctx, newDialer(h.mark), h.server, h.desc)
+	if err != nil {
+		return nil, err
+	}
+	if err := handshake(ctx, c, func() error { return h.tunnel(c, target) }); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// tunnel sends the CONNECT request and reads the response, exactly.
+func (h *httpProxy) tunnel(c net.Conn, target string) error {
+	if _, err := c.Write(connectRequest(target, h.auth)); err != nil {
+		return fmt.Errorf("%s: sending CONNECT %s: %w", h.desc, target, err)
+	}
+	code, line, err := readConnectResponse(c)
+	if err != nil {
+		return kinded(ErrHandshake, "%s: reading the response to CONNECT %s: %w", h.desc, target, err)
+	}
+	if code >= 200 && code < 300 {
+		return nil
+	}
+	kind, note := ErrProxy, ""
+	switch code {
+	case statusProxyAuthReq:
+		kind, note = ErrAuth, " (no credentials configured)"
+		if h.auth != "" {
+			note = " (credentials rejected)"
+		}
+	case statusForbidden:
+		kind = ErrRefused
+	case statusGatewayTimeout:
+		kind = ErrTimeout
+	}
+	return kinded(kind, "%s refused CONNECT to %s: %s%s", h.desc, target, line, note)
+}
+
+// OpenUDP implements Outbound: always ErrUnsupported.
+func (h *httpProxy) OpenUDP(_ context.Context, client netip.AddrPort) (UDPConn, error) {
+	h.stats.begin()
+	return nil, h.stats.end(fmt.Errorf("outbound %q: UDP from %s: %s carries only TCP: %w", h.name, client, h.desc, ErrUnsupported))
+}
