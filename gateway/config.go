@@ -35,6 +35,7 @@ type Config struct {
 	DNS      DNSConfig      `toml:"dns"`
 	Log      LogConfig      `toml:"log"`
 	Shutdown ShutdownConfig `toml:"shutdown"`
+	Failsafe FailsafeConfig `toml:"failsafe"`
 
 	// path is the file the config was read from ("" for built-in defaults).
 	path string
@@ -120,6 +121,47 @@ type LogConfig struct {
 // ShutdownConfig tunes the exit path.
 type ShutdownConfig struct {
 	Grace Duration `toml:"grace"`
+}
+
+// FailsafeConfig is what happens to the interception when gatewayd dies
+// without removing it (crash, SIGKILL, OOM kill); its watchdog acts on it.
+type FailsafeConfig struct {
+	Mode FailsafeMode `toml:"mode"`
+}
+
+// FailsafeMode is "open" (the zero value and default) or "closed".
+type FailsafeMode uint8
+
+const (
+	// FailOpen removes the interception: the LAN falls back to plain
+	// forwarding.
+	FailOpen FailsafeMode = iota
+	// FailClosed keeps it: intercepted LAN traffic is dropped (no
+	// internet) rather than forwarded past the gateway.
+	FailClosed
+)
+
+func (m FailsafeMode) String() string {
+	if m == FailClosed {
+		return "closed"
+	}
+	return "open"
+}
+
+// MarshalText renders the mode as written in the config.
+func (m FailsafeMode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+// UnmarshalText accepts "open" or "closed".
+func (m *FailsafeMode) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "open":
+		*m = FailOpen
+	case "closed":
+		*m = FailClosed
+	default:
+		return fmt.Errorf("%q: want \"open\" or \"closed\"", b)
+	}
+	return nil
 }
 
 // Duration is a time.Duration written as a Go duration string ("5s", "10m").
