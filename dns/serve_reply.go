@@ -1,12 +1,14 @@
 package dns
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/gatewayd/gatewayd/internal/listen"
+	"github.com/gatewayd/gatewayd/udp"
 )
 
 // Reply socket cache bounds: LAN clients ask few distinct resolver
@@ -27,6 +29,7 @@ type replySockets struct {
 
 type replySocket struct {
 	c    *net.UDPConn
+	raw  *udp.Sender // c for batched sends
 	used time.Time
 }
 
@@ -45,20 +48,41 @@ func (r *replySockets) send(b []byte, src, client netip.AddrPort) error {
 }
 
 func (r *replySockets) get(src netip.AddrPort) (*net.UDPConn, error) {
+	rs, err := r.socket(src)
+	if err != nil {
+		return nil, err
+	}
+	return rs.c, nil
+}
+
+// sender is src's socket for batched sends.
+func (r *replySockets) sender(src netip.AddrPort) (*udp.Sender, error) {
+	rs, err := r.socket(src)
+	if err != nil {
+		return nil, err
+	}
+	if rs.raw == nil {
+		return nil, fmt.Errorf("reply socket %s has no descriptor", src)
+	}
+	return rs.raw, nil
+}
+
+func (r *replySockets) socket(src netip.AddrPort) (*replySocket, error) {
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if rs, ok := r.m[src]; ok {
 		rs.used = now
-		return rs.c, nil
+		return rs, nil
 	}
 	r.expireLocked(now)
 	c, err := listen.ReplySocket(src, r.mark)
 	if err != nil {
 		return nil, err
 	}
-	r.m[src] = &replySocket{c: c, used: now}
-	return c, nil
+	rs := &replySocket{c: c, raw: udp.NewSender(c), used: now}
+	r.m[src] = rs
+	return rs, nil
 }
 
 // expireLocked closes idle sockets, and the least recently used one when
