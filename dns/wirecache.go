@@ -109,15 +109,6 @@ func (c *wireCache) shrinkLocked(now time.Time) {
 	}
 }
 
-func (c *wireCache) clear() {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	clear(c.m)
-	c.mu.Unlock()
-}
-
 // ttlOffsets walks a packed message and returns the offset of the TTL of
 // every resource record except OPT (whose "TTL" holds EDNS flags). false:
 // the message is not well formed.
