@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -39,20 +40,13 @@ const nonrootCapMask = 1<<unix.CAP_NET_ADMIN | 1<<unix.CAP_NET_RAW | 1<<unix.CAP
 // it: as nonrootUID with exactly nonrootCaps as ambient (and bounding)
 // capabilities, no_new_privs set, reading a root-owned config and keeping
 // its state in a directory owned by that user (systemd's RuntimeDirectory=).
-// Every later g.start and g.cmd (cleanup) goes through setpriv.
-func asNonroot(t *testing.T, g *gw, o opts) {
+// Every later g.start and g.cmd (cleanup) goes through setpriv, with env
+// ("KEY=value") added to gatewayd's environment. It returns the path of the
+// gatewayd binary itself.
+func asNonroot(t *testing.T, g *gw, o opts, env ...string) string {
 	t.Helper()
 	netlab.RequireTools(t, "setpriv")
-	// A world-searchable directory, like /usr/bin and /etc/gatewayd: the
-	// test's own temp dirs are 0700 root.
-	dir, err := os.MkdirTemp("", "gwd-nonroot-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := publicDir(t)
 	state := filepath.Join(dir, "run")
 	if err := os.Mkdir(state, 0o700); err != nil {
 		t.Fatal(err)
@@ -69,14 +63,35 @@ func asNonroot(t *testing.T, g *gw, o opts) {
 		t.Fatal(err)
 	}
 	// exec all the way down, so g.proc's pid is gatewayd's own.
-	wrapper := fmt.Sprintf("#!/bin/sh\nexec setpriv --reuid=%d --regid=%d --clear-groups --no-new-privs"+
-		" --bounding-set=%[3]s --inh-caps=%[3]s --ambient-caps=%[3]s %[4]s \"$@\"\n",
-		nonrootUID, nonrootGID, nonrootCaps, bin)
+	var quoted strings.Builder
+	for _, kv := range env {
+		fmt.Fprintf(&quoted, "%q ", kv) // the values are paths: no $ or `
+	}
+	wrapper := fmt.Sprintf("#!/bin/sh\nexec env %ssetpriv --reuid=%d --regid=%d --clear-groups --no-new-privs"+
+		" --bounding-set=%[4]s --inh-caps=%[4]s --ambient-caps=%[4]s %[5]s \"$@\"\n",
+		quoted.String(), nonrootUID, nonrootGID, nonrootCaps, bin)
 	g.bin = filepath.Join(dir, "gatewayd-nonroot")
 	if err := os.WriteFile(g.bin, []byte(wrapper), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	g.cfg = cfg
+	return bin
+}
+
+// publicDir returns a new world-searchable directory, like /usr/bin and
+// /etc/gatewayd (the test's own temp dirs are 0700 root), removed at the
+// end of the test.
+func publicDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "gwd-nonroot-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // copyExecutable copies the built binary to dst, mode 0755.
@@ -205,11 +220,11 @@ func TestNonrootWithoutCapsFailsClearly(t *testing.T) {
 	lab := netlab.NewT(t)
 	before := kernelState(t, lab)
 	g := newGW(t, lab, opts{})
-	asNonroot(t, g, opts{})
+	bin := asNonroot(t, g, opts{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	out, err := lab.Gateway.Run(ctx, "setpriv", "--reuid="+strconv.Itoa(nonrootUID), "--regid="+strconv.Itoa(nonrootGID),
-		"--clear-groups", "--inh-caps=-all", "--ambient-caps=-all", strings.TrimSuffix(g.bin, "-nonroot"), "-c", g.cfg)
+		"--clear-groups", "--inh-caps=-all", "--ambient-caps=-all", bin, "-c", g.cfg)
 	if err == nil {
 		t.Fatalf("gatewayd without capabilities ran:\n%s", out)
 	}
@@ -221,5 +236,118 @@ func TestNonrootWithoutCapsFailsClearly(t *testing.T) {
 	}
 	if after := kernelState(t, lab); after != before {
 		t.Errorf("a failed start changed the kernel state:\n--- after ---\n%s\n--- before ---\n%s", after, before)
+	}
+}
+
+// shippedLockMode is the mode rootfs/usr/lib/tmpfiles.d/gatewayd.conf
+// gives /run/xtables.lock (group: the gatewayd user's).
+func shippedLockMode(t *testing.T) os.FileMode {
+	t.Helper()
+	const conf = "../../rootfs/usr/lib/tmpfiles.d/gatewayd.conf"
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 5 && f[0] == "f" && f[1] == "/run/xtables.lock" && f[3] == "root" && f[4] == "gatewayd" {
+			m, err := strconv.ParseUint(f[2], 8, 32)
+			if err != nil {
+				t.Fatalf("%s: mode %q: %v", conf, f[2], err)
+			}
+			return os.FileMode(m)
+		}
+	}
+	t.Fatalf("%s: no \"f /run/xtables.lock MODE root gatewayd\" line", conf)
+	return 0
+}
+
+// legacyIptables returns a directory whose iptables, ip6tables and their
+// -save/-restore run the legacy (non-nft) backend, for the front of PATH.
+func legacyIptables(t *testing.T) string {
+	t.Helper()
+	dir := publicDir(t)
+	for _, name := range []string{"iptables", "ip6tables"} {
+		for _, suffix := range []string{"", "-save", "-restore"} {
+			target, err := exec.LookPath(name + "-legacy" + suffix)
+			if err != nil {
+				t.Fatalf("legacy iptables: %v", err)
+			}
+			// xtables-legacy-multi picks the tool by the name it was run as.
+			if err := os.Symlink(target, filepath.Join(dir, name+suffix)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return dir
+}
+
+// TestNonrootLegacyIptables: with the legacy iptables backend, which
+// serialises its callers on an xtables lock file, gatewayd as non-root
+// works when the lock has the mode and group the shipped tmpfiles.d entry
+// gives it, and not when it is root-only, as iptables-legacy creates it.
+// (The lock is a test file, named by XTABLES_LOCKFILE, not the host's
+// /run/xtables.lock.)
+func TestNonrootLegacyIptables(t *testing.T) {
+	netlab.RequireTools(t, "iptables-legacy", "iptables-legacy-save", "iptables-legacy-restore",
+		"ip6tables-legacy", "ip6tables-legacy-save", "ip6tables-legacy-restore")
+	lab := netlab.NewT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	legacySave := func() string {
+		t.Helper()
+		var b strings.Builder
+		for _, bin := range []string{"iptables-legacy-save", "ip6tables-legacy-save"} {
+			out, err := lab.Gateway.Run(ctx, bin, "-t", "mangle")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.WriteString(out)
+		}
+		return b.String()
+	}
+	if _, err := lab.Gateway.Run(ctx, "iptables-legacy", "-t", "mangle", "-S"); err != nil {
+		t.Skipf("this kernel has no legacy iptables: %v", err)
+	}
+	serveAll(t, lab)
+	serveUDPAll(t, lab)
+	lock := filepath.Join(publicDir(t), "xtables.lock")
+	if err := os.WriteFile(lock, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := newGW(t, lab, opts{})
+	asNonroot(t, g, opts{}, "PATH="+legacyIptables(t)+":"+os.Getenv("PATH"), "XTABLES_LOCKFILE="+lock)
+
+	// Root-only, as iptables-legacy leaves it: nothing works.
+	out, err := g.cmd("cleanup")
+	if err == nil || !strings.Contains(out, "can't open lock file") {
+		t.Errorf("cleanup with a root-only xtables lock: %v\n%s", err, out)
+	}
+
+	if err := os.Chown(lock, 0, nonrootGID); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(lock, shippedLockMode(t)); err != nil {
+		t.Fatal(err)
+	}
+	g.start()
+	checkIdentity(t, g.proc.Pid())
+	if s := legacySave(); !strings.Contains(s, "-j GWD_PRE") || !strings.Contains(s, "TPROXY") {
+		t.Errorf("no gatewayd rules in the legacy mangle tables:\n%s", s)
+	}
+	for _, r := range []struct{ dst, wan netip.Addr }{
+		{lab.Remotes[0].V4, lab.GatewayWAN.V4}, {lab.Remotes[0].V6, lab.GatewayWAN.V6},
+	} {
+		if got := peerSeen(t, lab, r.dst); got != r.wan {
+			t.Errorf("TCP to %s: server saw %s, want the gateway's WAN address %s", r.dst, got, r.wan)
+		}
+		dst := netip.AddrPortFrom(r.dst, udpEchoPort)
+		if _, peer := exchange(t, clientUDP(t, lab, r.dst.Is6()), dst, []byte("legacy")); peer.Addr() != r.wan {
+			t.Errorf("UDP to %s: server saw %s, want %s", dst, peer, r.wan)
+		}
+	}
+	g.stop()
+	if s := legacySave(); strings.Contains(s, "GWD_") || strings.Contains(s, "TPROXY") {
+		t.Errorf("gatewayd rules left in the legacy mangle tables after SIGTERM:\n%s", s)
 	}
 }
