@@ -6,26 +6,43 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/gatewayd/gatewayd/internal/ipset/ipsettest"
+	"golang.org/x/sys/unix"
 )
 
 // fakeTables is a strict in-memory mangle table of one family. It accepts
 // only what real iptables accepts for gatewayd's use (declared chains,
 // existing jump targets, deleting existing rules) and fails loudly
-// otherwise. Restore is atomic like iptables-restore.
+// otherwise. Restore is atomic like iptables-restore. A rule matching an
+// ipset (-m set --match-set NAME) needs that set to exist in ipsets with
+// the table's family; without ipsets no set exists.
 type fakeTables struct {
 	present  bool                // the table exists (iptables-nft creates it lazily)
 	chains   map[string][]string // chain -> rule specs, without "-A chain"
 	policies map[string]string   // builtin chain -> policy
 	user     []string            // user chains in creation order
 	restores int
+
+	family Family            // the table's family (0: not checked against sets)
+	ipsets *ipsettest.Kernel // the namespace's ipsets; nil: none exist
 }
 
 func newFakeTables() *fakeTables {
 	return &fakeTables{chains: map[string][]string{}, policies: map[string]string{}}
 }
 
+// newFakeTablesWithSets is family f's table in a namespace whose ipsets k
+// holds.
+func newFakeTablesWithSets(f Family, k *ipsettest.Kernel) *fakeTables {
+	t := newFakeTables()
+	t.family, t.ipsets = f, k
+	return t
+}
+
 func (f *fakeTables) clone() *fakeTables {
-	c := &fakeTables{present: f.present, chains: map[string][]string{}, policies: maps.Clone(f.policies), user: slices.Clone(f.user)}
+	c := &fakeTables{present: f.present, chains: map[string][]string{}, policies: maps.Clone(f.policies), user: slices.Clone(f.user),
+		family: f.family, ipsets: f.ipsets}
 	for k, v := range f.chains {
 		c.chains[k] = slices.Clone(v)
 	}
@@ -57,6 +74,46 @@ func (f *fakeTables) chainOK(chain string) error {
 	return nil
 }
 
+// setOK checks that a -m set match names an existing set of the table's
+// family, as iptables does.
+func (f *fakeTables) setOK(spec string) error {
+	fs := strings.Fields(spec)
+	for i := 0; i+1 < len(fs); i++ {
+		if fs[i] != "--match-set" {
+			continue
+		}
+		name := fs[i+1]
+		if f.ipsets == nil {
+			return fmt.Errorf("fake: Set %s doesn't exist", name)
+		}
+		r, err := f.ipsets.IpsetList(name)
+		if err != nil {
+			return fmt.Errorf("fake: Set %s doesn't exist: %w", name, err)
+		}
+		af := map[Family]uint8{IPv4: unix.AF_INET, IPv6: unix.AF_INET6}[f.family]
+		if f.family != 0 && r.Family != af {
+			return fmt.Errorf("fake: the protocol family of set %s is not applicable to %s", name, f.family)
+		}
+	}
+	return nil
+}
+
+// referencesSet reports whether a rule matches the named set: the kernel
+// then refuses to destroy it (ipsettest.Kernel.Referenced).
+func (f *fakeTables) referencesSet(name string) bool {
+	for _, rules := range f.chains {
+		for _, r := range rules {
+			fs := strings.Fields(r)
+			for i := 0; i+1 < len(fs); i++ {
+				if fs[i] == "--match-set" && fs[i+1] == name {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 // targetOK checks that a -j/-g target naming a user chain (gatewayd's
 // GWD_ chains, or a lower-case foreign one) exists, as iptables does.
 func (f *fakeTables) targetOK(spec string) error {
@@ -83,7 +140,7 @@ func (f *fakeTables) Insert(table, chain string, pos int, spec ...string) error 
 	}
 	f.ensure()
 	s := strings.Join(spec, " ")
-	if err := errors.Join(f.chainOK(chain), f.targetOK(s)); err != nil {
+	if err := errors.Join(f.chainOK(chain), f.targetOK(s), f.setOK(s)); err != nil {
 		return err
 	}
 	if pos < 1 || pos > len(f.chains[chain])+1 {
@@ -186,7 +243,7 @@ func (f *fakeTables) Save(table string) (string, error) {
 func (f *fakeTables) Restore(payload string, noflush bool) error {
 	n := f.clone()
 	if !noflush {
-		n = newFakeTables()
+		n = newFakeTablesWithSets(f.family, f.ipsets)
 	}
 	n.ensure()
 	var lines []string
@@ -230,7 +287,7 @@ func (f *fakeTables) restoreLine(line string) error {
 		if len(fs) < 3 {
 			return errors.New("empty rule")
 		}
-		if err := errors.Join(f.chainOK(fs[1]), f.targetOK(fs[2])); err != nil {
+		if err := errors.Join(f.chainOK(fs[1]), f.targetOK(fs[2]), f.setOK(fs[2])); err != nil {
 			return err
 		}
 		f.chains[fs[1]] = append(f.chains[fs[1]], fs[2])

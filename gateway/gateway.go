@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"time"
 )
 
@@ -34,6 +35,13 @@ type Gateway struct {
 	Relays []Relay
 	// ReadSysctl reads a sysctl ("net.ipv4.ip_forward"); nil skips checks.
 	ReadSysctl func(key string) (string, error)
+	// FastPath, when set, keeps the kernel fast path's ipsets: Install
+	// creates and fills them before the rules that match them, Cleanup
+	// destroys them after the rules are gone. nil: no fast path.
+	FastPath *FastPath
+	// Direct are destinations every flow to which goes direct (the
+	// CIDR-only direct rules); with FastPath the kernel forwards them.
+	Direct []netip.Prefix
 }
 
 func (g *Gateway) mangle(f Family) *Mangle {
@@ -57,32 +65,51 @@ func (g *Gateway) Cleanup() error {
 	if err := r.Cleanup(g.Config); err != nil {
 		errs = append(errs, err)
 	}
+	if g.FastPath != nil { // after the rules: the kernel keeps a set a rule matches
+		if err := g.FastPath.Teardown(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
 // Install applies the rules and routes for the config. On failure it
 // removes whatever it had applied.
-func (g *Gateway) Install() error {
+func (g *Gateway) Install(ctx context.Context) error {
 	env, err := DeriveEnv(g.NL, g.Config, g.Log)
 	if err != nil {
 		return fmt.Errorf("reading LAN subnets: %w", err)
 	}
-	if err := g.install(env); err != nil {
+	if err := g.install(ctx, env); err != nil {
 		if cerr := g.Cleanup(); cerr != nil {
 			g.Log.Error("removing partially installed rules", "err", cerr)
 		}
 		return err
 	}
 	g.Log.Info("interception installed", "lan", g.Config.LAN.Interfaces, "bypassed_lan_subnets", env.LANSubnets,
-		"mode", g.Config.Mangle.Mode, "table", g.Config.Routing.Table)
+		"mode", g.Config.Mangle.Mode, "table", g.Config.Routing.Table, "fast_path", g.FastPath != nil)
 	return nil
 }
 
-func (g *Gateway) install(env Env) error {
+func (g *Gateway) install(ctx context.Context, env Env) error {
 	// Routing first: rules without the local route would blackhole.
 	r := &Routing{NL: g.NL}
 	if err := r.Set(g.Config); err != nil {
 		return fmt.Errorf("installing policy routing: %w", err)
+	}
+	if g.FastPath != nil {
+		// The sets before the rules: iptables-restore rejects a rule
+		// that names a missing set.
+		var fams []Family
+		for _, f := range Families {
+			if g.Config.Intercepts(f) {
+				fams = append(fams, f)
+			}
+		}
+		if err := g.FastPath.Setup(ctx, fams, g.Direct); err != nil {
+			return err
+		}
+		env.FastPath = true
 	}
 	for _, f := range Families {
 		if !g.Config.Intercepts(f) {
@@ -121,7 +148,7 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 		}
 		opened = append(opened, r)
 	}
-	if err := g.Install(); err != nil {
+	if err := g.Install(ctx); err != nil {
 		return err
 	}
 	defer func() {

@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gatewayd/gatewayd/internal/ipset"
+	"github.com/gatewayd/gatewayd/internal/ipset/ipsettest"
 )
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -192,5 +195,50 @@ func TestForeignRules(t *testing.T) {
 	}
 	if len(foreign) != 3 { // :qos_mark, and its two rules
 		t.Errorf("foreign = %q", foreign)
+	}
+}
+
+// TestFastPathRulesNeedTheSets: like iptables-restore, the fake rejects a
+// payload whose rules name a missing set, in both modes, and changes
+// nothing; with the sets in place the same Set succeeds.
+func TestFastPathRulesNeedTheSets(t *testing.T) {
+	for _, mode := range []string{ModeAppliance, ModeShared} {
+		k := ipsettest.New()
+		ft := newFakeTablesWithSets(IPv4, k)
+		if err := ft.Restore(foreignSetup, false); err != nil {
+			t.Fatal(err)
+		}
+		before := mustSave(t, ft)
+		m := newMangle(t, ft)
+		c := DefaultConfig()
+		c.Mangle.Mode = mode
+		env := labEnv()
+		env.FastPath = true
+		if err := m.Set(c, env); err == nil || !strings.Contains(err.Error(), "Set gwd_direct4 doesn't exist") {
+			t.Fatalf("%s: Set without the sets = %v", mode, err)
+		}
+		if got := mustSave(t, ft); got != before {
+			t.Errorf("%s: a rejected payload changed the table:\n%s", mode, got)
+		}
+		// A set of the other family does not do either.
+		sets := ipset.New(k)
+		if err := sets.Ensure(ipset.Set{Name: DirectSet4, Family: ipset.IPv6}); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Set(c, env); err == nil || !strings.Contains(err.Error(), "protocol family") {
+			t.Errorf("%s: Set with an inet6 %s = %v", mode, DirectSet4, err)
+		}
+		if err := sets.Ensure(ipset.Set{Name: DirectSet4, Family: ipset.IPv4}); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Set(c, env); err != nil {
+			t.Fatalf("%s: Set with the sets: %v", mode, err)
+		}
+		if err := m.Cleanup(); err != nil {
+			t.Fatal(err)
+		}
+		if ft.referencesSet(DirectSet4) {
+			t.Errorf("%s: a rule still matches %s after Cleanup", mode, DirectSet4)
+		}
 	}
 }

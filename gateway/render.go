@@ -34,6 +34,12 @@ var builtinMangle = []string{"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTRO
 // which the kernel evaluates per packet and so follows address changes.
 type Env struct {
 	LANSubnets []netip.Prefix
+	// FastPath is set when the kernel fast path's ipsets exist (see
+	// FastPath): GWD_PRE then RETURNs the destinations in them before
+	// TPROXY, so the kernel forwards those flows itself. iptables-restore
+	// rejects a rule that names a missing set, so the sets are created
+	// before the rules are installed.
+	FastPath bool
 }
 
 // jump is a rule in a built-in chain that enters one of gatewayd's chains.
@@ -83,6 +89,12 @@ func chainRules(c *Config, f Family, env Env) []string {
 		a(chainPre, "-m", "conntrack", "--ctdir", "REPLY", "-m", "connmark", "!", "--mark", bmark, "-j", "RETURN"))
 	for _, p := range bypassFor(c, f, env) {
 		r = append(r, a(chainPre, "-d", p.String(), "-j", "RETURN"))
+	}
+	if env.FastPath {
+		// Destinations that would certainly be relayed `direct` are left
+		// to the kernel. After the socket rule, so TCP flows gatewayd
+		// already holds stay with it when an address is learned later.
+		r = append(r, a(chainPre, "-m", "set", "--match-set", DirectSet(f), "dst", "-j", "RETURN"))
 	}
 	// TCP: only SYNs. Later packets of gatewayd's flows match the socket
 	// rule above, and flows that existed before gatewayd started keep

@@ -11,6 +11,15 @@ import (
 // it), then the policy routing as ip(8) commands.
 func RenderAll(c *Config, env Env) string {
 	var b strings.Builder
+	if env.FastPath {
+		b.WriteString("# ipsets of the kernel fast path, created over netlink before the rules that match them\n")
+		for _, f := range Families {
+			if c.Intercepts(f) {
+				fmt.Fprintf(&b, "#   %s\n", directSetSpec(f))
+			}
+		}
+		b.WriteString("\n")
+	}
 	for _, f := range Families {
 		if !c.Intercepts(f) {
 			fmt.Fprintf(&b, "# %s: no listener address, not intercepted\n\n", f)

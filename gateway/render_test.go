@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -51,8 +53,40 @@ destinations = ["10.0.0.0/8", "2001:db8::/32"]
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "appliance.rules", RenderAll(appliance, labEnv()))
-	golden(t, "shared-v4only.rules", RenderAll(shared, labEnv()))
+	env := labEnv()
+	env.FastPath = true
+	golden(t, "appliance.rules", RenderAll(appliance, env))
+	golden(t, "shared-v4only.rules", RenderAll(shared, env))
+}
+
+// TestRenderWithoutFastPath: without the fast path's sets the rendering is
+// the same minus the set match and the ipset comment block.
+func TestRenderWithoutFastPath(t *testing.T) {
+	c := DefaultConfig()
+	with := labEnv()
+	with.FastPath = true
+	var want []string
+	header := true
+	for _, line := range strings.Split(RenderAll(c, with), "\n") {
+		switch {
+		case header && (strings.HasPrefix(line, "# ipsets") || strings.HasPrefix(line, "#   ") || line == ""):
+			continue
+		case strings.Contains(line, "--match-set"):
+			continue
+		}
+		header = false
+		want = append(want, line)
+	}
+	if got := RenderAll(c, labEnv()); got != strings.Join(want, "\n") {
+		t.Errorf("without the fast path:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
+	}
+	for _, f := range Families {
+		rules := chainRules(c, f, with)
+		i := slices.Index(rules, a(chainPre, "-m", "set", "--match-set", DirectSet(f), "dst", "-j", "RETURN"))
+		if i < 1 || !strings.Contains(rules[i-1], "-j RETURN") || !strings.Contains(rules[i+1], "-j TPROXY") {
+			t.Errorf("%s: the set match is not between the RETURN rules and TPROXY:\n%s", f, strings.Join(rules, "\n"))
+		}
+	}
 }
 
 func TestBypassDedupAndFamilies(t *testing.T) {
