@@ -11,7 +11,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gatewayd/gatewayd/gateway"
 )
+
+// The daemon runs the endpoint with its relays: opened before the rules go
+// in, shut down with them.
+var _ gateway.Relay = (*Server)(nil)
 
 // failAfter guards every blocking step of a test; it is never a timing
 // assertion, only a way to fail instead of hanging.
@@ -155,6 +161,23 @@ func TestServerShutdownBeforeServe(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", addr.String(), failAfter); err == nil {
 		c.Close()
 		t.Error("listener still open after Shutdown without Serve")
+	}
+}
+
+func TestListenErrorNamesAddress(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	ap := netip.MustParseAddrPort(busy.Addr().String())
+	s, err := New(Config{Listen: ap}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Listen(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "listening for status requests on "+ap.String()) {
+		t.Errorf("Listen on a busy port: %v", err)
 	}
 }
 
