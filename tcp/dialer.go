@@ -10,11 +10,21 @@ import (
 	"github.com/gatewayd/gatewayd/internal/sockopt"
 )
 
-// Dialer opens the upstream leg of a flow. Later outbounds (SOCKS5, HTTP)
-// implement it too. It must return a plain *net.TCPConn so the relay keeps
-// the kernel splice path.
+// Flow is what the Dialer knows of a flow when it opens the upstream.
+type Flow struct {
+	Client netip.AddrPort // unmapped
+	Dst    netip.AddrPort // the original destination, unmapped
+	// Domain is the server name sniffed from the client's first bytes
+	// (TLS SNI or HTTP Host) when Config.Sniff is on; "" if none.
+	Domain string
+}
+
+// Dialer opens the upstream leg of a flow: straight to f.Dst, or through a
+// proxy (package outbound). It must return a plain *net.TCPConn carrying
+// the flow's bytes unchanged from then on, so the relay keeps the kernel
+// splice path.
 type Dialer interface {
-	DialTCP(ctx context.Context, dst netip.AddrPort) (*net.TCPConn, error)
+	DialTCP(ctx context.Context, f Flow) (*net.TCPConn, error)
 }
 
 // DirectDialer connects straight to the original destination. Every socket
@@ -28,7 +38,8 @@ type DirectDialer struct {
 }
 
 // DialTCP implements Dialer.
-func (d DirectDialer) DialTCP(ctx context.Context, dst netip.AddrPort) (*net.TCPConn, error) {
+func (d DirectDialer) DialTCP(ctx context.Context, f Flow) (*net.TCPConn, error) {
+	dst := f.Dst
 	nd := net.Dialer{Timeout: d.Timeout, Control: sockopt.Chain(sockopt.Mark(d.Mark))}
 	nd.SetMultipathTCP(false)
 	c, err := nd.DialContext(ctx, "tcp", dst.String())

@@ -15,6 +15,7 @@ type flow struct {
 	client   *net.TCPConn
 	upstream *net.TCPConn // set and read under Server.mu
 	start    time.Time
+	domain   string      // sniffed server name; written before the relay starts
 	killed   atomic.Bool // reset by Shutdown
 }
 
@@ -104,7 +105,16 @@ func (s *Server) run(f *flow) (netip.AddrPort, outcome) {
 		reset(f.client)
 		return dst, outcome{reason: reasonLoop}
 	}
-	up, err := s.cfg.Dialer.DialTCP(s.ctx, dst)
+	fl := Flow{Client: clientAddr(f.client), Dst: dst}
+	var prefix []byte
+	if s.cfg.Sniff {
+		if prefix, fl.Domain, err = peek(f.client, s.cfg.SniffTimeout); err != nil {
+			reset(f.client)
+			return dst, outcome{reason: reasonReset, err: err}
+		}
+		f.domain = fl.Domain
+	}
+	up, err := s.cfg.Dialer.DialTCP(s.ctx, fl)
 	if err != nil {
 		if !f.killed.Load() {
 			s.stats.dialFailed.Add(1)
@@ -117,7 +127,26 @@ func (s *Server) run(f *flow) (netip.AddrPort, outcome) {
 		reset(f.client)
 		return dst, outcome{reason: reasonShutdown}
 	}
-	return dst, relay(f.client, up, s.cfg.IdleTimeout)
+	if len(prefix) > 0 {
+		if _, err := up.Write(prefix); err != nil {
+			reset(up)
+			reset(f.client)
+			return dst, outcome{reason: reasonReset, err: err}
+		}
+	}
+	res := relay(f.client, up, s.cfg.IdleTimeout)
+	res.up += int64(len(prefix))
+	return dst, res
+}
+
+// clientAddr is c's unmapped remote address.
+func clientAddr(c *net.TCPConn) netip.AddrPort {
+	a, ok := c.RemoteAddr().(*net.TCPAddr)
+	if !ok {
+		return netip.AddrPort{}
+	}
+	ap := a.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // reset closes c with an RST instead of a FIN.
@@ -146,6 +175,7 @@ func (s *Server) logFlow(f *flow, dst netip.AddrPort, res outcome) {
 	attrs := []slog.Attr{
 		slog.String("client", addrString(f.client.RemoteAddr())),
 		slog.String("dst", dst.String()),
+		slog.String("domain", f.domain),
 		slog.Int64("up", res.up),
 		slog.Int64("down", res.down),
 		slog.Duration("duration", time.Since(f.start)),

@@ -82,8 +82,8 @@ func dial(t testing.TB, a net.Addr) *net.TCPConn {
 // dialerFunc adapts a function to Dialer.
 type dialerFunc func(ctx context.Context, dst netip.AddrPort) (*net.TCPConn, error)
 
-func (f dialerFunc) DialTCP(ctx context.Context, dst netip.AddrPort) (*net.TCPConn, error) {
-	return f(ctx, dst)
+func (f dialerFunc) DialTCP(ctx context.Context, fl Flow) (*net.TCPConn, error) {
+	return f(ctx, fl.Dst)
 }
 
 // backend is an upstream server; each accepted conn is handed to the test.
@@ -121,7 +121,7 @@ func (b *backend) dialer(dsts chan<- netip.AddrPort) Dialer {
 		if dsts != nil {
 			dsts <- dst
 		}
-		return DirectDialer{Timeout: failAfter}.DialTCP(ctx, b.ln.Addr().(*net.TCPAddr).AddrPort())
+		return DirectDialer{Timeout: failAfter}.DialTCP(ctx, Flow{Dst: b.ln.Addr().(*net.TCPAddr).AddrPort()})
 	})
 }
 

@@ -99,7 +99,7 @@ func TestListenNamesFailingAddress(t *testing.T) {
 func TestDirectDialerMark(t *testing.T) {
 	needRoot(t)
 	ln := listenLoopback(t)
-	c, err := DirectDialer{Mark: bypassMark, Timeout: failAfter}.DialTCP(context.Background(), ln.Addr().(*net.TCPAddr).AddrPort())
+	c, err := DirectDialer{Mark: bypassMark, Timeout: failAfter}.DialTCP(context.Background(), Flow{Dst: ln.Addr().(*net.TCPAddr).AddrPort()})
 	if err != nil {
 		t.Fatalf("DialTCP with SO_MARK: %v", err)
 	}

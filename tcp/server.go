@@ -34,6 +34,14 @@ type Config struct {
 	// MaxConns limits concurrent flows; a client over it is reset at once.
 	// 0 means no limit.
 	MaxConns int
+	// Sniff reads each flow's first bytes before dialing, for the server
+	// name (TLS SNI, HTTP Host) the Dialer gets in Flow.Domain. Off, flows
+	// are dialed at once. The bytes read go upstream first; the relay
+	// keeps the splice path either way.
+	Sniff bool
+	// SniffTimeout bounds the wait for the first bytes; 0:
+	// DefaultSniffTimeout.
+	SniffTimeout time.Duration
 	// IsLocal reports router-local addresses for the loop guard. nil: only
 	// the listener addresses and loopback/unspecified addresses on a
 	// listener port are refused.
@@ -69,6 +77,9 @@ type Server struct {
 func New(cfg Config, log *slog.Logger) *Server {
 	if cfg.Dialer == nil {
 		cfg.Dialer = DirectDialer{Timeout: defaultDialTimeout}
+	}
+	if cfg.SniffTimeout <= 0 {
+		cfg.SniffTimeout = DefaultSniffTimeout
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -62,7 +62,7 @@ func TestServerDialFailureResetsClient(t *testing.T) {
 	refused := closed.Addr().(*net.TCPAddr).AddrPort()
 	_ = closed.Close()
 	dialer := dialerFunc(func(ctx context.Context, _ netip.AddrPort) (*net.TCPConn, error) {
-		return DirectDialer{Timeout: failAfter}.DialTCP(ctx, refused)
+		return DirectDialer{Timeout: failAfter}.DialTCP(ctx, Flow{Dst: refused})
 	})
 	s, addr := startServer(t, Config{Dialer: dialer})
 
