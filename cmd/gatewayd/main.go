@@ -65,6 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	commands := map[string]func(*gateway.Config, io.Writer, io.Writer) error{
 		"run": cmdRun, "check": cmdCheck, "rules": cmdRules, "cleanup": cmdCleanup,
+		"watchdog": cmdWatchdog, // hidden: started by run (watchdog.go)
 	}
 	f, ok := commands[cmd]
 	if !ok {
@@ -105,6 +106,11 @@ func cmdRun(cfg *gateway.Config, _, stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	fs, err := startFailsafe(cfg, log, stderr)
+	if err != nil {
+		return err
+	}
+	defer fs.close()
 	g, closeSys, err := newGateway(cfg, log)
 	if err != nil {
 		return err
@@ -115,10 +121,11 @@ func cmdRun(cfg *gateway.Config, _, stderr io.Writer) error {
 		return err
 	}
 	log.Info("starting", "version", version, "config", cfg.Path())
-	return g.Run(ctx)
+	return fs.run(ctx, g.Run)
 }
 
 func cmdCleanup(cfg *gateway.Config, stdout, stderr io.Writer) error {
+	defer lockForCleanup(cfg, newLogger(cfg, stderr))()
 	g, closeSys, err := newGateway(cfg, newLogger(cfg, stderr))
 	if err != nil {
 		return err

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"time"
+
+	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/internal/watchdog"
+)
+
+// The watchdog (`gatewayd watchdog`, hidden) is the same binary as the
+// daemon but only waits on a pipe and, at most once, runs iptables-restore
+// and a few netlink calls. Its runtime is sized for that.
+const (
+	// watchdogMaxProcs: it does one thing at a time.
+	watchdogMaxProcs = 1
+	// watchdogMemLimit is its soft heap limit; the config and a cleanup
+	// need well under 1 MiB, so the GC keeps it small without ever
+	// running hot.
+	watchdogMemLimit = 8 << 20
+	// watchdogGCPercent collects earlier than the default 100.
+	watchdogGCPercent = 25
+)
+
+// Waits for the state-dir lock (see package watchdog).
+const (
+	// runLockWait: a daemon starting right after a crash waits this long
+	// for the old watchdog's cleanup (its iptables calls may each wait 5 s
+	// for the xtables lock), then gives up: another gatewayd is running.
+	runLockWait = 15 * time.Second
+	// cleanupLockWait: `gatewayd cleanup` waits this long for a watchdog's
+	// cleanup, then cleans up regardless, as it always has.
+	cleanupLockWait = 5 * time.Second
+)
+
+func lockPath(cfg *gateway.Config) string {
+	return filepath.Join(cfg.StateDir, watchdog.LockName)
+}
+
+// failsafe is the daemon's side: the state lock it holds while it runs
+// and its watchdog.
+type failsafe struct {
+	lock *watchdog.Lock // nil if the state dir could not hold one
+	wd   *watchdog.Handle
+	// started: the gateway ran, so interception may be installed;
+	// cleaned: it returned nil, having removed it.
+	started, cleaned bool
+}
+
+// startFailsafe takes the state lock and starts the watchdog. Call it
+// before installing anything.
+func startFailsafe(cfg *gateway.Config, log *slog.Logger, stderr io.Writer) (*failsafe, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), runLockWait)
+	defer cancel()
+	lock, err := watchdog.Acquire(ctx, lockPath(cfg), nil)
+	var held *watchdog.HeldError
+	switch {
+	case errors.As(err, &held):
+		return nil, fmt.Errorf("locking state_dir %s: %w (another gatewayd with this state_dir is running)", cfg.StateDir, err)
+	case err != nil:
+		log.Warn("running without the state lock: a restart right after a crash may race the watchdog's cleanup", "err", err)
+	}
+	path, err := filepath.Abs(cfg.Path())
+	if err != nil {
+		_ = lock.Release()
+		return nil, fmt.Errorf("locating the config for the watchdog: %w", err)
+	}
+	wd, err := watchdog.Start(watchdog.Options{
+		Args:   []string{os.Args[0], "watchdog", "-c", path},
+		Stderr: stderr, // main passes os.Stderr: the watchdog writes to it directly
+		Log:    log,
+	})
+	if err != nil {
+		_ = lock.Release()
+		return nil, err
+	}
+	log.Info("failsafe watchdog started", "pid", wd.Pid(), "mode", cfg.Failsafe.Mode.String())
+	return &failsafe{lock: lock, wd: wd}, nil
+}
+
+// run runs the gateway and records how it ended: from its start the
+// interception may be installed, and only a nil return means gatewayd
+// removed it itself.
+func (f *failsafe) run(ctx context.Context, run func(context.Context) error) error {
+	f.started = true
+	err := run(ctx)
+	f.cleaned = err == nil
+	return err
+}
+
+// close ends the watchdog. If nothing was installed or the run removed it,
+// the watchdog is told to exit quietly. Otherwise (an error return, or a
+// panic unwinding cmdRun) it gets the lock and the failsafe policy runs
+// as after a crash, before gatewayd exits.
+func (f *failsafe) close() {
+	if !f.started || f.cleaned {
+		f.wd.Exit(true)
+		_ = f.lock.Release()
+		return
+	}
+	_ = f.lock.Release()
+	f.wd.Exit(false)
+}
+
+// lockForCleanup makes `gatewayd cleanup` wait for a watchdog's cleanup
+// in progress rather than race it. The returned function releases.
+func lockForCleanup(cfg *gateway.Config, log *slog.Logger) (release func()) {
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupLockWait)
+	defer cancel()
+	l, err := watchdog.Acquire(ctx, lockPath(cfg), nil)
+	if err != nil {
+		log.Warn("cleaning up without the state lock", "err", err)
+		return func() {}
+	}
+	return func() { _ = l.Release() }
+}
+
+// cmdWatchdog is the hidden `gatewayd watchdog -c FILE` that `run` starts
+// (see package watchdog). It is not meant to be run by hand and refuses to
+// without its pipe.
+func cmdWatchdog(cfg *gateway.Config, _, stderr io.Writer) error {
+	runtime.GOMAXPROCS(watchdogMaxProcs)
+	debug.SetGCPercent(watchdogGCPercent)
+	debug.SetMemoryLimit(watchdogMemLimit)
+	control, ready, err := watchdog.ChildPipes()
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	defer watchdog.ShieldSignals(log)()
+	t := &watchdogTarget{cfg: cfg, log: log, daemon: os.Getppid()}
+	pol, err := t.policy(cfg)
+	if err != nil {
+		return err
+	}
+	defer t.close()
+	w := &watchdog.Watcher{Log: log, Policy: pol, Reload: t.reload, Claim: t.claim}
+	if err := watchdog.SignalReady(ready); err != nil {
+		return err
+	}
+	log.Debug("watchdog: guarding gatewayd", "gatewayd_pid", t.daemon, "failsafe", cfg.Failsafe.Mode.String())
+	debug.FreeOSMemory() // return start-up garbage before the long wait
+	return w.Run(control)
+}
+
+// watchdogTarget is what the watchdog cleans up: the current config's
+// gateway, opened in advance so that a cleanup starts at once.
+type watchdogTarget struct {
+	cfg      *gateway.Config
+	log      *slog.Logger
+	daemon   int    // the gatewayd pid being guarded
+	closeSys func() // of the prepared gateway; nil if none
+}
+
+// policy prepares the failsafe policy of cfg and makes cfg current.
+func (t *watchdogTarget) policy(cfg *gateway.Config) (watchdog.Policy, error) {
+	if cfg.Failsafe.Mode == gateway.FailClosed {
+		t.close()
+		t.cfg = cfg
+		return watchdog.Policy{FailOpen: false}, nil
+	}
+	g, closeSys, err := newGateway(cfg, t.log)
+	if err != nil {
+		return watchdog.Policy{}, fmt.Errorf("watchdog: preparing the cleanup: %w", err)
+	}
+	t.close()
+	t.cfg, t.closeSys = cfg, closeSys
+	return watchdog.Policy{FailOpen: true, Cleanup: g.Cleanup}, nil
+}
+
+// reload re-reads the config file after the daemon reloaded it.
+func (t *watchdogTarget) reload() (watchdog.Policy, error) {
+	cfg, err := gateway.LoadConfig(t.cfg.Path())
+	if err != nil {
+		return watchdog.Policy{}, err
+	}
+	return t.policy(cfg)
+}
+
+// claim takes the state lock for the cleanup, waiting while the guarded
+// daemon's files are still being closed. A lock held by anyone else means
+// a newer gatewayd (or `gatewayd cleanup`) owns the rules now.
+func (t *watchdogTarget) claim() (func(), error) {
+	ctx, cancel := context.WithTimeout(context.Background(), runLockWait)
+	defer cancel()
+	l, err := watchdog.Acquire(ctx, lockPath(t.cfg), func(holder int) bool {
+		return holder == t.daemon || holder == 0
+	})
+	var held *watchdog.HeldError
+	if errors.As(err, &held) && ctx.Err() == nil {
+		return nil, fmt.Errorf("pid %d holds %s: %w", held.Pid, held.Path, watchdog.ErrTakenOver)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return func() { _ = l.Release() }, nil
+}
+
+func (t *watchdogTarget) close() {
+	if t.closeSys != nil {
+		t.closeSys()
+		t.closeSys = nil
+	}
+}
