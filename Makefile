@@ -9,6 +9,7 @@ BIN      := bin/gatewayd
 # Debian packages the tests, demo and bench use (command:package).
 TOOLS    := ip:iproute2 iptables:iptables ip6tables:iptables iptables-restore:iptables \
             sysctl:procps iperf3:iperf3 curl:curl dig:dnsutils dnsmasq:dnsmasq-base ss:iproute2 dnsperf:dnsperf \
+            ipset:ipset \
             setpriv:util-linux unshare:util-linux qemu-mipsel-static:qemu-user-static \
             qemu-aarch64-static:qemu-user-static systemd-analyze:systemd
 
@@ -97,16 +98,19 @@ QEMU_arm      := qemu-arm-static
 QEMU_arm64    := qemu-aarch64-static
 QEMU_riscv64  := qemu-riscv64-static
 QEMU_amd64    := env
+# The version the builds were stamped with: LDFLAGS was expanded once, while
+# $(VERSION) runs git describe again (another commit may have come since).
+STAMPED_VERSION = $(patsubst main.version=%,%,$(filter main.version=%,$(LDFLAGS)))
 
 cross-check: deps $(CHECK_ARCHES:%=dist/gatewayd-%) dist/gatewayd-rootfs-$(firstword $(CHECK_ARCHES)).tar.gz
 	$(file >dist/cross-check.sh,$(value CROSS_CHECK_SH))
-	@VERSION='$(VERSION)' GO='$(GO)' sh dist/cross-check.sh $(foreach a,$(CHECK_ARCHES),$(a)=$(QEMU_$(a)))
+	@GO='$(GO)' VERSION='$(STAMPED_VERSION)' sh dist/cross-check.sh $(foreach a,$(CHECK_ARCHES),$(a)=$(QEMU_$(a)))
 
 define CROSS_CHECK_SH
 # cross-check NAME=QEMU...: checks the router builds dist/gatewayd-NAME and
 # dist/gatewayd-rootfs-NAME.tar.gz (made by make) under qemu-user, and the
 # rootfs files. Prints one line per check and "cross-check: N passed, M
-# failed"; exits 1 if any failed. Env: VERSION (expected `version`), GO.
+# failed"; exits 1 if any failed. Env: GO, VERSION (what make stamped in).
 set -u
 pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "ok    $*"; }
