@@ -37,6 +37,12 @@ type Config struct {
 	Shutdown ShutdownConfig `toml:"shutdown"`
 	Failsafe FailsafeConfig `toml:"failsafe"`
 
+	// Routing policy (config_route.go): named outbounds, the default
+	// outbound and QUIC switch, and the ordered rules.
+	Outbounds []OutboundConfig `toml:"outbound"`
+	Route     RouteConfig      `toml:"route"`
+	Rules     []RuleConfig     `toml:"rule"`
+
 	// path is the file the config was read from ("" for built-in defaults).
 	path string
 	// lines maps dotted keys to the line they were defined on, for errors.

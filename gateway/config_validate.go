@@ -11,7 +11,7 @@ func (c *Config) validate() error {
 	checks := []func() error{
 		c.validateVersion, c.validateLAN, c.validateTProxy, c.validateMarks,
 		c.validateRouting, c.validateMangle, c.validateBypass, c.validateTimeouts,
-		c.validateLog, c.validateDNS,
+		c.validateLog, c.validateDNS, c.validateRoute,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {
