@@ -44,7 +44,8 @@ type Kernel struct {
 	// first use.
 	Now func() time.Time
 	// Referenced reports whether a rule uses the named set; destroying a
-	// referenced set fails as it does in the kernel. nil: never.
+	// referenced set fails as it does in the kernel. nil: never. It is
+	// called with the Kernel's lock held and must not call the Kernel.
 	Referenced func(name string) bool
 	// OldDestroy makes destroying a missing set fail with ENOENT, as
 	// kernels before ipset's destroy gained -exist handling do; newer ones
