@@ -359,7 +359,7 @@ func batchServer(t testing.TB, clients []netip.AddrPort, sink netip.AddrPort) *S
 	}
 	waitFor(t, "sessions ready", func() bool {
 		for _, c := range clients {
-			ss, ok := s.sessions.get(c)
+			ss, ok := s.sessions.get(sessionKey{client: c})
 			if !ok || !ss.ready.Load() {
 				return false
 			}
@@ -381,8 +381,8 @@ func TestRelayBatch(t *testing.T) {
 	c2 := netip.MustParseAddrPort("127.0.0.2:9")
 	s := batchServer(t, []netip.AddrPort{c1, c2}, localAddr(a))
 	recvAll(t, a, 2) // the datagrams that opened the sessions
-	ss1, _ := s.sessions.get(c1)
-	ss2, _ := s.sessions.get(c2)
+	ss1, _ := s.sessions.get(sessionKey{client: c1})
+	ss2, _ := s.sessions.get(sessionKey{client: c2})
 	if ss1.raw == nil || ss2.raw == nil {
 		t.Fatal("direct upstreams have no descriptor for batched sends")
 	}
@@ -469,7 +469,7 @@ func TestRelayBatchClosedSession(t *testing.T) {
 	c1 := netip.MustParseAddrPort("127.0.0.1:9")
 	s := batchServer(t, []netip.AddrPort{c1}, localAddr(a))
 	recvAll(t, a, 1)
-	ss, _ := s.sessions.get(c1)
+	ss, _ := s.sessions.get(sessionKey{client: c1})
 	ss.close(reasonEvicted, nil) // still in the table
 
 	u := newUpBatch()
@@ -570,7 +570,7 @@ func TestBatchAllocs(t *testing.T) {
 		t.Errorf("relayBatch: %v allocations per batch", n)
 	}
 
-	ss, _ := s.sessions.get(c1)
+	ss, _ := s.sessions.get(sessionKey{client: c1})
 	db := newDownBatch(sessionBatch)
 	var slot replySlot
 	remote := localAddr(sink)

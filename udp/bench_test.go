@@ -35,7 +35,7 @@ func newHotPath(tb testing.TB) *hotPath {
 	tb.Cleanup(func() { h.s.Shutdown(0) })
 	h.s.handleDatagram(h.p, h.oob, 0, h.client)
 	waitFor(tb, "session ready", func() bool {
-		ss, ok := h.s.sessions.get(h.client)
+		ss, ok := h.s.sessions.get(sessionKey{client: h.client})
 		h.ss = ss
 		return ok && ss.ready.Load()
 	})
@@ -92,7 +92,7 @@ func BenchmarkDeliver(b *testing.B) {
 
 // BenchmarkLookup is the session table alone.
 func BenchmarkLookup(b *testing.B) {
-	tab := newTable[*fakeEntry]()
+	tab := newTable[netip.AddrPort, *fakeEntry](hashAddrPort)
 	for i := range 4096 {
 		tab.add(key(i), newFake(i, 0))
 	}
@@ -138,7 +138,7 @@ func BenchmarkDeliverBatch(b *testing.B) {
 	sink := listenUDP(b, "127.0.0.1:0")
 	c1 := netip.MustParseAddrPort("127.0.0.1:9")
 	s := batchServer(b, []netip.AddrPort{c1}, localAddr(sink))
-	ss, _ := s.sessions.get(c1)
+	ss, _ := s.sessions.get(sessionKey{client: c1})
 	db := newDownBatch(sessionBatch)
 	var ds []testDatagram
 	for i := range sessionBatch {

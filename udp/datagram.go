@@ -68,8 +68,8 @@ func (s *Server) relayBatch(u *upBatch) {
 	rb := u.rb
 	now := s.now()
 	var (
-		last   netip.AddrPort // client of the previous datagram
-		lastSS *session       // its session, if it was ready for batching
+		last   sessionKey // client and route of the previous datagram
+		lastSS *session   // its session, if it was ready for batching
 	)
 	for i := range rb.n {
 		from, ok := rb.source(i)
@@ -82,17 +82,21 @@ func (s *Server) relayBatch(u *upBatch) {
 		if !ok {
 			continue
 		}
+		key, ok := s.route(client, dst, p)
+		if !ok {
+			continue
+		}
 		ss := lastSS
-		if ss == nil || client != last {
-			ss, _ = s.sessions.get(client)
-			last, lastSS = client, nil
+		if ss == nil || key != last {
+			ss, _ = s.sessions.get(key)
+			last, lastSS = key, nil
 			if ss != nil && ss.ready.Load() && ss.raw != nil {
 				lastSS = ss
 			}
 		}
 		if lastSS == nil {
 			s.flushUp(u, now)
-			s.relay(client, dst, p, now)
+			s.relay(key, dst, p, now)
 			continue
 		}
 		if ss != u.ss {
@@ -130,7 +134,7 @@ func (s *Server) flushUp(u *upBatch, now int64) {
 	}
 	if err != nil {
 		for _, it := range sb.items[sb.next:] {
-			s.relay(ss.client, it.dst, it.p, now)
+			s.relay(ss.key, it.dst, it.p, now)
 		}
 	}
 	sb.begin(ss.raw) // let go of the receive buffers' datagrams
@@ -141,8 +145,11 @@ func (s *Server) flushUp(u *upBatch, now int64) {
 // send. It allocates nothing when the session exists.
 func (s *Server) handleDatagram(p, oob []byte, flags int, client netip.AddrPort) {
 	dst, client, ok := s.accept(p, oob, flags, client)
-	if ok {
-		s.relay(client, dst, p, s.now())
+	if !ok {
+		return
+	}
+	if key, ok := s.route(client, dst, p); ok {
+		s.relay(key, dst, p, s.now())
 	}
 }
 
@@ -178,16 +185,16 @@ func (s *Server) accept(p, oob []byte, flags int, client netip.AddrPort) (dst, f
 	return dst, from, true
 }
 
-// relay sends one accepted datagram on client's session, creating the
+// relay sends one accepted datagram on the session of key, creating the
 // session (with p queued) if there is none, and replacing one that was
 // closed between lookup and send.
-func (s *Server) relay(client, dst netip.AddrPort, p []byte, now int64) {
+func (s *Server) relay(key sessionKey, dst netip.AddrPort, p []byte, now int64) {
 	dstHash := hashAddrPort(dst, 0) | 1 // never 0, the "no destination yet" value
 	for range 2 {
-		ss, ok := s.sessions.get(client)
+		ss, ok := s.sessions.get(key)
 		if !ok {
 			var queued bool
-			if ss, queued = s.newSession(client, now, p, dst); queued {
+			if ss, queued = s.newSession(key, now, p, dst); queued {
 				ss.noteDst(dst, dstHash)
 				return
 			}
@@ -203,7 +210,7 @@ func (s *Server) relay(client, dst netip.AddrPort, p []byte, now int64) {
 		}
 		// Evicted, expired or failed between lookup and send: make sure
 		// it is out of the table and go again with a new session.
-		s.sessions.remove(client, ss)
+		s.sessions.remove(key, ss)
 	}
 	s.stats.dropSendUp.Add(1)
 }

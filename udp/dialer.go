@@ -36,19 +36,20 @@ type Upstream interface {
 	Close() error
 }
 
-// Dialer opens the Upstream of a new session. It runs in the session's own
+// Dialer opens the Upstream of a new session of client on route (the
+// Router's choice; 0 without a Router). It runs in the session's own
 // goroutine (datagrams of the client are queued meanwhile), and ctx is
 // cancelled when the session is evicted or the server shuts down.
 type Dialer interface {
-	OpenUpstream(ctx context.Context, client netip.AddrPort) (Upstream, error)
+	OpenUpstream(ctx context.Context, client netip.AddrPort, route int) (Upstream, error)
 }
 
 // DialerFunc adapts a function to Dialer.
-type DialerFunc func(ctx context.Context, client netip.AddrPort) (Upstream, error)
+type DialerFunc func(ctx context.Context, client netip.AddrPort, route int) (Upstream, error)
 
 // OpenUpstream implements Dialer.
-func (f DialerFunc) OpenUpstream(ctx context.Context, client netip.AddrPort) (Upstream, error) {
-	return f(ctx, client)
+func (f DialerFunc) OpenUpstream(ctx context.Context, client netip.AddrPort, route int) (Upstream, error) {
+	return f(ctx, client, route)
 }
 
 // upstreamRecvBuffer is each session's upstream receive buffer: a
@@ -64,8 +65,8 @@ type DirectDialer struct {
 	Mark uint32
 }
 
-// OpenUpstream implements Dialer.
-func (d DirectDialer) OpenUpstream(ctx context.Context, client netip.AddrPort) (Upstream, error) {
+// OpenUpstream implements Dialer; every route goes direct.
+func (d DirectDialer) OpenUpstream(ctx context.Context, client netip.AddrPort, _ int) (Upstream, error) {
 	network, laddr := "udp6", "[::]:0"
 	if client.Addr().Unmap().Is4() {
 		network, laddr = "udp4", "0.0.0.0:0"

@@ -232,8 +232,8 @@ func startHarnessWith(t *testing.T, cfg Config, log *slog.Logger, setup func(*Se
 		served:  make(chan error, 1),
 	}
 	to := localAddr(h.backend)
-	cfg.Dialer = DialerFunc(func(ctx context.Context, client netip.AddrPort) (Upstream, error) {
-		up, err := DirectDialer{}.OpenUpstream(ctx, client)
+	cfg.Dialer = DialerFunc(func(ctx context.Context, client netip.AddrPort, route int) (Upstream, error) {
+		up, err := DirectDialer{}.OpenUpstream(ctx, client, route)
 		if err != nil {
 			return nil, err
 		}

@@ -152,7 +152,7 @@ func TestDirectDialerMark(t *testing.T) {
 	}
 	for _, c := range clients {
 		client := netip.MustParseAddrPort(c)
-		up, err := DirectDialer{Mark: bypassMark}.OpenUpstream(context.Background(), client)
+		up, err := DirectDialer{Mark: bypassMark}.OpenUpstream(context.Background(), client, 0)
 		if err != nil {
 			t.Fatalf("OpenUpstream(%s): %v", client, err)
 		}

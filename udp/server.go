@@ -53,6 +53,8 @@ type Config struct {
 	BypassMark uint32
 	// Dialer opens each session's upstream. nil: DirectDialer{Mark: BypassMark}.
 	Dialer Dialer
+	// Router picks each datagram's route; nil: route 0 for all.
+	Router Router
 	// IdleTimeout ends a session (and a reply socket) that carried no
 	// datagram for this long. <= 0: 60 s.
 	IdleTimeout time.Duration
@@ -82,8 +84,8 @@ type Server struct {
 	done   chan struct{} // closed when Shutdown starts
 	guard  atomic.Pointer[listen.Guard]
 
-	sessions *table[*session]
-	replies  *table[*replySock]
+	sessions *table[sessionKey, *session]
+	replies  *table[netip.AddrPort, *replySock]
 	// Session readers' batches (*downBatch) of one datagram and of
 	// sessionBatch datagrams.
 	smallBatches, bigBatches sync.Pool
@@ -132,8 +134,8 @@ func New(cfg Config, log *slog.Logger) *Server {
 		ctx:      ctx,
 		cancel:   cancel,
 		done:     make(chan struct{}),
-		sessions: newTable[*session](),
-		replies:  newTable[*replySock](),
+		sessions: newTable[sessionKey, *session](hashSessionKey),
+		replies:  newTable[netip.AddrPort, *replySock](hashAddrPort),
 	}
 	s.smallBatches.New = func() any { return newDownBatch(1) }
 	s.bigBatches.New = func() any { return newDownBatch(sessionBatch) }

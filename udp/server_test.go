@@ -175,7 +175,7 @@ type memDialer struct {
 	fail   error
 }
 
-func (d *memDialer) OpenUpstream(ctx context.Context, client netip.AddrPort) (Upstream, error) {
+func (d *memDialer) OpenUpstream(ctx context.Context, client netip.AddrPort, _ int) (Upstream, error) {
 	if d.gate != nil {
 		select {
 		case <-d.gate:
@@ -240,7 +240,7 @@ func TestSessionEvictionUnderBurst(t *testing.T) {
 		if n := s.Stats().SessionsActive; n > maxSessions {
 			t.Fatalf("after %d clients: %d sessions > %d", i+1, n, maxSessions)
 		}
-		if _, ok := s.sessions.get(clientN(i)); !ok {
+		if _, ok := s.sessions.get(sessionKey{client: clientN(i)}); !ok {
 			t.Fatalf("client %d got no session", i)
 		}
 	}
@@ -250,7 +250,7 @@ func TestSessionEvictionUnderBurst(t *testing.T) {
 	}
 	waitFor(t, "evicted upstreams closed", func() bool { return d.open.Load() <= maxSessions })
 	for i := burst - maxSessions; i < burst; i++ {
-		if _, ok := s.sessions.get(clientN(i)); !ok {
+		if _, ok := s.sessions.get(sessionKey{client: clientN(i)}); !ok {
 			t.Errorf("recent client %d evicted", i)
 		}
 	}
@@ -367,14 +367,14 @@ func TestClosedSessionIsReplaced(t *testing.T) {
 	oob := origDstCmsg(remoteDst)
 	s.handleDatagram([]byte("first"), oob, 0, client)
 	waitFor(t, "first send", func() bool { return s.Stats().DatagramsUp == 1 })
-	old, _ := s.sessions.get(client)
+	old, _ := s.sessions.get(sessionKey{client: client})
 	old.close(reasonIdle, nil) // closed, but still in the table
 	s.handleDatagram([]byte("second"), oob, 0, client)
 	waitFor(t, "second send", func() bool { return s.Stats().DatagramsUp == 2 })
 	if st := s.Stats(); st.SessionsTotal != 2 || st.DropSendUp != 0 {
 		t.Errorf("Stats = %+v, want a second session and no drop", st)
 	}
-	if cur, _ := s.sessions.get(client); cur == old {
+	if cur, _ := s.sessions.get(sessionKey{client: client}); cur == old {
 		t.Error("closed session still in the table")
 	}
 }

@@ -40,7 +40,8 @@ type pendingDatagram struct {
 // upstream socket for every destination the client sends to, and every
 // remote that sends to that socket reaches the client.
 type session struct {
-	client netip.AddrPort // unmapped
+	key    sessionKey
+	client netip.AddrPort // unmapped; key.client
 	start  time.Time
 	cancel context.CancelFunc // aborts the upstream open
 
@@ -119,16 +120,17 @@ func (ss *session) noteDst(dst netip.AddrPort, h uint64) {
 // newSession creates the session for client with its first datagram
 // queued, makes room for it and starts its goroutine. If another read loop
 // created one first, it returns that one and false: the caller sends.
-func (s *Server) newSession(client netip.AddrPort, now int64, p []byte, dst netip.AddrPort) (*session, bool) {
+func (s *Server) newSession(key sessionKey, now int64, p []byte, dst netip.AddrPort) (*session, bool) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	ss := &session{
-		client:  client,
+		key:     key,
+		client:  key.client,
 		start:   time.Now(),
 		cancel:  cancel,
 		pending: []pendingDatagram{{payload: append([]byte(nil), p...), dst: dst}},
 	}
 	ss.last.Store(now)
-	got, added := s.sessions.add(client, ss)
+	got, added := s.sessions.add(key, ss)
 	if !added {
 		cancel()
 		return got, false
@@ -210,13 +212,13 @@ func (s *Server) countDown(ss *session, n, bytes int) {
 // relays the remotes' datagrams to the client until the session is closed.
 func (s *Server) runSession(ctx context.Context, ss *session) {
 	defer s.sessWG.Done()
-	up, err := s.cfg.Dialer.OpenUpstream(ctx, ss.client)
+	up, err := s.cfg.Dialer.OpenUpstream(ctx, ss.client, ss.key.route)
 	if s.attach(ss, up, err) {
 		if err := s.pump(ss, up); err != nil {
 			ss.close(reasonError, err)
 		}
 	}
-	s.sessions.remove(ss.client, ss)
+	s.sessions.remove(ss.key, ss)
 	s.logSession(ss)
 }
 

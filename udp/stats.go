@@ -24,6 +24,7 @@ type Stats struct {
 	DropFamily      uint64 // destination family differs from the client's
 	DropQueue       uint64 // client datagrams beyond the queue of a session still opening its upstream
 	DropDial        uint64 // queued client datagrams lost because the upstream could not be opened
+	DropRejected    uint64 // the Router's route was RouteReject
 	DropSendUp      uint64 // sending to the remote failed
 	DropLocalSource uint64 // remote datagram from a loopback, multicast or router-local source: not spoofed
 	DropReplySocket uint64 // no reply socket could be bound to the remote address
@@ -48,6 +49,7 @@ type counters struct {
 	dropFamily      atomic.Uint64
 	dropQueue       atomic.Uint64
 	dropDial        atomic.Uint64
+	dropRejected    atomic.Uint64
 	dropSendUp      atomic.Uint64
 	dropLocalSource atomic.Uint64
 	dropReplySocket atomic.Uint64
@@ -77,6 +79,7 @@ func (s *Server) Stats() Stats {
 		DropFamily:      c.dropFamily.Load(),
 		DropQueue:       c.dropQueue.Load(),
 		DropDial:        c.dropDial.Load(),
+		DropRejected:    c.dropRejected.Load(),
 		DropSendUp:      c.dropSendUp.Load(),
 		DropLocalSource: c.dropLocalSource.Load(),
 		DropReplySocket: c.dropReplySocket.Load(),

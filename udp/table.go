@@ -30,19 +30,19 @@ type entry interface {
 }
 
 // node is one table slot, linked into its shard's recency list.
-type node[V entry] struct {
-	key        netip.AddrPort
+type node[K comparable, V entry] struct {
+	key        K
 	val        V
 	listed     int64 // val.lastActive() when the node got its list position
-	prev, next *node[V]
+	prev, next *node[K, V]
 }
 
 // shard is one lock's worth of a table. Its list runs from the most
 // recently listed node (root.next) to the least (root.prev).
-type shard[V entry] struct {
+type shard[K comparable, V entry] struct {
 	mu   sync.Mutex
-	m    map[netip.AddrPort]*node[V]
-	root node[V]
+	m    map[K]*node[K, V]
+	root node[K, V]
 	_    [cacheLine]byte
 }
 
@@ -54,17 +54,19 @@ type shard[V entry] struct {
 // reorders lists. Lists are kept in insertion order and fixed up lazily: an
 // entry found at a list tail with activity newer than its position is moved
 // to the front instead of being evicted ("second chance").
-type table[V entry] struct {
+type table[K comparable, V entry] struct {
 	seed   uint64
+	hash   func(K, uint64) uint64
 	n      atomic.Int64
-	shards [numShards]shard[V]
+	shards [numShards]shard[K, V]
 }
 
-func newTable[V entry]() *table[V] {
-	t := &table[V]{seed: rand.Uint64()}
+// newTable returns a table whose keys spread over shards by hash.
+func newTable[K comparable, V entry](hash func(k K, seed uint64) uint64) *table[K, V] {
+	t := &table[K, V]{seed: rand.Uint64(), hash: hash}
 	for i := range t.shards {
 		sh := &t.shards[i]
-		sh.m = make(map[netip.AddrPort]*node[V])
+		sh.m = make(map[K]*node[K, V])
 		sh.root.next, sh.root.prev = &sh.root, &sh.root
 	}
 	return t
@@ -79,15 +81,15 @@ func hashAddrPort(ap netip.AddrPort, seed uint64) uint64 {
 	return h ^ h>>31
 }
 
-func (t *table[V]) shard(k netip.AddrPort) *shard[V] {
-	return &t.shards[hashAddrPort(k, t.seed)&(numShards-1)]
+func (t *table[K, V]) shard(k K) *shard[K, V] {
+	return &t.shards[t.hash(k, t.seed)&(numShards-1)]
 }
 
 // len is the number of entries.
-func (t *table[V]) len() int { return int(t.n.Load()) }
+func (t *table[K, V]) len() int { return int(t.n.Load()) }
 
 // get returns the entry for k.
-func (t *table[V]) get(k netip.AddrPort) (V, bool) {
+func (t *table[K, V]) get(k K) (V, bool) {
 	sh := t.shard(k)
 	sh.mu.Lock()
 	n, ok := sh.m[k]
@@ -101,14 +103,14 @@ func (t *table[V]) get(k netip.AddrPort) (V, bool) {
 
 // add inserts v under k unless k is present. It returns the entry now under
 // k and whether it is v.
-func (t *table[V]) add(k netip.AddrPort, v V) (V, bool) {
+func (t *table[K, V]) add(k K, v V) (V, bool) {
 	sh := t.shard(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if n, ok := sh.m[k]; ok {
 		return n.val, false
 	}
-	n := &node[V]{key: k, val: v, listed: v.lastActive()}
+	n := &node[K, V]{key: k, val: v, listed: v.lastActive()}
 	sh.m[k] = n
 	sh.pushFront(n)
 	t.n.Add(1)
@@ -116,7 +118,7 @@ func (t *table[V]) add(k netip.AddrPort, v V) (V, bool) {
 }
 
 // remove deletes k if it still holds v.
-func (t *table[V]) remove(k netip.AddrPort, v V) bool {
+func (t *table[K, V]) remove(k K, v V) bool {
 	sh := t.shard(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -132,11 +134,11 @@ func (t *table[V]) remove(k netip.AddrPort, v V) bool {
 // popOldest removes and returns the least recently active entry other than
 // keep. It looks at the tail of every shard (after giving recently active
 // tails a second chance), so its cost is per shard, not per entry.
-func (t *table[V]) popOldest(keep V) (V, bool) {
+func (t *table[K, V]) popOldest(keep V) (V, bool) {
 	for {
 		var (
-			best     *node[V]
-			bestSh   *shard[V]
+			best     *node[K, V]
+			bestSh   *shard[K, V]
 			bestLast int64
 		)
 		for i := range t.shards {
@@ -168,7 +170,7 @@ func (t *table[V]) popOldest(keep V) (V, bool) {
 }
 
 // expire removes and returns every entry last active before cutoff.
-func (t *table[V]) expire(cutoff int64) []V {
+func (t *table[K, V]) expire(cutoff int64) []V {
 	var out []V
 	for i := range t.shards {
 		sh := &t.shards[i]
@@ -188,7 +190,7 @@ func (t *table[V]) expire(cutoff int64) []V {
 }
 
 // drain removes and returns every entry.
-func (t *table[V]) drain() []V {
+func (t *table[K, V]) drain() []V {
 	var out []V
 	for i := range t.shards {
 		sh := &t.shards[i]
@@ -207,7 +209,7 @@ func (t *table[V]) drain() []V {
 // were active since they were listed move to the front first; the walk is
 // bounded by the shard size, so constant activity cannot make it spin.
 // Called with sh.mu held.
-func (sh *shard[V]) tail(keep V) *node[V] {
+func (sh *shard[K, V]) tail(keep V) *node[K, V] {
 	for range len(sh.m) {
 		n := sh.root.prev
 		if n == &sh.root {
@@ -229,20 +231,20 @@ func (sh *shard[V]) tail(keep V) *node[V] {
 	return nil
 }
 
-func (sh *shard[V]) pushFront(n *node[V]) {
+func (sh *shard[K, V]) pushFront(n *node[K, V]) {
 	n.prev, n.next = &sh.root, sh.root.next
 	sh.root.next.prev = n
 	sh.root.next = n
 }
 
 // unlinkList takes n out of the list only.
-func (sh *shard[V]) unlinkList(n *node[V]) {
+func (sh *shard[K, V]) unlinkList(n *node[K, V]) {
 	n.prev.next, n.next.prev = n.next, n.prev
 	n.prev, n.next = nil, nil
 }
 
 // unlink takes n out of the list and the map.
-func (sh *shard[V]) unlink(n *node[V]) {
+func (sh *shard[K, V]) unlink(n *node[K, V]) {
 	sh.unlinkList(n)
 	delete(sh.m, n.key)
 }

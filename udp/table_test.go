@@ -32,7 +32,7 @@ func key(i int) netip.AddrPort {
 }
 
 // evictTo mirrors the server's admission: add, then evict down to max.
-func evictTo[V entry](t *table[V], k netip.AddrPort, v V, max int) (evicted []V) {
+func evictTo[V entry](t *table[netip.AddrPort, V], k netip.AddrPort, v V, max int) (evicted []V) {
 	if _, added := t.add(k, v); !added {
 		return nil
 	}
@@ -50,7 +50,7 @@ func evictTo[V entry](t *table[V], k netip.AddrPort, v V, max int) (evicted []V)
 // exactly the surplus, oldest first, and never the newcomer.
 func TestTableEvictionHoldsBound(t *testing.T) {
 	const maxEntries, burst = 16, 5000
-	tab := newTable[*fakeEntry]()
+	tab := newTable[netip.AddrPort, *fakeEntry](hashAddrPort)
 	seen := map[int]bool{}
 	for i := range burst {
 		e := newFake(i, int64(i))
@@ -85,7 +85,7 @@ func TestTableEvictionHoldsBound(t *testing.T) {
 // from eviction: second chance.
 func TestTableEvictionSparesActiveEntries(t *testing.T) {
 	const maxEntries = 8
-	tab := newTable[*fakeEntry]()
+	tab := newTable[netip.AddrPort, *fakeEntry](hashAddrPort)
 	entries := make([]*fakeEntry, maxEntries)
 	for i := range entries {
 		entries[i] = newFake(i, int64(i))
@@ -113,7 +113,7 @@ func ids(es []*fakeEntry) []int {
 }
 
 func TestTableMaxOne(t *testing.T) {
-	tab := newTable[*fakeEntry]()
+	tab := newTable[netip.AddrPort, *fakeEntry](hashAddrPort)
 	a, b := newFake(1, 1), newFake(2, 2)
 	evictTo(tab, key(1), a, 1)
 	if ev := evictTo(tab, key(2), b, 1); len(ev) != 1 || ev[0] != a {
@@ -125,7 +125,7 @@ func TestTableMaxOne(t *testing.T) {
 }
 
 func TestTableExpire(t *testing.T) {
-	tab := newTable[*fakeEntry]()
+	tab := newTable[netip.AddrPort, *fakeEntry](hashAddrPort)
 	for i := range 1000 {
 		tab.add(key(i), newFake(i, int64(i)))
 	}
@@ -152,7 +152,7 @@ func TestTableExpire(t *testing.T) {
 // spread over the shards, and add/remove keep the count exact.
 func TestTableSharding(t *testing.T) {
 	const n = 10000
-	tab := newTable[*fakeEntry]()
+	tab := newTable[netip.AddrPort, *fakeEntry](hashAddrPort)
 	for i := range n {
 		if _, added := tab.add(key(i), newFake(i, 0)); !added {
 			t.Fatalf("key %d (%s) collided with an earlier one", i, key(i))
@@ -205,7 +205,7 @@ func TestTableSharding(t *testing.T) {
 // once they are done, and the count matches the contents.
 func TestTableConcurrentAdmission(t *testing.T) {
 	const maxEntries, perWorker, workers = 32, 2000, 4
-	tab := newTable[*fakeEntry]()
+	tab := newTable[netip.AddrPort, *fakeEntry](hashAddrPort)
 	var clock atomic.Int64
 	var wg sync.WaitGroup
 	for w := range workers {
