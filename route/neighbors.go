@@ -134,7 +134,7 @@ func (n *Neighbors) sync() (*session, error) {
 }
 
 // close ends the subscription and waits for it to close the channel (the
-// netlink reader blocks on sending until someone reads).
+// netlink reader blocks on sending until someone reads). Call it once.
 func (s *session) close() {
 	close(s.stop)
 	for range s.ch {
@@ -175,6 +175,9 @@ func (n *Neighbors) consume(ctx context.Context, s *session) error {
 			return ctx.Err()
 		case u, ok := <-s.ch:
 			if !ok {
+				// The reader gave up; closing stop also releases the
+				// subscription's socket, which netlink closes only then.
+				s.close()
 				select {
 				case err := <-s.errs:
 					return err

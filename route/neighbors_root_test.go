@@ -62,7 +62,7 @@ func TestNeighborsKernel(t *testing.T) {
 	in("neigh", "add", "198.18.50.2", "lladdr", "02:00:00:00:50:02", "dev", "rt0", "nud", "permanent")
 	in("neigh", "add", "2001:2:50::2", "lladdr", "02:00:00:00:50:06", "dev", "rt0", "nud", "permanent")
 
-	goroutines := runtime.NumGoroutine()
+	goroutines, fds := runtime.NumGoroutine(), openFDs(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	n, err := WatchNeighbors(ctx, testLogger(t), &ns)
@@ -90,4 +90,16 @@ func TestNeighborsKernel(t *testing.T) {
 	}
 	// The netlink reader and closer goroutines are gone too.
 	eventually(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= goroutines })
+	if n := openFDs(t); n > fds {
+		t.Errorf("%d file descriptors open after stopping, %d before", n, fds)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }

@@ -22,6 +22,7 @@ type fakeNeighbors struct {
 	listErr error
 	subErr  error
 	subs    int
+	stops   []<-chan struct{} // each subscription's done channel
 	feed    chan netlink.NeighUpdate
 	breakCh chan error // a send ends the current subscription with that error
 }
@@ -43,6 +44,7 @@ func (f *fakeNeighbors) subscribe(ch chan<- netlink.NeighUpdate, done <-chan str
 		return f.subErr
 	}
 	f.subs++
+	f.stops = append(f.stops, done)
 	go func() {
 		defer close(ch)
 		for {
@@ -176,6 +178,16 @@ func TestNeighborsResyncAfterBreak(t *testing.T) {
 	eventually(t, "resync", func() bool { return src.subscriptions() == 2 && n.Len() == 1 })
 	if n.Lookup(netip.MustParseAddr("198.18.0.2")) != nil || n.Lookup(netip.MustParseAddr("198.18.0.7")) == nil {
 		t.Errorf("after resync: .2=%v .7=%v", n.Lookup(netip.MustParseAddr("198.18.0.2")), n.Lookup(netip.MustParseAddr("198.18.0.7")))
+	}
+	// The broken subscription was released (netlink closes its socket only
+	// when done is closed).
+	src.mu.Lock()
+	first := src.stops[0]
+	src.mu.Unlock()
+	select {
+	case <-first:
+	default:
+		t.Error("the broken subscription's done channel is still open")
 	}
 	// Updates flow on the new subscription.
 	src.feed <- netlink.NeighUpdate{Type: unix.RTM_NEWNEIGH, Neigh: neigh("198.18.0.8", "02:00:00:00:00:08", 3, netlink.NUD_REACHABLE)}
