@@ -90,6 +90,7 @@ func udpDrops(s udp.Stats) []keyedCount {
 		{"family_mismatch", s.DropFamily},
 		{"queue_full", s.DropQueue},
 		{"dial_failed", s.DropDial},
+		{"rejected", s.DropRejected},
 		{"send_up_failed", s.DropSendUp},
 		{"local_source", s.DropLocalSource},
 		{"reply_socket_failed", s.DropReplySocket},
