@@ -59,6 +59,10 @@ list gwdt6: hash:net inet6 maxelem 5 timeouts refs=0 [2001:2::/48 perm, 2001:2:1
 Sync gwdt6 with an IPv4 prefix: syncing ipset gwdt6: prefix 198.18.0.0/24 does not belong in a family inet6 set
 Sync gwdt6 five prefixes: syncing ipset gwdt6: 1 of 5 entries did not fit (maxelem 5): ipset is full {Added:4 Removed:2 Missing:1}
 Add to missing set: adding 198.18.0.1/32 to ipset gwdt_missing: ipset does not exist: no such file or directory
+Delete 2001:2:e::/48 (absent): ok
+Delete 2001:2:a::/48: ok
+Delete from missing set: deleting 198.18.0.1/32 from ipset gwdt_missing: ipset does not exist: no such file or directory
+list gwdt6: hash:net inet6 maxelem 5 timeouts refs=0 [2001:2:1::6/128 timed, 2001:2:b::/48 perm, 2001:2:c::/48 perm, 2001:2:d::/48 perm]
 Destroy gwdt6: ok
 Destroy gwdt6 again: ok
 Destroy gwdt_plain: ok
@@ -155,6 +159,10 @@ func scenario(t *testing.T, k ipset.Kernel, ref func(name string, on bool) error
 	rec("Sync gwdt6 with an IPv4 prefix", err)
 	sync("five prefixes", "2001:2:a::/48", "2001:2:b::/48", "2001:2:c::/48", "2001:2:d::/48", "2001:2:e::/48")
 	rec("Add to missing set", s.Add("gwdt_missing", prefixes(t, "198.18.0.1/32")[0], 0))
+	rec("Delete 2001:2:e::/48 (absent)", s.Delete("gwdt6", prefixes(t, "2001:2:e::/48")[0]))
+	rec("Delete 2001:2:a::/48", s.Delete("gwdt6", prefixes(t, "2001:2:a::/48")[0]))
+	rec("Delete from missing set", s.Delete("gwdt_missing", prefixes(t, "198.18.0.1/32")[0]))
+	list("gwdt6")
 	rec("Destroy gwdt6", s.Destroy("gwdt6"))
 	rec("Destroy gwdt6 again", s.Destroy("gwdt6"))
 	rec("Destroy gwdt_plain", s.Destroy("gwdt_plain"))

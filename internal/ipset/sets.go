@@ -176,6 +176,20 @@ func (s *Sets) Add(name string, p netip.Prefix, timeout time.Duration) error {
 	return nil
 }
 
+// Delete removes p from the named set; an absent entry is not an error, a
+// missing set fails with ErrNotExist. A /0 is deleted as its two halves.
+func (s *Sets) Delete(name string, p netip.Prefix) error {
+	if err := checkPrefix(p, familyOfPrefix(p)); err != nil {
+		return fmt.Errorf("deleting from ipset %s: %w", name, err)
+	}
+	for _, m := range members(p) {
+		if err := s.k.IpsetDel(name, kernelEntry(m, nil, false)); err != nil && !isElemExist(err) {
+			return fmt.Errorf("deleting %v from ipset %s: %w", m, name, classify(err))
+		}
+	}
+	return nil
+}
+
 // Destroy removes the named set. A missing set is not an error; a set that
 // a rule still references fails with ErrInUse (remove the rule first).
 func (s *Sets) Destroy(name string) error {
