@@ -98,6 +98,9 @@ func ParseConfig(name, text string) (*Config, error) {
 	c.path = name
 	c.Version = 0 // required in every file
 	c.lines = keyLines(text)
+	for k, n := range arrayTableLines(text) { // rule[2].dst, outbound[0].server
+		c.lines[k] = n
+	}
 	md, err := toml.Decode(text, c)
 	if err != nil {
 		return nil, c.decodeError(err)
