@@ -106,7 +106,7 @@ func cmdRun(cfg *gateway.Config, _, stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	fs, err := startFailsafe(cfg, log, stderr)
+	fs, err := startFailsafe(ctx, cfg, log, stderr)
 	if err != nil {
 		return err
 	}

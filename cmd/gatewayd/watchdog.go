@@ -56,15 +56,15 @@ type failsafe struct {
 }
 
 // startFailsafe takes the state lock and starts the watchdog. Call it
-// before installing anything.
-func startFailsafe(cfg *gateway.Config, log *slog.Logger, stderr io.Writer) (*failsafe, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), runLockWait)
+// before installing anything. ctx ends the wait for the lock early.
+func startFailsafe(ctx context.Context, cfg *gateway.Config, log *slog.Logger, stderr io.Writer) (*failsafe, error) {
+	ctx, cancel := context.WithTimeout(ctx, runLockWait)
 	defer cancel()
 	lock, err := watchdog.Acquire(ctx, lockPath(cfg), nil)
 	var held *watchdog.HeldError
 	switch {
 	case errors.As(err, &held):
-		return nil, fmt.Errorf("locking state_dir %s: %w (another gatewayd with this state_dir is running)", cfg.StateDir, err)
+		return nil, fmt.Errorf("locking state_dir %s: %w (is another gatewayd with this state_dir running?)", cfg.StateDir, err)
 	case err != nil:
 		log.Warn("running without the state lock: a restart right after a crash may race the watchdog's cleanup", "err", err)
 	}

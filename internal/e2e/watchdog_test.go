@@ -235,7 +235,7 @@ func TestWatchdogFailClosedKeepsInterception(t *testing.T) {
 			t.Errorf("fail closed: a new connection to %s got through (server saw %s)", dst, peer)
 		}
 	}
-	mustContain(t, "gatewayd log", g.log.String(), `failsafe.mode = \"closed\" keeps its interception`)
+	mustContain(t, "gatewayd log", g.log.String(), `failsafe.mode = \"closed\" leaves its interception in place`)
 
 	if _, err := g.cmd("cleanup"); err != nil {
 		t.Fatalf("cleanup: %v", err)

@@ -48,7 +48,6 @@ func Start(o Options) (*Handle, error) {
 		return nil, fmt.Errorf("starting the failsafe watchdog: %w", err)
 	}
 	h := &Handle{opts: o, log: o.Log, cur: c, stop: make(chan struct{}), done: make(chan struct{})}
-	h.log.Debug("watchdog started", "pid", c.cmd.Process.Pid)
 	go h.supervise()
 	return h, nil
 }

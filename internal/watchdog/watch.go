@@ -90,7 +90,7 @@ func (w *Watcher) reload() {
 // MsgCleanExit.
 func (w *Watcher) daemonDied() error {
 	if !w.Policy.FailOpen {
-		w.Log.Warn("watchdog: gatewayd exited unexpectedly; failsafe.mode = \"closed\" keeps its interception: intercepted LAN traffic is dropped until gatewayd is restarted or `gatewayd cleanup` runs")
+		w.Log.Warn("watchdog: gatewayd exited unexpectedly; failsafe.mode = \"closed\" leaves its interception in place: intercepted LAN traffic is dropped until gatewayd is restarted or `gatewayd cleanup` runs")
 		return nil
 	}
 	w.Log.Error("watchdog: gatewayd exited unexpectedly, removing interception")

@@ -54,7 +54,7 @@ func TestWatcherControlMessages(t *testing.T) {
 		{"clean exit byte", "Q", true, 0, "gatewayd exited cleanly"},
 		{"clean exit ignores what follows", "QQQ", true, 0, "exited cleanly"},
 		{"EOF without the byte, fail open", "", true, 1, "gatewayd exited unexpectedly, removing interception"},
-		{"EOF fail closed only logs", "", false, 0, `failsafe.mode = \"closed\" keeps its interception`},
+		{"EOF fail closed only logs", "", false, 0, `failsafe.mode = \"closed\" leaves its interception in place`},
 		{"clean exit in fail-closed mode", "Q", false, 0, "exited cleanly"},
 		{"unknown bytes are ignored", "x\x00\xff", true, 1, "unknown control message"},
 		{"reload without support", "R", true, 1, "reload not supported"},
