@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"time"
 )
@@ -94,6 +95,13 @@ type Config struct {
 	// MemorySize bounds the address -> name memory; 0: 16384.
 	// [memory_size]
 	MemorySize int
+
+	// Learned, if set, is told each address the memory learns for a name,
+	// and again when an answer extends what is left of its lifetime by
+	// more than half (not on every cache hit). It runs on the query's
+	// goroutine and must be quick; the kernel fast path uses it. Not a
+	// config file field.
+	Learned func(name string, addr netip.Addr, ttl time.Duration)
 
 	// Now is the clock of TTLs and expiry; nil: time.Now. For tests.
 	Now func() time.Time
@@ -191,6 +199,7 @@ func (h *Handler) configure(cfg *Config) error {
 	}
 	h.minTTL, h.maxTTL = cfg.MinTTL, cmp.Or(cfg.MaxTTL, defaultMaxTTL)
 	h.memory = newMemory(cmp.Or(cfg.MemorySize, defaultMemorySize), h.now)
+	h.memory.learned = cfg.Learned
 	return nil
 }
 

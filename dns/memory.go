@@ -15,7 +15,8 @@ import (
 // TTL as served); the number of entries is bounded, least recently used
 // out. Safe for concurrent use.
 type Memory struct {
-	now func() time.Time
+	now     func() time.Time
+	learned func(name string, addr netip.Addr, ttl time.Duration) // Config.Learned
 
 	mu  sync.Mutex
 	lru *lru[netip.Addr, memEntry]
@@ -65,14 +66,27 @@ func (m *Memory) record(name string, resp *dns.Msg) {
 	}
 	name = strings.TrimSuffix(strings.ToLower(name), ".")
 	now := m.now()
+	var news []learnedAddr
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	for _, rr := range resp.Answer {
 		a, ok := rrAddr(rr)
 		if !ok || a.IsUnspecified() || rr.Header().Ttl == 0 {
 			continue
 		}
 		ttl := time.Duration(rr.Header().Ttl) * time.Second
+		old, had := m.lru.get(a)
 		m.lru.put(a, memEntry{name: name, expires: now.Add(ttl)})
+		if m.learned != nil && (!had || old.name != name || old.expires.Sub(now) < ttl/2) {
+			news = append(news, learnedAddr{a, ttl})
+		}
 	}
+	m.mu.Unlock()
+	for _, l := range news {
+		m.learned(name, l.addr, l.ttl)
+	}
+}
+
+type learnedAddr struct {
+	addr netip.Addr
+	ttl  time.Duration
 }
