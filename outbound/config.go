@@ -42,7 +42,8 @@ type Config struct {
 	// username).
 	Username, Password string
 	// PreferNames sends Dest.Domain instead of the IP when it is known
-	// (socks5 ATYP 3, http CONNECT host:port).
+	// (socks5 ATYP 3, http CONNECT host:port). TCP only: UDP datagrams
+	// always carry the IP.
 	PreferNames bool
 
 	// Interface binds direct sockets to a device (SO_BINDTODEVICE).

@@ -84,7 +84,7 @@ func (h *httpProxy) connect(ctx context.Context, dst Dest) (*net.TCPConn, error)
 // tunnel sends the CONNECT request and reads the response, exactly.
 func (h *httpProxy) tunnel(c net.Conn, target string) error {
 	if _, err := c.Write(connectRequest(target, h.auth)); err != nil {
-		return fmt.Errorf("%s: sending CONNECT %s: %w", h.desc, target, err)
+		return kinded(ErrHandshake, "%s: sending CONNECT %s: %w", h.desc, target, err)
 	}
 	code, line, err := readConnectResponse(c)
 	if err != nil {

@@ -94,7 +94,8 @@ var (
 	// context.DeadlineExceeded; KindOf counts all three as timeouts.
 	ErrTimeout = errors.New("timed out")
 	// ErrHandshake: the proxy broke the protocol (wrong version, unknown
-	// address type, malformed or over-long reply, closed mid-reply).
+	// address type, malformed or over-long reply) or the connection failed
+	// mid-handshake (closed, reset).
 	ErrHandshake = errors.New("proxy handshake failed")
 	// ErrProxy: the proxy answered properly but reported a failure not
 	// covered above (SOCKS5 rep 1, 7, 8 or unassigned; other HTTP statuses).

@@ -82,7 +82,7 @@ func (s *socks5) request(rw io.ReadWriter, cmd byte, dst socksAddr) (socksAddr, 
 		return socksAddr{}, err
 	}
 	if _, err := rw.Write(appendRequest(nil, cmd, dst)); err != nil {
-		return socksAddr{}, fmt.Errorf("%s: sending %s %s: %w", s.desc, cmdName(cmd), dst, err)
+		return socksAddr{}, kinded(ErrHandshake, "%s: sending %s %s: %w", s.desc, cmdName(cmd), dst, err)
 	}
 	r, err := readReply(rw)
 	if err != nil {
@@ -103,7 +103,7 @@ func (s *socks5) negotiate(rw io.ReadWriter) error {
 		greeting, offered = []byte{socksVersion, 2, methodNoAuth, methodUserPass}, "no authentication, username/password"
 	}
 	if _, err := rw.Write(greeting); err != nil {
-		return fmt.Errorf("%s: sending greeting: %w", s.desc, err)
+		return kinded(ErrHandshake, "%s: sending greeting: %w", s.desc, err)
 	}
 	var resp [2]byte
 	if _, err := io.ReadFull(rw, resp[:]); err != nil {
@@ -134,7 +134,7 @@ func (s *socks5) authenticate(rw io.ReadWriter) error {
 	msg = append(msg, byte(len(s.pass)))
 	msg = append(msg, s.pass...)
 	if _, err := rw.Write(msg); err != nil {
-		return fmt.Errorf("%s: sending username/password: %w", s.desc, err)
+		return kinded(ErrHandshake, "%s: sending username/password: %w", s.desc, err)
 	}
 	var resp [2]byte
 	if _, err := io.ReadFull(rw, resp[:]); err != nil {
