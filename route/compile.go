@@ -53,6 +53,7 @@ type Table struct {
 	direct  []netip.Prefix
 	needDom bool
 	needMAC bool
+	needIfc bool
 }
 
 // macLen is the length of the EUI-48 (Ethernet) addresses rules match.
@@ -76,6 +77,7 @@ func Compile(rules []RuleSpec, def string) (*Table, error) {
 		}
 		t.needDom = t.needDom || r.conds&condDomain != 0
 		t.needMAC = t.needMAC || r.conds&condMAC != 0
+		t.needIfc = t.needIfc || r.conds&condIface != 0
 		t.rules = append(t.rules, r)
 	}
 	t.direct = t.directSet().prefixes()
@@ -212,6 +214,10 @@ func (t *Table) NeedsDomain() bool { return t.needDom }
 // NeedsMAC reports whether any rule matches on source MAC: only then is a
 // Neighbors watcher needed.
 func (t *Table) NeedsMAC() bool { return t.needMAC }
+
+// NeedsIface reports whether a rule matches by LAN interface, so flows
+// need Flow.Iface.
+func (t *Table) NeedsIface() bool { return t.needIfc }
 
 // hasMAC reports whether mac is one of the rule's MAC addresses.
 func (r *Rule) hasMAC(mac net.HardwareAddr) bool {

@@ -1,0 +1,137 @@
+// Package dispatch sends each intercepted flow to its outbound: it
+// completes what the relays know of a flow (the domain from sniffing or
+// the DNS memory, the client's MAC from the neighbour table, its LAN
+// interface), matches it against the compiled rules (package route) and
+// opens the flow's upstream with the chosen outbound (package outbound).
+//
+// A Dispatcher is the tcp package's Dialer and the udp package's Router
+// and Dialer.
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+
+	"github.com/gatewayd/gatewayd/outbound"
+	"github.com/gatewayd/gatewayd/route"
+	"github.com/gatewayd/gatewayd/tcp"
+	"github.com/gatewayd/gatewayd/udp"
+)
+
+// Config is what a Dispatcher routes with.
+type Config struct {
+	// Table is the compiled rule list.
+	Table *route.Table
+	// Outbounds by name; every outbound the table names must be here.
+	Outbounds map[string]outbound.Outbound
+	// Names maps destination addresses to the name DNS answered them for
+	// (the dns package's Memory); nil: only sniffed names.
+	Names interface {
+		Lookup(netip.Addr) (string, bool)
+	}
+	// MACs maps LAN addresses to MAC addresses (route.Neighbors); nil:
+	// rules by MAC never match.
+	MACs interface {
+		Lookup(netip.Addr) net.HardwareAddr
+	}
+	// Iface names the LAN interface a client address is on; nil: rules by
+	// interface never match.
+	Iface func(netip.Addr) string
+	// FlowCache bounds the UDP flows whose route is remembered (see
+	// Route); 0: DefaultFlowCache.
+	FlowCache int
+}
+
+// Dispatcher routes flows. It is safe for concurrent use.
+type Dispatcher struct {
+	cfg     Config
+	log     *slog.Logger
+	routes  []outbound.Outbound // a route number is an index here
+	byName  map[string]int
+	rejects []bool // per route: a reject outbound
+	flows   *flowCache
+}
+
+var (
+	_ tcp.Dialer = (*Dispatcher)(nil)
+	_ udp.Router = (*Dispatcher)(nil)
+	_ udp.Dialer = (*Dispatcher)(nil)
+)
+
+// New checks that every outbound the table names exists.
+func New(cfg Config, log *slog.Logger) (*Dispatcher, error) {
+	if cfg.Table == nil {
+		return nil, fmt.Errorf("dispatch: no rule table")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &Dispatcher{cfg: cfg, log: log, byName: map[string]int{}}
+	names := []string{cfg.Table.Default()}
+	for _, r := range cfg.Table.Rules() {
+		names = append(names, r.Outbound)
+	}
+	for _, name := range names {
+		if _, ok := d.byName[name]; ok {
+			continue
+		}
+		ob, ok := cfg.Outbounds[name]
+		if !ok {
+			return nil, fmt.Errorf("dispatch: the rules name outbound %q, which is not configured", name)
+		}
+		d.byName[name] = len(d.routes)
+		d.routes = append(d.routes, ob)
+	}
+	for _, ob := range d.routes {
+		d.rejects = append(d.rejects, outbound.Rejects(ob))
+	}
+	if cfg.Table.NeedsDomain() {
+		d.flows = newFlowCache(cfg.FlowCache)
+	}
+	return d, nil
+}
+
+// flow completes f with what the rules need and matches it. It returns
+// the route and the flow as matched.
+func (d *Dispatcher) flow(f route.Flow) (int, route.Flow) {
+	t := d.cfg.Table
+	if f.Domain == "" && t.NeedsDomain() && d.cfg.Names != nil {
+		f.Domain, _ = d.cfg.Names.Lookup(f.Dst.Addr())
+	}
+	if t.NeedsMAC() && d.cfg.MACs != nil {
+		f.MAC = d.cfg.MACs.Lookup(f.Src.Addr())
+	}
+	if t.NeedsIface() && d.cfg.Iface != nil {
+		f.Iface = d.cfg.Iface(f.Src.Addr())
+	}
+	name, _ := t.Match(f)
+	return d.byName[name], f
+}
+
+// DialTCP implements tcp.Dialer: the flow goes to its outbound, which for
+// the reject outbound fails at once (the relay then resets the client).
+func (d *Dispatcher) DialTCP(ctx context.Context, tf tcp.Flow) (*net.TCPConn, error) {
+	r, f := d.flow(route.Flow{Proto: route.ProtoTCP, Src: tf.Client, Dst: tf.Dst, Domain: tf.Domain})
+	ob := d.routes[r]
+	d.log.Debug("tcp flow routed", "client", tf.Client.String(), "dst", tf.Dst.String(),
+		"domain", f.Domain, "outbound", ob.Name())
+	return ob.DialTCP(ctx, outbound.Dest{Addr: tf.Dst, Domain: f.Domain})
+}
+
+// OpenUpstream implements udp.Dialer.
+func (d *Dispatcher) OpenUpstream(ctx context.Context, client netip.AddrPort, r int) (udp.Upstream, error) {
+	if r < 0 || r >= len(d.routes) {
+		return nil, fmt.Errorf("dispatch: no route %d", r)
+	}
+	return d.routes[r].OpenUDP(ctx, client)
+}
+
+// Outbound is the outbound of route r, for logs and counters.
+func (d *Dispatcher) Outbound(r int) outbound.Outbound { return d.routes[r] }
+
+// SniffTCP reports whether TCP flows should be sniffed for their server
+// name: only when a rule matches by domain.
+func (d *Dispatcher) SniffTCP() bool { return d.cfg.Table.NeedsDomain() }

@@ -1,0 +1,123 @@
+package dispatch
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/gatewayd/gatewayd/route"
+	"github.com/gatewayd/gatewayd/sniff"
+	"github.com/gatewayd/gatewayd/udp"
+)
+
+// DefaultFlowCache bounds the UDP flows whose route is remembered.
+const DefaultFlowCache = 65536
+
+// flowTTL is how long an idle UDP flow's route is remembered: past the
+// relay's session idle timeout (60 s by default), after which the flow is
+// new anyway.
+const flowTTL = 5 * time.Minute
+
+// quicPort is where QUIC Initials are sniffed for a server name.
+const quicPort = 443
+
+// Route implements udp.Router. Without domain rules a datagram is matched
+// on its own: the same addresses give the same route. With them, the
+// first datagram of a flow decides (its QUIC Initial names the server,
+// the rest of the flow does not) and the flow's route is remembered until
+// it has been idle for flowTTL.
+func (d *Dispatcher) Route(client, dst netip.AddrPort, p []byte) int {
+	if d.flows == nil {
+		r, _ := d.flow(route.Flow{Proto: route.ProtoUDP, Src: client, Dst: dst})
+		return d.checkReject(r)
+	}
+	key := flowKey{client, dst}
+	now := time.Now()
+	if r, ok := d.flows.get(key, now); ok {
+		return r
+	}
+	f := route.Flow{Proto: route.ProtoUDP, Src: client, Dst: dst}
+	if dst.Port() == quicPort {
+		f.Domain, _ = sniff.QUICServerName(p) // "" unless a whole ClientHello is in this Initial
+	}
+	r, f := d.flow(f)
+	r = d.checkReject(r)
+	d.flows.put(key, r, now)
+	d.log.Debug("udp flow routed", "client", client.String(), "dst", dst.String(), "domain", f.Domain, "route", r)
+	return r
+}
+
+func (d *Dispatcher) checkReject(r int) int {
+	if d.rejects[r] {
+		return udp.RouteReject
+	}
+	return r
+}
+
+type flowKey struct{ client, dst netip.AddrPort }
+
+type flowRoute struct {
+	route int
+	seen  time.Time
+}
+
+// flowCache remembers UDP flows' routes, in shards to keep the listener
+// read loops apart. A full shard drops its idle flows, then all of them.
+type flowCache struct {
+	max    int
+	shards [flowShards]flowShard
+}
+
+const flowShards = 16
+
+type flowShard struct {
+	mu sync.Mutex
+	m  map[flowKey]flowRoute
+}
+
+func newFlowCache(size int) *flowCache {
+	if size <= 0 {
+		size = DefaultFlowCache
+	}
+	c := &flowCache{max: max(size/flowShards, 1)}
+	for i := range c.shards {
+		c.shards[i].m = make(map[flowKey]flowRoute)
+	}
+	return c
+}
+
+func (c *flowCache) shard(k flowKey) *flowShard {
+	return &c.shards[(uint(k.client.Port())^uint(k.dst.Port()))%flowShards]
+}
+
+func (c *flowCache) get(k flowKey, now time.Time) (int, bool) {
+	sh := c.shard(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	fr, ok := sh.m[k]
+	if !ok || now.Sub(fr.seen) > flowTTL {
+		return 0, false
+	}
+	if now.Sub(fr.seen) > time.Second { // refresh at most once a second
+		fr.seen = now
+		sh.m[k] = fr
+	}
+	return fr.route, true
+}
+
+func (c *flowCache) put(k flowKey, r int, now time.Time) {
+	sh := c.shard(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if len(sh.m) >= c.max {
+		for k, fr := range sh.m {
+			if now.Sub(fr.seen) > flowTTL {
+				delete(sh.m, k)
+			}
+		}
+		if len(sh.m) >= c.max {
+			clear(sh.m)
+		}
+	}
+	sh.m[k] = flowRoute{route: r, seen: now}
+}
