@@ -279,9 +279,10 @@ func TestWatchdogExitsWithCleanStop(t *testing.T) {
 			t.Errorf("watchdog holds a non-netlink socket: fd %d -> %s", fd, target)
 		}
 	}
-	st := procStatusFields(t, wpid)
-	t.Logf("watchdog pid %d: VmRSS %s (RssAnon %s, RssFile %s), threads %s, fds %v",
-		wpid, st["VmRSS"], st["RssAnon"], st["RssFile"], st["Threads"], fds)
+	st := procFields(t, wpid, "status")
+	pss := procFields(t, wpid, "smaps_rollup") // file pages are shared with gatewayd
+	t.Logf("watchdog pid %d: VmRSS %s (RssAnon %s, RssFile %s), Pss %s, threads %s, fds %v",
+		wpid, st["VmRSS"], st["RssAnon"], st["RssFile"], pss["Pss"], st["Threads"], fds)
 
 	if err := syscall.Kill(wpid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -380,10 +381,11 @@ func netlinkInodes(t *testing.T, pid int) map[string]bool {
 	return m
 }
 
-// procStatusFields returns /proc/PID/status as key -> value.
-func procStatusFields(t *testing.T, pid int) map[string]string {
+// procFields returns a "Key: value" file of /proc/PID (status,
+// smaps_rollup) as key -> value.
+func procFields(t *testing.T, pid int, name string) map[string]string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), name))
 	if err != nil {
 		t.Fatal(err)
 	}
