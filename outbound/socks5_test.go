@@ -205,7 +205,7 @@ func TestSOCKS5Malformed(t *testing.T) {
 		kind   FailureKind
 		want   string
 	}{
-		{"close at once", nil, false, KindHandshake, "reading method selection: unexpected EOF"},
+		{"close after the greeting", []step{greet}, false, KindHandshake, "reading method selection: unexpected EOF"},
 		{"not socks", []step{greet, write('H', 'T', 'T', 'P')}, false, KindHandshake, "not a SOCKS5 server"},
 		{"socks4 version", []step{greet, write(4, 0)}, false, KindHandshake, "version 0x04"},
 		{"method not offered", []step{greet, write(5, 2)}, false, KindHandshake, "chose authentication method 0x02"},
