@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
-	"math/bits"
 	"net/netip"
 	"slices"
 	"sync"
@@ -57,9 +57,10 @@ func directSetSpec(f Family) string {
 // which would be relayed `direct` anyway, so the kernel forwards those flows
 // and they never enter user space. Setup creates the sets (before the rules
 // that match them) and makes their permanent entries the static prefixes;
-// Learn adds DNS-learned addresses with a timeout; Teardown destroys the
-// sets (after the rules are gone). Learn is safe for concurrent use with
-// everything else.
+// Learn adds DNS-learned addresses with a timeout, and Forbid keeps out
+// (and withdraws) addresses DNS also gave for names that do not go direct;
+// Teardown destroys the sets (after the rules are gone). Learn and Forbid
+// are safe for concurrent use with everything else.
 type FastPath struct {
 	sets    *ipset.Sets
 	log     *slog.Logger
@@ -73,33 +74,47 @@ type FastPath struct {
 	on     map[Family]bool // families whose set Setup created
 	static *prefixIndex
 
+	// Learn and Forbid of one address run one at a time (stripes), so an
+	// address forbidden meanwhile never stays in a set.
+	now     func() time.Time
+	seed    maphash.Seed
+	stripes [addrStripes]sync.Mutex
+	book    addrBook
+
 	c fastPathCounters
 }
 
 // NewFastPath returns a FastPath acting through k.
 func NewFastPath(k ipset.Kernel, log *slog.Logger) *FastPath {
-	return &FastPath{sets: ipset.New(k), log: log, maxElem: directMaxElem}
+	return &FastPath{
+		sets: ipset.New(k), log: log, maxElem: directMaxElem,
+		// Both families' learned entries share the book.
+		now: time.Now, seed: maphash.MakeSeed(), book: newAddrBook(2*directMaxElem, maxForbidden),
+	}
 }
 
 // FastPathStats is a snapshot of FastPath's counters.
 type FastPathStats struct {
-	Added   uint64 // static entries Setup added (or made permanent)
-	Learned uint64 // DNS-learned addresses added or refreshed
-	Covered uint64 // learned addresses skipped: a static prefix holds them already
-	Failed  uint64 // entries not added (set full, kernel error); their flows go through user space
+	Added     uint64 // static entries Setup added (or made permanent)
+	Learned   uint64 // DNS-learned addresses added or refreshed
+	Covered   uint64 // learned addresses skipped: a static prefix holds them already
+	Withheld  uint64 // learned addresses kept out: DNS also gave them for a name that does not go direct
+	Withdrawn uint64 // learned entries removed because DNS gave them for such a name later
+	Failed    uint64 // entries not added or removed (set full, kernel error); see the log
 }
 
 type fastPathCounters struct {
-	added, learned, covered atomic.Uint64
-	missing                 atomic.Uint64 // static prefixes that did not fit
-	learnFailed             atomic.Uint64 // Learn calls whose add failed
+	added, learned, covered, withheld, withdrawn atomic.Uint64
+	missing                                      atomic.Uint64 // static prefixes that did not fit
+	failed                                       atomic.Uint64 // Learn and Forbid kernel failures
 }
 
 // Stats returns the counters.
 func (p *FastPath) Stats() FastPathStats {
 	return FastPathStats{
-		Added: p.c.added.Load(), Learned: p.c.learned.Load(),
-		Covered: p.c.covered.Load(), Failed: p.c.missing.Load() + p.c.learnFailed.Load(),
+		Added: p.c.added.Load(), Learned: p.c.learned.Load(), Covered: p.c.covered.Load(),
+		Withheld: p.c.withheld.Load(), Withdrawn: p.c.withdrawn.Load(),
+		Failed: p.c.missing.Load() + p.c.failed.Load(),
 	}
 }
 
@@ -161,43 +176,6 @@ func (p *FastPath) staticByFamily(static []netip.Prefix) map[Family][]netip.Pref
 	return out
 }
 
-// Learn adds addr, which DNS just answered for a name whose flows go
-// direct, to its family's set for ttl clamped to [minLearnTimeout,
-// maxLearnTimeout], or refreshes its timeout. Addresses a static prefix
-// holds are skipped. It does nothing before Setup or after Teardown, and
-// never fails: a full set or a kernel error is counted (and logged once
-// per burst), and the flows go through user space as before.
-func (p *FastPath) Learn(addr netip.Addr, ttl time.Duration) {
-	addr = addr.Unmap().WithZone("")
-	if !addr.IsValid() || addr.IsUnspecified() {
-		return
-	}
-	f := IPv4
-	if addr.Is6() {
-		f = IPv6
-	}
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	if !p.on[f] {
-		return
-	}
-	if p.static.contains(addr) {
-		p.c.covered.Add(1)
-		return
-	}
-	timeout := min(max(ttl, minLearnTimeout), maxLearnTimeout)
-	if err := p.sets.Add(DirectSet(f), netip.PrefixFrom(addr, addr.BitLen()), timeout); err != nil {
-		// Log the 1st, 2nd, 4th, 8th... failure: a full set fails every
-		// Learn until entries expire.
-		if n := p.c.learnFailed.Add(1); bits.OnesCount64(n) == 1 {
-			p.log.Warn("kernel fast path: cannot add a learned address; its flows go through user space",
-				"addr", addr, "failures", n, "err", err)
-		}
-		return
-	}
-	p.c.learned.Add(1)
-}
-
 // Teardown destroys both sets, whatever Setup created, so it also removes
 // a crashed run's sets. Call it after the rules that match them are gone:
 // the kernel refuses to destroy a referenced set (ipset.ErrInUse). A
@@ -205,6 +183,7 @@ func (p *FastPath) Learn(addr netip.Addr, ttl time.Duration) {
 func (p *FastPath) Teardown() error {
 	p.mu.Lock()
 	p.on, p.static = nil, nil
+	p.book.forgetLearned()
 	p.mu.Unlock()
 	var errs []error
 	for _, f := range Families {

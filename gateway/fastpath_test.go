@@ -52,6 +52,13 @@ func newFastSystem() *fastSystem {
 	return s
 }
 
+// fastPath is a FastPath on the system's ipsets and clock.
+func (s *fastSystem) fastPath() *FastPath {
+	fp := NewFastPath(s.k, discard())
+	fp.now = s.clock.Now
+	return fp
+}
+
 func (s *fastSystem) gateway(t *testing.T, fp *FastPath) *Gateway {
 	c := DefaultConfig()
 	c.StateDir = t.TempDir()
@@ -78,7 +85,7 @@ var both = []Family{IPv4, IPv6}
 
 func TestFastPathSetupLearnTeardown(t *testing.T) {
 	sys := newFastSystem()
-	fp := NewFastPath(sys.k, discard())
+	fp := sys.fastPath()
 	static := prefixList("198.18.8.0/24", "198.19.0.10/32", "2001:2:ff::/64",
 		"::ffff:198.18.0.0/120", // no place in a set: left out
 		"198.18.8.7/24")         // unmasked duplicate
@@ -126,7 +133,7 @@ gwd_direct6 hash:net inet6 maxelem 65536 timeout 0
 
 func TestFastPathLearnBeforeSetupAndOtherFamily(t *testing.T) {
 	sys := newFastSystem()
-	fp := NewFastPath(sys.k, discard())
+	fp := sys.fastPath()
 	fp.Learn(netip.MustParseAddr("198.19.0.11"), time.Hour)
 	if err := fp.Setup(context.Background(), []Family{IPv4}, nil); err != nil {
 		t.Fatal(err)
@@ -167,7 +174,7 @@ func TestFastPathFullSetIsCountedNotFatal(t *testing.T) {
 
 func TestFastPathResyncKeepsLearned(t *testing.T) {
 	sys := newFastSystem()
-	fp := NewFastPath(sys.k, discard())
+	fp := sys.fastPath()
 	ctx := context.Background()
 	if err := fp.Setup(ctx, both, prefixList("198.18.4.0/24", "2001:2:4::/48")); err != nil {
 		t.Fatal(err)
@@ -193,7 +200,7 @@ gwd_direct6 hash:net inet6 maxelem 65536 timeout 0
 // -race).
 func TestFastPathConcurrentLearnDuringSetup(t *testing.T) {
 	sys := newFastSystem()
-	fp := NewFastPath(sys.k, discard())
+	fp := sys.fastPath()
 	ctx := context.Background()
 	if err := fp.Setup(ctx, both, nil); err != nil {
 		t.Fatal(err)
@@ -231,11 +238,103 @@ func TestFastPathConcurrentLearnDuringSetup(t *testing.T) {
 	}
 }
 
+func TestFastPathForbid(t *testing.T) {
+	sys := newFastSystem()
+	fp := sys.fastPath()
+	ip := netip.MustParseAddr
+	fp.Forbid(ip("198.19.0.13"), time.Hour) // before Setup: remembered
+	if err := fp.Setup(context.Background(), both, prefixList("198.18.8.0/24")); err != nil {
+		t.Fatal(err)
+	}
+	fp.Learn(ip("198.19.0.11"), time.Hour)
+	fp.Learn(ip("2001:2:1::9"), time.Hour)
+	fp.Forbid(ip("198.19.0.11"), time.Second)     // learned: withdrawn, kept out for minLearnTimeout
+	fp.Forbid(ip("::ffff:198.18.8.9"), time.Hour) // inside a static prefix: it stays
+	fp.Learn(ip("198.19.0.11"), time.Hour)        // withheld
+	fp.Learn(ip("198.19.0.13"), time.Hour)        // withheld (forbidden before Setup)
+	fp.Forbid(ip("2001:2:1::9"), 10*time.Minute)  // withdrawn
+	fp.Forbid(ip("2001:2:1::9"), time.Second)     // a shorter ban does not shorten it
+	want := `gwd_direct4 hash:net inet maxelem 65536 timeout 0
+  198.18.8.0/24 timeout 0
+gwd_direct6 hash:net inet6 maxelem 65536 timeout 0
+`
+	if got := sys.k.String(); got != want {
+		t.Errorf("sets:\n%s\nwant:\n%s", got, want)
+	}
+	sys.clock.Advance(minLearnTimeout) // 198.19.0.11's ban is over, 2001:2:1::9's is not
+	fp.Learn(ip("198.19.0.11"), time.Hour)
+	fp.Learn(ip("2001:2:1::9"), time.Hour)
+	want = `gwd_direct4 hash:net inet maxelem 65536 timeout 0
+  198.18.8.0/24 timeout 0
+  198.19.0.11/32 timeout 3600
+gwd_direct6 hash:net inet6 maxelem 65536 timeout 0
+`
+	if got := sys.k.String(); got != want {
+		t.Errorf("after the short ban:\n%s\nwant:\n%s", got, want)
+	}
+	if got, want := fp.Stats(), (FastPathStats{Added: 1, Learned: 3, Withheld: 3, Withdrawn: 2}); got != want {
+		t.Errorf("Stats = %+v, want %+v", got, want)
+	}
+}
+
+// TestFastPathForbidSaturated: when the book of kept-out addresses is full
+// of live entries, nothing is learned until some expire.
+func TestFastPathForbidSaturated(t *testing.T) {
+	sys := newFastSystem()
+	fp := sys.fastPath()
+	fp.book = newAddrBook(16, 2)
+	if err := fp.Setup(context.Background(), both, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		fp.Forbid(netip.AddrFrom4([4]byte{198, 19, 1, byte(i)}), time.Duration(i+1)*minLearnTimeout)
+	}
+	fp.Learn(netip.MustParseAddr("198.19.0.11"), time.Hour)
+	if st := fp.Stats(); st.Learned != 0 || st.Withheld != 1 {
+		t.Errorf("learned while the book was full: %+v", st)
+	}
+	sys.clock.Advance(minLearnTimeout) // the first ban expires: room again
+	fp.Learn(netip.MustParseAddr("198.19.0.11"), time.Hour)
+	if st := fp.Stats(); st.Learned != 1 {
+		t.Errorf("not learned after a ban expired: %+v", st)
+	}
+}
+
+// TestFastPathLearnForbidRace: Learn and Forbid of the same addresses run
+// side by side; whatever the interleaving, no forbidden address is in the
+// set afterwards (run with -race).
+func TestFastPathLearnForbidRace(t *testing.T) {
+	sys := newFastSystem()
+	fp := sys.fastPath()
+	if err := fp.Setup(context.Background(), both, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Learn's add takes a millisecond; Forbid starts halfway through it.
+	sys.k.OpDelay = time.Millisecond
+	const addrs = 50
+	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 19, byte(i / 256), byte(i)}) }
+	for i := range addrs { // each address: one Learn and one Forbid, released together
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		wg.Go(func() { <-start; fp.Learn(addr(i), time.Hour) })
+		wg.Go(func() { <-start; time.Sleep(sys.k.OpDelay / 2); fp.Forbid(addr(i), time.Hour) })
+		close(start)
+		wg.Wait()
+	}
+	info, err := ipset.New(sys.k).List(DirectSet4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range info.Entries {
+		t.Errorf("forbidden %v is in the set", e.Prefix)
+	}
+}
+
 func TestGatewayFastPathLifecycle(t *testing.T) {
 	for _, mode := range []string{ModeAppliance, ModeShared} {
 		t.Run(mode, func(t *testing.T) {
 			sys := newFastSystem()
-			fp := NewFastPath(sys.k, discard())
+			fp := sys.fastPath()
 			g := sys.gateway(t, fp)
 			g.Config.Mangle.Mode = mode
 			ctx := context.Background()
@@ -277,11 +376,11 @@ func TestGatewayFastPathLifecycle(t *testing.T) {
 // sets; the next start's Cleanup (with a fresh FastPath) removes both.
 func TestGatewayCleanupRemovesCrashedRun(t *testing.T) {
 	sys := newFastSystem()
-	crashed := sys.gateway(t, NewFastPath(sys.k, discard()))
+	crashed := sys.gateway(t, sys.fastPath())
 	if err := crashed.Install(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	next := sys.gateway(t, NewFastPath(sys.k, discard()))
+	next := sys.gateway(t, sys.fastPath())
 	next.Config.StateDir = crashed.Config.StateDir
 	if err := next.Cleanup(); err != nil {
 		t.Fatal(err)
@@ -294,7 +393,7 @@ func TestGatewayCleanupRemovesCrashedRun(t *testing.T) {
 func TestGatewayRunWithFastPath(t *testing.T) {
 	sys := newFastSystem()
 	relay := newFakeRelay()
-	g := sys.gateway(t, NewFastPath(sys.k, discard()))
+	g := sys.gateway(t, sys.fastPath())
 	g.Relays = []Relay{relay}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

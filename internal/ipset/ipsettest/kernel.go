@@ -51,6 +51,9 @@ type Kernel struct {
 	// kernels before ipset's destroy gained -exist handling do; newer ones
 	// report success.
 	OldDestroy bool
+	// OpDelay makes every add and del wait this long before it takes
+	// effect, to widen race windows in tests of concurrent callers.
+	OpDelay time.Duration
 
 	mu   sync.Mutex
 	sets map[string]*set
@@ -189,6 +192,7 @@ func (k *Kernel) IpsetList(name string) (*netlink.IPSetResult, error) {
 
 // IpsetAdd implements ipset.Kernel.
 func (k *Kernel) IpsetAdd(name string, e *netlink.IPSetEntry) error {
+	time.Sleep(k.OpDelay)
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.ops["add"]++
@@ -225,6 +229,7 @@ func (k *Kernel) IpsetAdd(name string, e *netlink.IPSetEntry) error {
 
 // IpsetDel implements ipset.Kernel.
 func (k *Kernel) IpsetDel(name string, e *netlink.IPSetEntry) error {
+	time.Sleep(k.OpDelay)
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.ops["del"]++
