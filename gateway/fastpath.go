@@ -31,9 +31,10 @@ func DirectSet(f Family) string {
 	return DirectSet4
 }
 
-// directMaxElem bounds each set (the kernel's default). A hash:net entry
-// costs the kernel a few dozen bytes, so a full set stays within a few MiB
-// even on a small router; what does not fit is relayed in user space.
+// directMaxElem bounds each set (the kernel's default). Full sets of /24s
+// and /48s took 2.5 MiB (IPv4) and 3.7 MiB (IPv6) of kernel memory on
+// kernel 6.18 (ipset list: "Size in memory"), which a small router can
+// spare; what does not fit is relayed in user space.
 const directMaxElem = 65536
 
 // Learned entries live as long as the DNS answer that taught them, within
