@@ -156,6 +156,24 @@ func (c *Config) RouteTable() (*route.Table, error) {
 	return t, nil
 }
 
+// FastPathTable is the rule table the kernel fast path is derived from:
+// its DirectPrefixes are the static entries and its DirectDomain says which
+// DNS answers are learned. The QUIC switch's rule is left out: with the
+// fast path, the mangle rules send QUIC to gatewayd before the fast path's
+// RETURN (chainRules), so it is rejected anyway and does not empty the
+// fast path.
+func (c *Config) FastPathTable() (*route.Table, error) {
+	specs := c.RuleSpecs()
+	if c.Route.QUIC == QUICReject {
+		specs = specs[1:]
+	}
+	t, err := route.Compile(specs, c.Route.DefaultOutbound())
+	if err != nil {
+		return nil, fmt.Errorf("compiling the routing rules: %w", err)
+	}
+	return t, nil
+}
+
 // OutboundSpec is an outbound to build with outbound.New, and the name of
 // the outbound to wrap it with (outbound.NewFallback) when it has one.
 type OutboundSpec struct {

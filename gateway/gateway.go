@@ -107,9 +107,12 @@ func (g *Gateway) install(ctx context.Context, env Env) error {
 			}
 		}
 		if err := g.FastPath.Setup(ctx, fams, g.Direct); err != nil {
-			return err
+			// Without ipsets every flow goes through user space, where the
+			// same rules route it: slower, not wrong.
+			g.Log.Warn("kernel fast path not available; direct flows are relayed in user space", "err", err)
+		} else {
+			env.FastPath = true
 		}
-		env.FastPath = true
 	}
 	for _, f := range Families {
 		if !g.Config.Intercepts(f) {

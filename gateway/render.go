@@ -90,6 +90,12 @@ func chainRules(c *Config, f Family, env Env) []string {
 	for _, p := range bypassFor(c, f, env) {
 		r = append(r, a(chainPre, "-d", p.String(), "-j", "RETURN"))
 	}
+	if env.FastPath && c.Route.QUIC == QUICReject {
+		// QUIC goes to gatewayd, which rejects it, whatever the fast path
+		// holds: so the QUIC switch does not empty the fast path (see
+		// Config.FastPathTable).
+		r = append(r, a(chainPre, append([]string{"-p", "udp", "--dport", fmt.Sprint(quicPort)}, tproxy...)...))
+	}
 	if env.FastPath {
 		// Destinations that would certainly be relayed `direct` are left
 		// to the kernel. After the socket rule, so TCP flows gatewayd

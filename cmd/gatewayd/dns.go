@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"regexp"
+	"time"
 
 	"github.com/gatewayd/gatewayd/dns"
 	"github.com/gatewayd/gatewayd/gateway"
@@ -28,7 +29,11 @@ var dnsKey = regexp.MustCompile(`^([a-z_]+)`)
 // newResolver builds the resolver; its errors become config errors naming
 // the dns.* key and its line.
 func newResolver(cfg *gateway.Config, log *slog.Logger) (*dns.Handler, error) {
-	h, err := dns.New(dnsConfig(cfg), log)
+	return newResolverFrom(cfg, dnsConfig(cfg), log)
+}
+
+func newResolverFrom(cfg *gateway.Config, dc dns.Config, log *slog.Logger) (*dns.Handler, error) {
+	h, err := dns.New(dc, log)
 	if err != nil {
 		key := "dns"
 		if m := dnsKey.FindStringSubmatch(err.Error()); m != nil {
@@ -39,15 +44,18 @@ func newResolver(cfg *gateway.Config, log *slog.Logger) (*dns.Handler, error) {
 	return h, nil
 }
 
-// newDNSServer builds the DNS hijack relay.
-func newDNSServer(cfg *gateway.Config, log *slog.Logger) (*dns.Server, error) {
-	h, err := newResolver(cfg, log.With("relay", "dns"))
+// newDNSServer builds the DNS hijack relay and its resolver; learned
+// (may be nil) hears what addresses names resolve to.
+func newDNSServer(cfg *gateway.Config, learned func(string, netip.Addr, time.Duration), log *slog.Logger) (*dns.Server, *dns.Handler, error) {
+	dc := dnsConfig(cfg)
+	dc.Learned = learned
+	h, err := newResolverFrom(cfg, dc, log.With("relay", "dns"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var listen []netip.AddrPort
 	for _, ap := range cfg.ListenAddrPorts() {
 		listen = append(listen, netip.AddrPortFrom(ap.Addr(), cfg.DNS.Port))
 	}
-	return dns.NewServer(dns.ServerConfig{Listen: listen, BypassMark: cfg.TProxy.BypassMark}, h, log.With("relay", "dns")), nil
+	return dns.NewServer(dns.ServerConfig{Listen: listen, BypassMark: cfg.TProxy.BypassMark}, h, log.With("relay", "dns")), h, nil
 }

@@ -117,7 +117,7 @@ func cmdRun(cfg *gateway.Config, _, stderr io.Writer) error {
 	}
 	defer closeSys()
 	checkFileLimit(cfg, log)
-	if g.Relays, err = newRelays(cfg, log); err != nil {
+	if g.Relays, err = newRelays(cfg, g, log); err != nil {
 		return err
 	}
 	log.Info("starting", "version", version, "config", cfg.Path())

@@ -24,6 +24,20 @@ func cmdRules(cfg *gateway.Config, stdout, stderr io.Writer) error {
 			log.Warn("cannot read LAN subnets; printing without them", "err", err)
 		}
 	}
+	table, err := cfg.RouteTable()
+	if err != nil {
+		return err
+	}
+	env.FastPath = true // run sets the fast path up wherever the kernel has ipsets
 	fmt.Fprint(stdout, gateway.RenderAll(cfg, env))
+	fmt.Fprintf(stdout, "\n# routing rules, first match wins\n%s", table)
+	fmt.Fprintf(stdout, "\n# kernel fast path: permanent entries of %s / %s\n", gateway.DirectSet4, gateway.DirectSet6)
+	fast, err := cfg.FastPathTable()
+	if err != nil {
+		return err
+	}
+	for _, p := range fast.DirectPrefixes() {
+		fmt.Fprintln(stdout, p)
+	}
 	return nil
 }

@@ -4,10 +4,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
+	"time"
 
+	"github.com/gatewayd/gatewayd/dns"
 	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/internal/ipset"
 	"github.com/gatewayd/gatewayd/tcp"
 	"github.com/gatewayd/gatewayd/udp"
 	"github.com/vishvananda/netlink"
@@ -34,34 +38,74 @@ func newGateway(cfg *gateway.Config, log *slog.Logger) (*gateway.Gateway, func()
 		return nil, nil, fmt.Errorf("opening netlink: %w", err)
 	}
 	g := &gateway.Gateway{Config: cfg, Log: log, Tables: tables, NL: h, ReadSysctl: readSysctl}
+	if k, err := ipset.NewNetlink(h); err == nil {
+		g.FastPath = gateway.NewFastPath(k, log.With("part", "fastpath"))
+	} else {
+		log.Warn("no kernel fast path: ipsets not available", "err", err)
+	}
 	return g, h.Close, nil
 }
 
-// newRelays builds the TCP and UDP relays and the DNS hijack.
-func newRelays(cfg *gateway.Config, log *slog.Logger) ([]gateway.Relay, error) {
+// newRelays builds the TCP and UDP relays and the DNS hijack, routed by
+// the config's policy, and gives g the fast path's static prefixes.
+func newRelays(cfg *gateway.Config, g *gateway.Gateway, log *slog.Logger) ([]gateway.Relay, error) {
+	var relays []gateway.Relay
+	var resolver *dns.Handler
+	var learned func(string, netip.Addr, time.Duration)
+	fast, err := cfg.FastPathTable()
+	if err != nil {
+		return nil, err
+	}
+	g.Direct = fast.DirectPrefixes()
+	if cfg.DNS.Enabled {
+		// The resolver tells the fast path what it learns for names whose
+		// flows go direct.
+		if fp := g.FastPath; fp != nil && fast.NeedsDomain() {
+			learned = func(name string, addr netip.Addr, ttl time.Duration) {
+				if fast.DirectDomain(name) {
+					fp.Learn(addr, ttl)
+				}
+			}
+		}
+		d, h, err := newDNSServer(cfg, learned, log)
+		if err != nil {
+			return nil, err
+		}
+		relays, resolver = append(relays, d), h
+	}
+	var names interface {
+		Lookup(netip.Addr) (string, bool)
+	}
+	if resolver != nil {
+		names = resolver.Memory()
+	}
+	pol, err := newPolicy(cfg, names, log)
+	if err != nil {
+		return nil, err
+	}
 	local := &localAddrs{}
-	srv := tcp.New(tcp.Config{
+	tcfg := tcp.Config{
 		Listen:      cfg.ListenAddrPorts(),
 		Dialer:      &tcp.DirectDialer{Mark: cfg.TProxy.BypassMark, Timeout: cfg.TCP.ConnectTimeout.Duration},
 		IdleTimeout: cfg.TCP.IdleTimeout.Duration,
 		MaxConns:    cfg.TCP.MaxConnections,
 		IsLocal:     local.Has,
-	}, log.With("relay", "tcp"))
-	usrv := udp.New(udp.Config{
+	}
+	ucfg := udp.Config{
 		Listen:      cfg.ListenAddrPorts(),
 		BypassMark:  cfg.TProxy.BypassMark,
 		IdleTimeout: cfg.UDP.IdleTimeout.Duration,
 		MaxSessions: cfg.UDP.MaxSessions,
 		IsLocal:     local.Has,
-	}, log.With("relay", "udp"))
-	relays := []gateway.Relay{srv, usrv}
-	if cfg.DNS.Enabled {
-		d, err := newDNSServer(cfg, log)
-		if err != nil {
-			return nil, err
-		}
-		relays = append(relays, d)
 	}
+	if pol.disp != nil {
+		tcfg.Dialer, tcfg.Sniff = pol.disp, pol.disp.SniffTCP()
+		ucfg.Dialer, ucfg.Router = pol.disp, pol.disp
+	}
+	if pol.neighbors != nil {
+		relays = append(relays, pol.neighbors)
+	}
+	relays = append(relays, tcp.New(tcfg, log.With("relay", "tcp")), udp.New(ucfg, log.With("relay", "udp")))
 	return relays, nil
 }
 

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/gatewayd/gatewayd/dispatch"
+	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/outbound"
+	"github.com/gatewayd/gatewayd/route"
+)
+
+// policy is the routing of a config: its rules, its outbounds and the
+// dispatcher that applies them. A config with no rule and the default
+// outbound "direct" routes nothing (nil dispatcher): the relays then dial
+// straight out, as without a policy.
+type policy struct {
+	table     *route.Table
+	outbounds map[string]outbound.Outbound
+	disp      *dispatch.Dispatcher
+	neighbors *neighborsRelay // set when a rule matches by MAC
+}
+
+// newPolicy builds cfg's outbounds and rule table; names resolves
+// destination addresses to names (the DNS memory), nil without DNS.
+func newPolicy(cfg *gateway.Config, names interface {
+	Lookup(netip.Addr) (string, bool)
+}, log *slog.Logger) (*policy, error) {
+	table, err := cfg.RouteTable()
+	if err != nil {
+		return nil, err
+	}
+	obs, err := newOutbounds(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	p := &policy{table: table, outbounds: obs}
+	if table.Len() == 0 && table.Default() == gateway.OutboundDirect {
+		return p, nil
+	}
+	dcfg := dispatch.Config{Table: table, Outbounds: obs, Iface: lanIfaceOf(cfg.LAN.Interfaces)}
+	if names != nil {
+		dcfg.Names = names
+	}
+	if table.NeedsMAC() {
+		p.neighbors = &neighborsRelay{log: log}
+		dcfg.MACs = p.neighbors
+	}
+	if p.disp, err = dispatch.New(dcfg, log.With("part", "dispatch")); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// newOutbounds builds every outbound, wrapping those with a fallback.
+func newOutbounds(cfg *gateway.Config, log *slog.Logger) (map[string]outbound.Outbound, error) {
+	specs := cfg.OutboundSpecs()
+	base := map[string]outbound.Outbound{}
+	fallback := map[string]string{}
+	for _, s := range specs {
+		ob, err := outbound.New(s.Config)
+		if err != nil {
+			return nil, fmt.Errorf("building outbound %q: %w", s.Config.Name, err)
+		}
+		base[s.Config.Name] = ob
+		if s.Fallback != "" {
+			fallback[s.Config.Name] = s.Fallback
+		}
+	}
+	// The config refuses fallback cycles, so resolving terminates.
+	var resolve func(name string) outbound.Outbound
+	resolve = func(name string) outbound.Outbound {
+		fb, ok := fallback[name]
+		if !ok {
+			return base[name]
+		}
+		return outbound.NewFallback(base[name], resolve(fb), log.With("outbound", name))
+	}
+	obs := map[string]outbound.Outbound{}
+	for name := range base {
+		obs[name] = resolve(name)
+	}
+	return obs, nil
+}
+
+// lanIfaceOf returns which LAN interface a client address is on: the one
+// whose connected subnet holds it (with one LAN interface, that one).
+func lanIfaceOf(ifaces []string) func(netip.Addr) string {
+	if len(ifaces) == 1 {
+		name := ifaces[0]
+		return func(netip.Addr) string { return name }
+	}
+	s := &lanSubnets{ifaces: ifaces}
+	return s.of
+}
+
+// lanSubnets caches the LAN interfaces' subnets for localRefresh.
+type lanSubnets struct {
+	ifaces []string
+	mu     sync.Mutex
+	at     time.Time
+	nets   map[string][]netip.Prefix
+}
+
+func (l *lanSubnets) of(a netip.Addr) string {
+	a = a.Unmap()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.nets == nil || time.Since(l.at) > localRefresh {
+		l.at, l.nets = time.Now(), map[string][]netip.Prefix{}
+		for _, name := range l.ifaces {
+			ifc, err := net.InterfaceByName(name)
+			if err != nil {
+				continue
+			}
+			addrs, _ := ifc.Addrs()
+			for _, ad := range addrs {
+				if n, ok := ad.(*net.IPNet); ok {
+					if ip, ok := netip.AddrFromSlice(n.IP); ok {
+						ones, _ := n.Mask.Size()
+						l.nets[name] = append(l.nets[name], netip.PrefixFrom(ip.Unmap(), ones).Masked())
+					}
+				}
+			}
+		}
+	}
+	for _, name := range l.ifaces {
+		for _, p := range l.nets[name] {
+			if p.Contains(a) {
+				return name
+			}
+		}
+	}
+	return ""
+}
+
+// neighborsRelay runs the neighbour table watch (client MACs for rules by
+// MAC) for as long as the relays serve.
+type neighborsRelay struct {
+	log    *slog.Logger
+	mu     sync.Mutex
+	n      *route.Neighbors
+	cancel context.CancelFunc
+}
+
+var _ gateway.Relay = (*neighborsRelay)(nil)
+
+func (r *neighborsRelay) Listen(context.Context) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	n, err := route.WatchNeighbors(ctx, r.log.With("part", "neighbors"), nil)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("watching the neighbour table for rules by MAC: %w", err)
+	}
+	r.mu.Lock()
+	r.n, r.cancel = n, cancel
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *neighborsRelay) Serve() error {
+	r.mu.Lock()
+	n := r.n
+	r.mu.Unlock()
+	if n != nil {
+		<-n.Done()
+	}
+	return nil
+}
+
+func (r *neighborsRelay) Shutdown(time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cancel != nil {
+		r.cancel()
+	}
+}
+
+// Lookup is the MAC of a LAN address, nil when unknown or not watching.
+func (r *neighborsRelay) Lookup(a netip.Addr) net.HardwareAddr {
+	r.mu.Lock()
+	n := r.n
+	r.mu.Unlock()
+	if n == nil {
+		return nil
+	}
+	return n.Lookup(a)
+}
