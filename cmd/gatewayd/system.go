@@ -64,6 +64,8 @@ func newRelays(cfg *gateway.Config, g *gateway.Gateway, log *slog.Logger) ([]gat
 			learned = func(name string, addr netip.Addr, ttl time.Duration) {
 				if fast.DirectDomain(name) {
 					fp.Learn(addr, ttl)
+				} else {
+					fp.Forbid(addr, ttl) // a CDN address shared with a name that goes elsewhere
 				}
 			}
 		}
