@@ -108,6 +108,7 @@ func newRelays(cfg *gateway.Config, g *gateway.Gateway, log *slog.Logger) ([]gat
 		relays = append(relays, pol.neighbors)
 	}
 	relays = append(relays, tcp.New(tcfg, log.With("relay", "tcp")), udp.New(ucfg, log.With("relay", "udp")))
+	// status relay
 	return relays, nil
 }
 
