@@ -94,6 +94,31 @@ func (f *fakeNetlink) RouteReplace(r *netlink.Route) error {
 	return nil
 }
 
+func (f *fakeNetlink) RuleList(family int) ([]netlink.Rule, error) {
+	var out []netlink.Rule
+	for _, r := range f.rules {
+		if r.Family == family {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// RouteListFiltered supports the one filter gatewayd uses: the table.
+func (f *fakeNetlink) RouteListFiltered(family int, filter *netlink.Route, mask uint64) ([]netlink.Route, error) {
+	if mask != netlink.RT_FILTER_TABLE {
+		return nil, fmt.Errorf("fake: unsupported route filter %#x", mask)
+	}
+	var out []netlink.Route
+	for _, r := range f.routes {
+		is4 := r.Dst.IP.To4() != nil
+		if r.Table == filter.Table && (family == unix.AF_INET) == is4 {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
 func (f *fakeNetlink) RouteDel(r *netlink.Route) error {
 	for i := range f.routes {
 		if routeKey(&f.routes[i]) == routeKey(r) {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync/atomic"
 	"time"
 )
 
@@ -42,6 +43,13 @@ type Gateway struct {
 	// Direct are destinations every flow to which goes direct (the
 	// CIDR-only direct rules); with FastPath the kernel forwards them.
 	Direct []netip.Prefix
+	// Events, if set, reports network changes (addresses, links) that may
+	// change what the rules must be, so the keeper checks at once instead
+	// of at its next KeepInterval tick. The channel is closed or left
+	// when ctx is done.
+	Events func(ctx context.Context) <-chan struct{}
+
+	keeper atomic.Pointer[keeper] // set while Run keeps the rules
 }
 
 func (g *Gateway) mangle(f Family) *Mangle {
@@ -76,26 +84,35 @@ func (g *Gateway) Cleanup() error {
 // Install applies the rules and routes for the config. On failure it
 // removes whatever it had applied.
 func (g *Gateway) Install(ctx context.Context) error {
+	_, err := g.installEnv(ctx)
+	return err
+}
+
+// installEnv is Install returning the environment it applied.
+func (g *Gateway) installEnv(ctx context.Context) (Env, error) {
 	env, err := DeriveEnv(g.NL, g.Config, g.Log)
 	if err != nil {
-		return fmt.Errorf("reading LAN subnets: %w", err)
+		return env, fmt.Errorf("reading LAN subnets: %w", err)
 	}
-	if err := g.install(ctx, env); err != nil {
+	if env, err = g.install(ctx, env); err != nil {
 		if cerr := g.Cleanup(); cerr != nil {
 			g.Log.Error("removing partially installed rules", "err", cerr)
 		}
-		return err
+		return env, err
 	}
 	g.Log.Info("interception installed", "lan", g.Config.LAN.Interfaces, "bypassed_lan_subnets", env.LANSubnets,
-		"mode", g.Config.Mangle.Mode, "table", g.Config.Routing.Table, "fast_path", g.FastPath != nil)
-	return nil
+		"mode", g.Config.Mangle.Mode, "table", g.Config.Routing.Table, "fast_path", env.FastPath)
+	return env, nil
 }
 
-func (g *Gateway) install(ctx context.Context, env Env) error {
+// install applies routing, the fast path's sets and the mangle rules for
+// env; repeatable. It returns env as applied (FastPath set if the sets
+// exist).
+func (g *Gateway) install(ctx context.Context, env Env) (Env, error) {
 	// Routing first: rules without the local route would blackhole.
 	r := &Routing{NL: g.NL}
 	if err := r.Set(g.Config); err != nil {
-		return fmt.Errorf("installing policy routing: %w", err)
+		return env, fmt.Errorf("installing policy routing: %w", err)
 	}
 	if g.FastPath != nil {
 		// The sets before the rules: iptables-restore rejects a rule
@@ -110,6 +127,7 @@ func (g *Gateway) install(ctx context.Context, env Env) error {
 			// Without ipsets every flow goes through user space, where the
 			// same rules route it: slower, not wrong.
 			g.Log.Warn("kernel fast path not available; direct flows are relayed in user space", "err", err)
+			env.FastPath = false
 		} else {
 			env.FastPath = true
 		}
@@ -119,13 +137,13 @@ func (g *Gateway) install(ctx context.Context, env Env) error {
 			continue
 		}
 		if g.Tables[f] == nil {
-			return fmt.Errorf("installing %s mangle rules: %s iptables not available", f, f)
+			return env, fmt.Errorf("installing %s mangle rules: %s iptables not available", f, f)
 		}
 		if err := g.mangle(f).Set(g.Config, env); err != nil {
-			return fmt.Errorf("installing mangle rules: %w", err)
+			return env, fmt.Errorf("installing mangle rules: %w", err)
 		}
 	}
-	return nil
+	return env, nil
 }
 
 // Run starts the relays, installs interception and serves until ctx is
@@ -151,7 +169,8 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 		}
 		opened = append(opened, r)
 	}
-	if err := g.Install(ctx); err != nil {
+	env, err := g.installEnv(ctx)
+	if err != nil {
 		return err
 	}
 	defer func() {
@@ -161,6 +180,11 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 			g.Log.Info("interception removed")
 		}
 	}()
+	stopKeeper, err := g.startKeeper(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer stopKeeper() // before the Cleanup above: nothing re-applies after it
 	served := make(chan error, len(g.Relays))
 	for _, r := range g.Relays {
 		go func() { served <- r.Serve() }()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -16,6 +17,8 @@ type Netlink interface {
 	RuleDel(*netlink.Rule) error
 	RouteReplace(*netlink.Route) error
 	RouteDel(*netlink.Route) error
+	RuleList(family int) ([]netlink.Rule, error)
+	RouteListFiltered(family int, filter *netlink.Route, filterMask uint64) ([]netlink.Route, error)
 	LinkByName(name string) (netlink.Link, error)
 	LinkList() ([]netlink.Link, error)
 	AddrList(link netlink.Link, family int) ([]netlink.Addr, error)
@@ -111,6 +114,52 @@ func (r *Routing) Cleanup(c *Config) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Missing describes what of the rules and routes Set installs is not in
+// the kernel now (nil: all there), for the keeper.
+func (r *Routing) Missing(c *Config) ([]string, error) {
+	lo, err := r.loIndex()
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	for _, f := range Families {
+		if !c.Intercepts(f) {
+			continue
+		}
+		want := fwmarkRule(c, f)
+		rules, err := r.NL.RuleList(f.Netlink())
+		if err != nil {
+			return nil, fmt.Errorf("listing %s ip rules: %w", f, err)
+		}
+		if !slices.ContainsFunc(rules, func(o netlink.Rule) bool {
+			return o.Priority == want.Priority && o.Table == want.Table && o.Mark == want.Mark &&
+				o.Mask != nil && *o.Mask == *want.Mask
+		}) {
+			missing = append(missing, fmt.Sprintf("%s rule fwmark %#x/%#x lookup %d priority %d",
+				f, want.Mark, *want.Mask, want.Table, want.Priority))
+		}
+		routes, err := r.NL.RouteListFiltered(f.Netlink(), &netlink.Route{Table: c.Routing.Table}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			return nil, fmt.Errorf("listing %s routes of table %d: %w", f, c.Routing.Table, err)
+		}
+		if !slices.ContainsFunc(routes, func(o netlink.Route) bool {
+			return o.Type == unix.RTN_LOCAL && o.LinkIndex == lo && isDefault(o.Dst)
+		}) {
+			missing = append(missing, fmt.Sprintf("%s route local default dev lo table %d", f, c.Routing.Table))
+		}
+	}
+	return missing, nil
+}
+
+// isDefault: netlink reports a default route's Dst as nil or as a /0.
+func isDefault(dst *net.IPNet) bool {
+	if dst == nil {
+		return true
+	}
+	ones, _ := dst.Mask.Size()
+	return ones == 0
 }
 
 // deleteAll calls del until it reports that nothing is left.

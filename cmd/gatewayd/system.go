@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -37,7 +38,7 @@ func newGateway(cfg *gateway.Config, log *slog.Logger) (*gateway.Gateway, func()
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening netlink: %w", err)
 	}
-	g := &gateway.Gateway{Config: cfg, Log: log, Tables: tables, NL: h, ReadSysctl: readSysctl}
+	g := &gateway.Gateway{Config: cfg, Log: log, Tables: tables, NL: h, ReadSysctl: readSysctl, Events: netEvents(log)}
 	if k, err := ipset.NewNetlink(h); err == nil {
 		g.FastPath = gateway.NewFastPath(k, log.With("part", "fastpath"))
 	} else {
@@ -142,5 +143,43 @@ func checkFileLimit(cfg *gateway.Config, log *slog.Logger) {
 	if r.Cur < need {
 		log.Warn("open file limit is below what tcp.max_connections and udp.max_sessions need; new flows will fail when it is reached (raise LimitNOFILE / procd limits, or lower the maximums)",
 			"limit", r.Cur, "need", need)
+	}
+}
+
+// netEvents reports address and link changes of gatewayd's network
+// namespace (DHCP/PPPoE renewals, a bridge re-created, a LAN interface
+// appearing), for the keeper. A subscription that fails is logged; the
+// keeper's periodic check still covers those changes.
+func netEvents(log *slog.Logger) func(ctx context.Context) <-chan struct{} {
+	return func(ctx context.Context) <-chan struct{} {
+		out := make(chan struct{}, 1)
+		notify := func() {
+			select {
+			case out <- struct{}{}:
+			default: // one pending event is enough
+			}
+		}
+		onErr := func(err error) { log.Warn("network change notifications failed; checking periodically", "err", err) }
+		addrs := make(chan netlink.AddrUpdate, 16)
+		if err := netlink.AddrSubscribeWithOptions(addrs, ctx.Done(), netlink.AddrSubscribeOptions{ErrorCallback: onErr}); err != nil {
+			onErr(err)
+		} else {
+			go func() {
+				for range addrs {
+					notify()
+				}
+			}()
+		}
+		links := make(chan netlink.LinkUpdate, 16)
+		if err := netlink.LinkSubscribeWithOptions(links, ctx.Done(), netlink.LinkSubscribeOptions{ErrorCallback: onErr}); err != nil {
+			onErr(err)
+		} else {
+			go func() {
+				for range links {
+					notify()
+				}
+			}()
+		}
+		return out
 	}
 }

@@ -1,0 +1,212 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Self-healing. While gatewayd runs, its interception must stay what the
+// config says even when something else changes the kernel's state: a
+// firewall reload that flushes mangle, `iptables -t mangle -F`, another
+// tool deleting the ip rule, a DHCP renewal or a re-created bridge that
+// changes the LAN subnets the rules bypass. The keeper compares the kernel
+// with what was applied, every KeepInterval and whenever the network tells
+// it something changed, logs what differs and applies the config again.
+
+// KeepInterval is how often the keeper checks the kernel without an event:
+// a change nobody announces (iptables has no change notification) is
+// repaired within this plus the time to re-apply.
+const KeepInterval = 2 * time.Second
+
+// keepDebounce collects a burst of network events (a bridge re-created
+// sends dozens) into one check.
+const keepDebounce = 200 * time.Millisecond
+
+// applied is what the keeper compares the kernel against.
+type applied struct {
+	env    Env
+	mangle map[Family]string // ownSnapshot of each family after the last apply
+}
+
+// keeper holds the keeper's state; Run owns it.
+type keeper struct {
+	g       *Gateway
+	quiet   *slog.Logger // for DeriveEnv: a missing LAN interface is not news every 2 s
+	last    applied
+	reapply atomic.Uint64
+}
+
+// Reapplies counts how often the keeper re-applied the interception.
+func (g *Gateway) Reapplies() uint64 {
+	if k := g.keeper.Load(); k != nil {
+		return k.reapply.Load()
+	}
+	return 0
+}
+
+// startKeeper starts keeping the rules applied for env; stop waits for it
+// to end.
+func (g *Gateway) startKeeper(ctx context.Context, env Env) (stop func(), err error) {
+	k := &keeper{g: g, quiet: slog.New(slog.DiscardHandler)}
+	if err := k.snapshot(env); err != nil {
+		return nil, err
+	}
+	g.keeper.Store(k)
+	ctx, cancel := context.WithCancel(ctx)
+	var events <-chan struct{}
+	if g.Events != nil {
+		events = g.Events(ctx)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); k.run(ctx, events) }()
+	return func() { cancel(); <-done }, nil
+}
+
+// snapshot records what the kernel shows right after an apply.
+func (k *keeper) snapshot(env Env) error {
+	k.last = applied{env: env, mangle: map[Family]string{}}
+	for _, f := range Families {
+		if !k.g.Config.Intercepts(f) {
+			continue
+		}
+		saved, err := k.g.Tables[f].Save("mangle")
+		if err != nil {
+			return fmt.Errorf("reading back %s mangle table: %w", f, err)
+		}
+		k.last.mangle[f] = ownSnapshot(saved, k.g.Config.Mangle.Mode)
+	}
+	return nil
+}
+
+// run checks until ctx is done: every KeepInterval and after events.
+func (k *keeper) run(ctx context.Context, events <-chan struct{}) {
+	tick := time.NewTicker(KeepInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-events:
+			// Let the rest of a burst arrive, then check once.
+			t := time.NewTimer(keepDebounce)
+		drain:
+			for {
+				select {
+				case <-events:
+				case <-t.C:
+					break drain
+				case <-ctx.Done():
+					t.Stop()
+					return
+				}
+			}
+		}
+		if err := k.check(ctx); err != nil {
+			k.g.Log.Error("self-healing: re-applying interception failed; will retry", "err", err)
+		}
+	}
+}
+
+// check compares the kernel with what was applied and re-applies on any
+// difference.
+func (k *keeper) check(ctx context.Context) error {
+	g := k.g
+	env, err := DeriveEnv(g.NL, g.Config, k.quiet)
+	if err != nil {
+		return fmt.Errorf("reading LAN subnets: %w", err)
+	}
+	env.FastPath = k.last.env.FastPath
+	var why []string
+	if !slices.Equal(env.LANSubnets, k.last.env.LANSubnets) {
+		g.Log.Info("LAN subnets changed; updating the bypass rules",
+			"before", k.last.env.LANSubnets, "after", env.LANSubnets)
+		why = append(why, "LAN subnets changed")
+	}
+	r := &Routing{NL: g.NL}
+	missing, err := r.Missing(g.Config)
+	if err != nil {
+		return err
+	}
+	for _, m := range missing {
+		g.Log.Warn("self-healing: policy routing changed by something else", "missing", m)
+		why = append(why, m)
+	}
+	for _, f := range Families {
+		if !g.Config.Intercepts(f) {
+			continue
+		}
+		saved, err := g.Tables[f].Save("mangle")
+		if err != nil {
+			return fmt.Errorf("reading %s mangle table: %w", f, err)
+		}
+		if now := ownSnapshot(saved, g.Config.Mangle.Mode); now != k.last.mangle[f] {
+			gone, added := lineDiff(k.last.mangle[f], now)
+			g.Log.Warn("self-healing: mangle rules changed by something else", "family", f.String(),
+				"missing", summarizeLines(gone), "unexpected", summarizeLines(added))
+			why = append(why, f.String()+" mangle rules changed")
+		}
+	}
+	if len(why) == 0 {
+		return nil
+	}
+	env, err = g.install(ctx, env)
+	if err != nil {
+		return err
+	}
+	k.reapply.Add(1)
+	g.Log.Info("self-healing: interception re-applied", "because", strings.Join(why, "; "))
+	return k.snapshot(env)
+}
+
+// ownSnapshot is the part of an iptables-save dump gatewayd answers for:
+// the whole table in appliance mode, its chains and jumps in shared mode;
+// without comments and counters, so two dumps of the same rules are equal.
+func ownSnapshot(saved, mode string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(saved, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if i := strings.Index(line, " ["); strings.HasPrefix(line, ":") && i > 0 {
+			line = line[:i] // ":PREROUTING ACCEPT [12:345]"
+		}
+		if mode == ModeShared && !isOwnLine(line) {
+			continue
+		}
+		b.WriteString(line + "\n")
+	}
+	return b.String()
+}
+
+// lineDiff lists the lines only in a and only in b.
+func lineDiff(a, b string) (onlyA, onlyB []string) {
+	as, bs := strings.Split(strings.TrimSpace(a), "\n"), strings.Split(strings.TrimSpace(b), "\n")
+	for _, l := range as {
+		if l != "" && !slices.Contains(bs, l) {
+			onlyA = append(onlyA, l)
+		}
+	}
+	for _, l := range bs {
+		if l != "" && !slices.Contains(as, l) {
+			onlyB = append(onlyB, l)
+		}
+	}
+	return onlyA, onlyB
+}
+
+// maxLoggedLines bounds the rules one self-healing log line quotes.
+const maxLoggedLines = 5
+
+func summarizeLines(ls []string) string {
+	if len(ls) > maxLoggedLines {
+		return fmt.Sprintf("%s (+%d more)", strings.Join(ls[:maxLoggedLines], " | "), len(ls)-maxLoggedLines)
+	}
+	return strings.Join(ls, " | ")
+}
