@@ -133,14 +133,14 @@ func copyRRs(rrs []dns.RR, ttl uint32, keep bool) []dns.RR {
 type cache struct {
 	maxStale time.Duration
 	now      func() time.Time
-	evicted  *atomic.Uint64
+	evicted  atomic.Uint64 // entries dropped to stay within the size
 
 	mu  sync.Mutex
 	lru *lru[cacheKey, *entry]
 }
 
-func newCache(size int, maxStale time.Duration, now func() time.Time, evicted *atomic.Uint64) *cache {
-	return &cache{maxStale: maxStale, now: now, evicted: evicted, lru: newLRU[cacheKey, *entry](size)}
+func newCache(size int, maxStale time.Duration, now func() time.Time) *cache {
+	return &cache{maxStale: maxStale, now: now, lru: newLRU[cacheKey, *entry](size)}
 }
 
 // get returns the entry under k and whether it is fresh. A stale entry is
@@ -176,6 +176,13 @@ func (c *cache) put(k cacheKey, e *entry) {
 	n := c.lru.put(k, e)
 	c.mu.Unlock()
 	c.evicted.Add(uint64(n))
+}
+
+func (c *cache) evictions() uint64 {
+	if c == nil {
+		return 0
+	}
+	return c.evicted.Load()
 }
 
 func (c *cache) len() int {

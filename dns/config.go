@@ -194,7 +194,7 @@ func (h *Handler) configure(cfg *Config) error {
 			maxStale = cmp.Or(cfg.MaxStale, defaultMaxStale)
 		}
 		size := cmp.Or(cfg.CacheSize, defaultCacheSize)
-		h.cache = newCache(size, maxStale, h.now, &h.stats.cacheEvicted)
+		h.cache = newCache(size, maxStale, h.now)
 		h.wire = newWireCache(min(size, maxWireEntries))
 	}
 	h.minTTL, h.maxTTL = cfg.MinTTL, cmp.Or(cfg.MaxTTL, defaultMaxTTL)

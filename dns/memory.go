@@ -15,11 +15,11 @@ import (
 // TTL as served); the number of entries is bounded, least recently used
 // out. Safe for concurrent use.
 type Memory struct {
-	now     func() time.Time
-	learned func(name string, addr netip.Addr, ttl time.Duration) // Config.Learned
+	now func() time.Time
 
-	mu  sync.Mutex
-	lru *lru[netip.Addr, memEntry]
+	mu      sync.Mutex
+	lru     *lru[netip.Addr, memEntry]
+	learned func(name string, addr netip.Addr, ttl time.Duration) // Config.Learned
 }
 
 type memEntry struct {
@@ -68,6 +68,7 @@ func (m *Memory) record(name string, resp *dns.Msg) {
 	now := m.now()
 	var news []learnedAddr
 	m.mu.Lock()
+	learned := m.learned
 	for _, rr := range resp.Answer {
 		a, ok := rrAddr(rr)
 		if !ok || a.IsUnspecified() || rr.Header().Ttl == 0 {
@@ -76,13 +77,13 @@ func (m *Memory) record(name string, resp *dns.Msg) {
 		ttl := time.Duration(rr.Header().Ttl) * time.Second
 		old, had := m.lru.get(a)
 		m.lru.put(a, memEntry{name: name, expires: now.Add(ttl)})
-		if m.learned != nil && (!had || old.name != name || old.expires.Sub(now) < ttl/2) {
+		if learned != nil && (!had || old.name != name || old.expires.Sub(now) < ttl/2) {
 			news = append(news, learnedAddr{a, ttl})
 		}
 	}
 	m.mu.Unlock()
 	for _, l := range news {
-		m.learned(name, l.addr, l.ttl)
+		learned(name, l.addr, l.ttl)
 	}
 }
 

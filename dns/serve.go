@@ -30,7 +30,7 @@ type ServerConfig struct {
 // Server receives hijacked queries and answers them with a Handler.
 type Server struct {
 	cfg ServerConfig
-	h   *Handler
+	h   atomic.Pointer[Handler] // SetHandler replaces it
 	log *slog.Logger
 
 	mu      sync.Mutex
@@ -47,11 +47,20 @@ type Server struct {
 // NewServer returns a server answering with h.
 func NewServer(cfg ServerConfig, h *Handler, log *slog.Logger) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{
-		cfg: cfg, h: h, log: log, ctx: ctx, cancel: cancel,
+	s := &Server{
+		cfg: cfg, log: log, ctx: ctx, cancel: cancel,
 		replies: newReplySockets(cfg.BypassMark),
 	}
+	s.h.Store(h)
+	return s
 }
+
+// SetHandler makes h answer the queries that arrive from now on (a config
+// reload; see Handler.Adopt).
+func (s *Server) SetHandler(h *Handler) { s.h.Store(h) }
+
+// Handler is the Handler answering now.
+func (s *Server) Handler() *Handler { return s.h.Load() }
 
 // Listen opens the transparent UDP and TCP listeners.
 func (s *Server) Listen(ctx context.Context) error {

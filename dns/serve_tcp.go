@@ -26,7 +26,7 @@ func newTCPServer(ln net.Listener, s *Server) *tcpServer {
 		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 			client, _ := netip.ParseAddrPort(w.RemoteAddr().String())
 			client = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
-			resp := s.h.Handle(s.ctx, r, QueryInfo{Client: client, Transport: "tcp", MaxSize: dns.MaxMsgSize})
+			resp := s.h.Load().Handle(s.ctx, r, QueryInfo{Client: client, Transport: "tcp", MaxSize: dns.MaxMsgSize})
 			if resp == nil {
 				return
 			}

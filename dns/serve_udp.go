@@ -60,7 +60,7 @@ func (s *Server) readLoop(c *net.UDPConn) error {
 			s.wg.Add(1)
 			go func() {
 				defer func() { <-resolving; s.wg.Done() }()
-				if reply, ok := s.h.HandleWire(s.ctx, query, QueryInfo{Client: client, Transport: "udp"}); ok {
+				if reply, ok := s.h.Load().HandleWire(s.ctx, query, QueryInfo{Client: client, Transport: "udp"}); ok {
 					s.sendUDP(reply, dst, client)
 				}
 			}()
@@ -84,7 +84,7 @@ func newHitBatch(s *Server) *hitBatch { return &hitBatch{s: s, sb: udp.NewSendBa
 
 // answer queues the memoized answer to query, if there is one.
 func (h *hitBatch) answer(query []byte, client, dst netip.AddrPort) bool {
-	out, ok := h.s.h.CachedUDP(query, h.outs[h.n])
+	out, ok := h.s.h.Load().CachedUDP(query, h.outs[h.n])
 	if !ok {
 		return false
 	}

@@ -51,7 +51,7 @@ type UpstreamStats struct {
 type counters struct {
 	queriesUDP, queriesTCP, queriesOther atomic.Uint64
 
-	cacheHits, cacheMisses, cacheStale, cacheEvicted atomic.Uint64
+	cacheHits, cacheMisses, cacheStale atomic.Uint64
 
 	forwarded, shared, servFail atomic.Uint64
 
@@ -127,6 +127,18 @@ func (r *upstreamRegistry) snapshot() []UpstreamStats {
 	return out
 }
 
+// add adds o's counts to c's (a reload's new Handler adopting the old's).
+func (c *counters) add(o *counters) {
+	for _, p := range [][2]*atomic.Uint64{
+		{&c.queriesUDP, &o.queriesUDP}, {&c.queriesTCP, &o.queriesTCP}, {&c.queriesOther, &o.queriesOther},
+		{&c.cacheHits, &o.cacheHits}, {&c.cacheMisses, &o.cacheMisses}, {&c.cacheStale, &o.cacheStale},
+		{&c.forwarded, &o.forwarded}, {&c.shared, &o.shared}, {&c.servFail, &o.servFail},
+		{&c.hosts, &o.hosts}, {&c.blocked, &o.blocked}, {&c.rebinding, &o.rebinding}, {&c.malformed, &o.malformed},
+	} {
+		p[0].Add(p[1].Load())
+	}
+}
+
 // Stats returns a snapshot of the counters. The fields are read one by one,
 // so they need not be mutually consistent while queries are in flight.
 func (h *Handler) Stats() Stats {
@@ -139,7 +151,7 @@ func (h *Handler) Stats() Stats {
 		CacheMisses:  c.cacheMisses.Load(),
 		CacheStale:   c.cacheStale.Load(),
 		CacheEntries: uint64(h.cache.len()),
-		CacheEvicted: c.cacheEvicted.Load(),
+		CacheEvicted: h.cache.evictions(),
 		Forwarded:    c.forwarded.Load(),
 		Shared:       c.shared.Load(),
 		ServFail:     c.servFail.Load(),

@@ -107,14 +107,15 @@ func (s *Server) run(f *flow) (netip.AddrPort, outcome) {
 	}
 	fl := Flow{Client: clientAddr(f.client), Dst: dst}
 	var prefix []byte
-	if s.cfg.Sniff {
+	route := s.route.Load()
+	if route.sniff {
 		if prefix, fl.Domain, err = peek(f.client, s.cfg.SniffTimeout); err != nil {
 			reset(f.client)
 			return dst, outcome{reason: reasonReset, err: err}
 		}
 		f.domain = fl.Domain
 	}
-	up, err := s.cfg.Dialer.DialTCP(s.ctx, fl)
+	up, err := route.dialer.DialTCP(s.ctx, fl)
 	if err != nil {
 		if !f.killed.Load() {
 			s.stats.dialFailed.Add(1)

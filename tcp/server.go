@@ -58,6 +58,7 @@ type Server struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when Shutdown starts; wakes accept backoff
 	guard  atomic.Pointer[listen.Guard]
+	route  atomic.Pointer[routing] // Config.Dialer and Sniff; SetDialer replaces them
 
 	mu        sync.Mutex
 	listeners []*net.TCPListener
@@ -94,7 +95,20 @@ func New(cfg Config, log *slog.Logger) *Server {
 		flows:  make(map[*flow]struct{}),
 	}
 	s.guard.Store(listen.NewGuard(nil, cfg.IsLocal))
+	s.route.Store(&routing{dialer: cfg.Dialer, sniff: cfg.Sniff})
 	return s
+}
+
+// routing is how new flows are dialed.
+type routing struct {
+	dialer Dialer
+	sniff  bool
+}
+
+// SetDialer makes new flows use d, sniffed first if sniff (a config
+// reload); flows already relayed keep their upstreams.
+func (s *Server) SetDialer(d Dialer, sniff bool) {
+	s.route.Store(&routing{dialer: d, sniff: sniff})
 }
 
 // Serve runs one accept loop per listener and blocks until they end. It

@@ -20,6 +20,22 @@ type Router interface {
 // RouteReject is the route of datagrams that are dropped.
 const RouteReject = -1
 
+// routing is how datagrams are routed and sessions opened.
+type routing struct {
+	router Router
+	dialer Dialer
+}
+
+// SetRouting makes new datagrams routed by r (nil: route 0) and new
+// sessions opened by d (a config reload). Sessions already open keep their
+// upstreams; r must keep the route numbers of routes that still exist.
+func (s *Server) SetRouting(r Router, d Dialer) {
+	if d == nil {
+		d = DirectDialer{Mark: s.cfg.BypassMark}
+	}
+	s.routing.Store(&routing{router: r, dialer: d})
+}
+
 // sessionKey identifies a session: a client address:port on one route.
 type sessionKey struct {
 	client netip.AddrPort
@@ -33,10 +49,11 @@ func hashSessionKey(k sessionKey, seed uint64) uint64 {
 // route returns the route of a datagram; false if it is rejected.
 func (s *Server) route(client, dst netip.AddrPort, p []byte) (sessionKey, bool) {
 	k := sessionKey{client: client}
-	if s.cfg.Router == nil {
+	r := s.routing.Load().router
+	if r == nil {
 		return k, true
 	}
-	k.route = s.cfg.Router.Route(client, dst, p)
+	k.route = r.Route(client, dst, p)
 	if k.route < 0 {
 		s.stats.dropRejected.Add(1)
 		return k, false

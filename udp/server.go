@@ -83,6 +83,8 @@ type Server struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when Shutdown starts
 	guard  atomic.Pointer[listen.Guard]
+	// routing is Config.Router and Dialer; SetRouting replaces them.
+	routing atomic.Pointer[routing]
 
 	sessions *table[sessionKey, *session]
 	replies  *table[netip.AddrPort, *replySock]
@@ -142,6 +144,7 @@ func New(cfg Config, log *slog.Logger) *Server {
 	s.openReply = s.openReplySocket
 	s.linger = bufferLinger
 	s.guard.Store(listen.NewGuard(nil, cfg.IsLocal))
+	s.routing.Store(&routing{router: cfg.Router, dialer: cfg.Dialer})
 	return s
 }
 

@@ -212,7 +212,7 @@ func (s *Server) countDown(ss *session, n, bytes int) {
 // relays the remotes' datagrams to the client until the session is closed.
 func (s *Server) runSession(ctx context.Context, ss *session) {
 	defer s.sessWG.Done()
-	up, err := s.cfg.Dialer.OpenUpstream(ctx, ss.client, ss.key.route)
+	up, err := s.routing.Load().dialer.OpenUpstream(ctx, ss.client, ss.key.route)
 	if s.attach(ss, up, err) {
 		if err := s.pump(ss, up); err != nil {
 			ss.close(reasonError, err)
