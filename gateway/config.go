@@ -36,6 +36,7 @@ type Config struct {
 	Log      LogConfig      `toml:"log"`
 	Shutdown ShutdownConfig `toml:"shutdown"`
 	Failsafe FailsafeConfig `toml:"failsafe"`
+	Status   StatusConfig   `toml:"status"`
 
 	// Routing policy (config_route.go): named outbounds, the default
 	// outbound and QUIC switch, and the ordered rules.

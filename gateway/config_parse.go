@@ -83,6 +83,7 @@ func DefaultConfig() *Config {
 		},
 		Log:      LogConfig{Level: "info", Format: "text"},
 		Shutdown: ShutdownConfig{Grace: Duration{DefaultShutdownGrace}},
+		Status:   DefaultStatus(),
 		path:     "(defaults)",
 	}
 	for _, s := range DefaultBypass {
