@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/gatewayd/gatewayd/outbound"
 	"github.com/gatewayd/gatewayd/route"
@@ -43,6 +44,10 @@ type Config struct {
 	// FlowCache bounds the UDP flows whose route is remembered (see
 	// Route); 0: DefaultFlowCache.
 	FlowCache int
+	// Previous is the Dispatcher this one replaces (a config reload): an
+	// outbound name keeps its route number, so UDP sessions open on it
+	// stay apart from the others. nil: numbering starts afresh.
+	Previous *Dispatcher
 }
 
 // Dispatcher routes flows. It is safe for concurrent use.
@@ -70,6 +75,16 @@ func New(cfg Config, log *slog.Logger) (*Dispatcher, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	d := &Dispatcher{cfg: cfg, log: log, byName: map[string]int{}}
+	if p := cfg.Previous; p != nil {
+		// Old routes keep their slots (and, if no longer used, their
+		// outbound, for sessions still opening on them).
+		d.routes = slices.Clone(p.routes)
+		for name, i := range p.byName {
+			if ob, ok := cfg.Outbounds[name]; ok {
+				d.byName[name], d.routes[i] = i, ob
+			}
+		}
+	}
 	names := []string{cfg.Table.Default()}
 	for _, r := range cfg.Table.Rules() {
 		names = append(names, r.Outbound)

@@ -197,3 +197,30 @@ func TestFlowCacheBounded(t *testing.T) {
 		t.Errorf("%d flows cached, bound 32", n)
 	}
 }
+
+func TestPreviousKeepsRouteNumbers(t *testing.T) {
+	d1, _ := newTestDispatcher(t, []route.RuleSpec{
+		{Dst: []netip.Prefix{netip.MustParsePrefix("198.19.1.0/24")}, Outbound: "proxy"},
+	}, nil)
+	proxy1 := d1.byName["proxy"]
+	table, err := route.Compile([]route.RuleSpec{
+		{Dst: []netip.Prefix{netip.MustParsePrefix("198.19.2.0/24")}, Outbound: "reject"},
+		{Dst: []netip.Prefix{netip.MustParsePrefix("198.19.1.0/24")}, Outbound: "proxy"},
+	}, "direct")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rej, _ := outbound.New(outbound.Config{Name: "reject", Type: outbound.TypeReject})
+	newProxy := &fakeOutbound{name: "proxy"}
+	d2, err := New(Config{Table: table, Previous: d1, Outbounds: map[string]outbound.Outbound{
+		"direct": &fakeOutbound{name: "direct"}, "proxy": newProxy, "reject": rej}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d2.byName["proxy"] != proxy1 || d2.Outbound(proxy1) != newProxy {
+		t.Errorf("proxy moved from route %d to %d", proxy1, d2.byName["proxy"])
+	}
+	if r := d2.Route(client, netip.MustParseAddrPort("198.19.2.2:53"), nil); r != udp.RouteReject {
+		t.Errorf("new reject rule: route %d", r)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -37,8 +38,10 @@ type applied struct {
 type keeper struct {
 	g       *Gateway
 	quiet   *slog.Logger // for DeriveEnv: a missing LAN interface is not news every 2 s
-	last    applied
 	reapply atomic.Uint64
+
+	mu   sync.Mutex // held by check and Reconfigure: one of them applies at a time
+	last applied
 }
 
 // Reapplies counts how often the keeper re-applied the interception.
@@ -116,6 +119,8 @@ func (k *keeper) run(ctx context.Context, events <-chan struct{}) {
 // check compares the kernel with what was applied and re-applies on any
 // difference.
 func (k *keeper) check(ctx context.Context) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	g := k.g
 	env, err := DeriveEnv(g.NL, g.Config, k.quiet)
 	if err != nil {
