@@ -7,6 +7,7 @@
 //	gatewayd [run] [-c FILE]   run (default config /etc/gatewayd/gateway.toml)
 //	gatewayd check -c FILE     validate the config; touches nothing
 //	gatewayd rules -c FILE     print what run would install
+//	gatewayd reload -c FILE    validate FILE and make the running gatewayd apply it (SIGHUP)
 //	gatewayd cleanup -c FILE   remove what a previous run left
 //	gatewayd version           print the version
 //
@@ -19,9 +20,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/gatewayd/gatewayd/gateway"
 )
@@ -64,12 +67,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	commands := map[string]func(*gateway.Config, io.Writer, io.Writer) error{
-		"run": cmdRun, "check": cmdCheck, "rules": cmdRules, "cleanup": cmdCleanup,
+		"run": cmdRun, "check": cmdCheck, "rules": cmdRules, "cleanup": cmdCleanup, "reload": cmdReload,
 		"watchdog": cmdWatchdog, // hidden: started by run (watchdog.go)
 	}
 	f, ok := commands[cmd]
 	if !ok {
-		fmt.Fprintf(stderr, "gatewayd: unknown command %q (want run, check, rules, cleanup or version)\n", cmd)
+		fmt.Fprintf(stderr, "gatewayd: unknown command %q (want run, check, rules, reload, cleanup, status or version)\n", cmd)
 		return exitUsage
 	}
 	cfg, err := gateway.LoadConfig(*cfgPath)
@@ -103,7 +106,7 @@ func cmdCheck(cfg *gateway.Config, stdout, stderr io.Writer) error {
 }
 
 func cmdRun(cfg *gateway.Config, _, stderr io.Writer) error {
-	log := newLogger(cfg, stderr)
+	log, level := newLevelLogger(cfg, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	fs, err := startFailsafe(ctx, cfg, log, stderr)
@@ -117,11 +120,50 @@ func cmdRun(cfg *gateway.Config, _, stderr io.Writer) error {
 	}
 	defer closeSys()
 	checkFileLimit(cfg, log)
-	if g.Relays, err = newRelays(cfg, g, log); err != nil {
+	d, err := newDaemon(cfg, g, log, level)
+	if err != nil {
 		return err
 	}
+	g.Relays = d.relays()
+	stopReloads := reloadOnHUP(ctx, d, fs, cfg.Path(), log)
+	defer stopReloads()
 	log.Info("starting", "version", version, "config", cfg.Path())
 	return fs.run(ctx, g.Run)
+}
+
+// reloadOnHUP reloads the config on SIGHUP (`gatewayd reload`, procd's
+// reload, systemd's ExecReload) until ctx is done or stop is called.
+func reloadOnHUP(ctx context.Context, d *daemon, fs *failsafe, path string, log *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			start := time.Now()
+			cfg, err := d.reload(ctx, path)
+			if err != nil {
+				log.Error("reload rejected; the running config stays", "config", path, "err", err)
+				continue
+			}
+			if err := fs.wd.Reload(); err != nil {
+				log.Warn("the watchdog did not take the reloaded config", "err", err)
+			}
+			log.Info("config reloaded", "config", path, "took", time.Since(start).Round(time.Millisecond),
+				"rules", len(cfg.Rules), "outbounds", len(cfg.Outbounds))
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		cancel()
+		<-done
+	}
 }
 
 func cmdCleanup(cfg *gateway.Config, stdout, stderr io.Writer) error {

@@ -23,14 +23,16 @@ type policy struct {
 	table     *route.Table
 	outbounds map[string]outbound.Outbound
 	disp      *dispatch.Dispatcher
-	neighbors *neighborsRelay // set when a rule matches by MAC
+	neighbors *neighborsRelay // client MACs, for rules by MAC
 }
 
 // newPolicy builds cfg's outbounds and rule table; names resolves
-// destination addresses to names (the DNS memory), nil without DNS.
+// destination addresses to names (the DNS memory), nil without DNS. prev is
+// the policy a reload replaces (nil at start): its route numbers and
+// neighbour watch carry over.
 func newPolicy(cfg *gateway.Config, names interface {
 	Lookup(netip.Addr) (string, bool)
-}, log *slog.Logger) (*policy, error) {
+}, log *slog.Logger, prev *policy) (*policy, error) {
 	table, err := cfg.RouteTable()
 	if err != nil {
 		return nil, err
@@ -39,17 +41,21 @@ func newPolicy(cfg *gateway.Config, names interface {
 	if err != nil {
 		return nil, err
 	}
-	p := &policy{table: table, outbounds: obs}
+	// The neighbour watch runs from the start, whatever the rules: a
+	// reload may bring rules by MAC, and the watch is one netlink socket.
+	p := &policy{table: table, outbounds: obs, neighbors: &neighborsRelay{log: log}}
+	if prev != nil {
+		p.neighbors = prev.neighbors
+	}
 	if table.Len() == 0 && table.Default() == gateway.OutboundDirect {
 		return p, nil
 	}
-	dcfg := dispatch.Config{Table: table, Outbounds: obs, Iface: lanIfaceOf(cfg.LAN.Interfaces)}
+	dcfg := dispatch.Config{Table: table, Outbounds: obs, Iface: lanIfaceOf(cfg.LAN.Interfaces), MACs: p.neighbors}
 	if names != nil {
 		dcfg.Names = names
 	}
-	if table.NeedsMAC() {
-		p.neighbors = &neighborsRelay{log: log}
-		dcfg.MACs = p.neighbors
+	if prev != nil {
+		dcfg.Previous = prev.disp
 	}
 	if p.disp, err = dispatch.New(dcfg, log.With("part", "dispatch")); err != nil {
 		return nil, err
@@ -155,7 +161,9 @@ func (r *neighborsRelay) Listen(context.Context) error {
 	n, err := route.WatchNeighbors(ctx, r.log.With("part", "neighbors"), nil)
 	if err != nil {
 		cancel()
-		return fmt.Errorf("watching the neighbour table for rules by MAC: %w", err)
+		// Only rules by MAC need it; they then never match.
+		r.log.Warn("cannot watch the neighbour table: rules by MAC will not match", "err", err)
+		return nil
 	}
 	r.mu.Lock()
 	r.n, r.cancel = n, cancel

@@ -5,16 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/netip"
 	"os"
 	"strings"
-	"time"
 
-	"github.com/gatewayd/gatewayd/dns"
 	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/internal/ipset"
-	"github.com/gatewayd/gatewayd/tcp"
-	"github.com/gatewayd/gatewayd/udp"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -47,85 +42,25 @@ func newGateway(cfg *gateway.Config, log *slog.Logger) (*gateway.Gateway, func()
 	return g, h.Close, nil
 }
 
-// newRelays builds the TCP and UDP relays and the DNS hijack, routed by
-// the config's policy, and gives g the fast path's static prefixes.
-func newRelays(cfg *gateway.Config, g *gateway.Gateway, log *slog.Logger) ([]gateway.Relay, error) {
-	var relays []gateway.Relay
-	var resolver *dns.Handler
-	var learned func(string, netip.Addr, time.Duration)
-	fast, err := cfg.FastPathTable()
-	if err != nil {
-		return nil, err
-	}
-	g.Direct = fast.DirectPrefixes()
-	if cfg.DNS.Enabled {
-		// The resolver tells the fast path what it learns for names whose
-		// flows go direct.
-		if fp := g.FastPath; fp != nil && fast.NeedsDomain() {
-			learned = func(name string, addr netip.Addr, ttl time.Duration) {
-				if fast.DirectDomain(name) {
-					fp.Learn(addr, ttl)
-				} else {
-					fp.Forbid(addr, ttl) // a CDN address shared with a name that goes elsewhere
-				}
-			}
-		}
-		d, h, err := newDNSServer(cfg, learned, log)
-		if err != nil {
-			return nil, err
-		}
-		relays, resolver = append(relays, d), h
-	}
-	var names interface {
-		Lookup(netip.Addr) (string, bool)
-	}
-	if resolver != nil {
-		names = resolver.Memory()
-	}
-	pol, err := newPolicy(cfg, names, log)
-	if err != nil {
-		return nil, err
-	}
-	local := &localAddrs{}
-	tcfg := tcp.Config{
-		Listen:      cfg.ListenAddrPorts(),
-		Dialer:      &tcp.DirectDialer{Mark: cfg.TProxy.BypassMark, Timeout: cfg.TCP.ConnectTimeout.Duration},
-		IdleTimeout: cfg.TCP.IdleTimeout.Duration,
-		MaxConns:    cfg.TCP.MaxConnections,
-		IsLocal:     local.Has,
-	}
-	ucfg := udp.Config{
-		Listen:      cfg.ListenAddrPorts(),
-		BypassMark:  cfg.TProxy.BypassMark,
-		IdleTimeout: cfg.UDP.IdleTimeout.Duration,
-		MaxSessions: cfg.UDP.MaxSessions,
-		IsLocal:     local.Has,
-	}
-	if pol.disp != nil {
-		tcfg.Dialer, tcfg.Sniff = pol.disp, pol.disp.SniffTCP()
-		ucfg.Dialer, ucfg.Router = pol.disp, pol.disp
-	}
-	if pol.neighbors != nil {
-		relays = append(relays, pol.neighbors)
-	}
-	relays = append(relays, tcp.New(tcfg, log.With("relay", "tcp")), udp.New(ucfg, log.With("relay", "udp")))
-	// status relay
-	return relays, nil
-}
-
 func readSysctl(key string) (string, error) {
 	b, err := os.ReadFile("/proc/sys/" + strings.ReplaceAll(key, ".", "/"))
 	return strings.TrimSpace(string(b)), err
 }
 
 func newLogger(cfg *gateway.Config, w io.Writer) *slog.Logger {
-	var lvl slog.Level
+	log, _ := newLevelLogger(cfg, w)
+	return log
+}
+
+// newLevelLogger is newLogger with its level adjustable (reloads).
+func newLevelLogger(cfg *gateway.Config, w io.Writer) (*slog.Logger, *slog.LevelVar) {
+	lvl := new(slog.LevelVar)
 	_ = lvl.UnmarshalText([]byte(cfg.Log.Level)) // validated by the config
 	opts := &slog.HandlerOptions{Level: lvl}
 	if cfg.Log.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(slog.NewJSONHandler(w, opts)), lvl
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(slog.NewTextHandler(w, opts)), lvl
 }
 
 // fdReserve covers listeners, netlink, logs and exec'd iptables.

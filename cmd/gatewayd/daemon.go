@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/gatewayd/gatewayd/dns"
+	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/route"
+	"github.com/gatewayd/gatewayd/tcp"
+	"github.com/gatewayd/gatewayd/udp"
+)
+
+// daemon is a running gatewayd's parts, kept for reloads.
+type daemon struct {
+	g     *gateway.Gateway
+	log   *slog.Logger
+	level *slog.LevelVar
+
+	cfg *gateway.Config // the config applied now
+	pol *policy
+	tcp *tcp.Server
+	udp *udp.Server
+	dns *dns.Server // nil without the DNS hijack
+}
+
+// newDaemon builds the relays for cfg: TCP, UDP and the DNS hijack, routed
+// by the config's policy, and gives g the fast path's static prefixes.
+func newDaemon(cfg *gateway.Config, g *gateway.Gateway, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
+	d := &daemon{g: g, log: log, level: level, cfg: cfg}
+	fast, err := cfg.FastPathTable()
+	if err != nil {
+		return nil, err
+	}
+	g.Direct = fast.DirectPrefixes()
+	var resolver *dns.Handler
+	if cfg.DNS.Enabled {
+		if d.dns, resolver, err = newDNSServer(cfg, d.learnedHook(fast), log); err != nil {
+			return nil, err
+		}
+	}
+	if d.pol, err = newPolicy(cfg, memoryOf(resolver), log, nil); err != nil {
+		return nil, err
+	}
+	local := &localAddrs{}
+	d.tcp = tcp.New(tcp.Config{
+		Listen:      cfg.ListenAddrPorts(),
+		IdleTimeout: cfg.TCP.IdleTimeout.Duration,
+		MaxConns:    cfg.TCP.MaxConnections,
+		IsLocal:     local.Has,
+	}, log.With("relay", "tcp"))
+	d.udp = udp.New(udp.Config{
+		Listen:      cfg.ListenAddrPorts(),
+		BypassMark:  cfg.TProxy.BypassMark,
+		IdleTimeout: cfg.UDP.IdleTimeout.Duration,
+		MaxSessions: cfg.UDP.MaxSessions,
+		IsLocal:     local.Has,
+	}, log.With("relay", "udp"))
+	d.route(cfg, d.pol)
+	return d, nil
+}
+
+// relays are what gateway.Run opens and serves.
+func (d *daemon) relays() []gateway.Relay {
+	rs := []gateway.Relay{d.pol.neighbors, d.tcp, d.udp}
+	if d.dns != nil {
+		rs = append(rs, d.dns)
+	}
+	// status relay
+	return rs
+}
+
+// route points the relays at pol (no dispatcher: straight out).
+func (d *daemon) route(cfg *gateway.Config, pol *policy) {
+	if pol.disp == nil {
+		d.tcp.SetDialer(&tcp.DirectDialer{Mark: cfg.TProxy.BypassMark, Timeout: cfg.TCP.ConnectTimeout.Duration}, false)
+		d.udp.SetRouting(nil, nil)
+		return
+	}
+	d.tcp.SetDialer(pol.disp, pol.disp.SniffTCP())
+	d.udp.SetRouting(pol.disp, pol.disp)
+}
+
+// learnedHook tells the fast path the addresses DNS answers for names
+// whose flows go direct, and keeps those of other names off it (a CDN
+// address shared with a name that goes elsewhere). nil when nothing is
+// learned: no fast path, or no rule by domain.
+func (d *daemon) learnedHook(fast *route.Table) func(string, netip.Addr, time.Duration) {
+	fp := d.g.FastPath
+	if fp == nil || !fast.NeedsDomain() {
+		return nil
+	}
+	return func(name string, addr netip.Addr, ttl time.Duration) {
+		if fast.DirectDomain(name) {
+			fp.Learn(addr, ttl)
+		} else {
+			fp.Forbid(addr, ttl)
+		}
+	}
+}
+
+func memoryOf(h *dns.Handler) interface {
+	Lookup(netip.Addr) (string, bool)
+} {
+	if h == nil {
+		return nil
+	}
+	return h.Memory()
+}
+
+// reload reads path again and applies it: the kernel's rules first (the
+// gateway restores the old ones if that fails), then the resolver (with
+// the old one's cache), the routing policy, and the log level. An invalid
+// file, or one that changes what only a restart can, changes nothing.
+// Flows and sessions in progress keep going.
+func (d *daemon) reload(ctx context.Context, path string) (*gateway.Config, error) {
+	cfg, err := gateway.LoadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	if keys := gateway.RestartKeys(d.cfg, cfg); len(keys) > 0 {
+		return nil, fmt.Errorf("%v changed: restart gatewayd to apply them", keys)
+	}
+	fast, err := cfg.FastPathTable()
+	if err != nil {
+		return nil, err
+	}
+	var resolver *dns.Handler
+	if cfg.DNS.Enabled {
+		dc := dnsConfig(cfg)
+		dc.Learned = d.learnedHook(fast)
+		if resolver, err = newResolverFrom(cfg, dc, d.log.With("relay", "dns")); err != nil {
+			return nil, err
+		}
+	}
+	pol, err := newPolicy(cfg, memoryOf(resolver), d.log, d.pol)
+	if err != nil {
+		closeResolver(resolver)
+		return nil, err
+	}
+	if err := d.g.Reconfigure(ctx, cfg, fast.DirectPrefixes()); err != nil {
+		closeResolver(resolver)
+		return nil, err
+	}
+	if resolver != nil {
+		old := d.dns.Handler()
+		resolver.Adopt(old)
+		d.dns.SetHandler(resolver)
+		_ = old.Close()
+	}
+	d.route(cfg, pol)
+	d.pol, d.cfg = pol, cfg
+	_ = d.level.UnmarshalText([]byte(cfg.Log.Level)) // validated by the config
+	return cfg, nil
+}
+
+func closeResolver(h *dns.Handler) {
+	if h != nil {
+		_ = h.Close()
+	}
+}
