@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/gatewayd/gatewayd/outbound"
 	"github.com/gatewayd/gatewayd/route"
@@ -56,7 +57,8 @@ type Dispatcher struct {
 	log     *slog.Logger
 	routes  []outbound.Outbound // a route number is an index here
 	byName  map[string]int
-	rejects []bool // per route: a reject outbound
+	rejects []bool                 // per route: a reject outbound
+	limits  []*outbound.LogLimiter // per route: failures logged once per burst
 	flows   *flowCache
 }
 
@@ -102,6 +104,7 @@ func New(cfg Config, log *slog.Logger) (*Dispatcher, error) {
 	}
 	for _, ob := range d.routes {
 		d.rejects = append(d.rejects, outbound.Rejects(ob))
+		d.limits = append(d.limits, &outbound.LogLimiter{Every: failureLogEvery})
 	}
 	if cfg.Table.NeedsDomain() {
 		d.flows = newFlowCache(cfg.FlowCache)
@@ -133,7 +136,27 @@ func (d *Dispatcher) DialTCP(ctx context.Context, tf tcp.Flow) (*net.TCPConn, er
 	ob := d.routes[r]
 	d.log.Debug("tcp flow routed", "client", tf.Client.String(), "dst", tf.Dst.String(),
 		"domain", f.Domain, "outbound", ob.Name())
-	return ob.DialTCP(ctx, outbound.Dest{Addr: tf.Dst, Domain: f.Domain})
+	c, err := ob.DialTCP(ctx, outbound.Dest{Addr: tf.Dst, Domain: f.Domain})
+	if err != nil {
+		d.failed(r, err)
+	}
+	return c, err
+}
+
+// failureLogEvery: an outbound that fails keeps failing for every flow
+// until it is back; one line per this long tells it (with a count).
+const failureLogEvery = 10 * time.Second
+
+// failed logs an outbound's failure, once per burst.
+func (d *Dispatcher) failed(r int, err error) {
+	switch outbound.KindOf(err) {
+	case outbound.KindRejected, outbound.KindCanceled:
+		return
+	}
+	if ok, suppressed := d.limits[r].Allow(); ok {
+		d.log.Warn("outbound failing; its flows are refused", "outbound", d.routes[r].Name(),
+			"err", err, "failures_not_logged", suppressed)
+	}
 }
 
 // OpenUpstream implements udp.Dialer.
@@ -141,7 +164,12 @@ func (d *Dispatcher) OpenUpstream(ctx context.Context, client netip.AddrPort, r 
 	if r < 0 || r >= len(d.routes) {
 		return nil, fmt.Errorf("dispatch: no route %d", r)
 	}
-	return d.routes[r].OpenUDP(ctx, client)
+	up, err := d.routes[r].OpenUDP(ctx, client)
+	if err != nil {
+		d.failed(r, err)
+		return nil, err
+	}
+	return up, nil
 }
 
 // Outbound is the outbound of route r, for logs and counters.

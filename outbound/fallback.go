@@ -23,7 +23,7 @@ type Fallback struct {
 	base
 	primary, secondary Outbound
 	log                *slog.Logger
-	limit              logLimiter
+	limit              LogLimiter
 }
 
 var _ Outbound = (*Fallback)(nil)
@@ -36,7 +36,7 @@ func NewFallback(primary, secondary Outbound, log *slog.Logger) *Fallback {
 		primary:   primary,
 		secondary: secondary,
 		log:       log,
-		limit:     logLimiter{every: fallbackLogEvery, now: time.Now},
+		limit:     LogLimiter{Every: fallbackLogEvery, Now: time.Now},
 	}
 }
 
@@ -75,7 +75,7 @@ func (f *Fallback) OpenUDP(ctx context.Context, client netip.AddrPort) (UDPConn,
 // limited. flow names the flow: the destination (tcp) or client (udp).
 func (f *Fallback) noteFailure(proto, flow string, err error) {
 	f.stats.fallbacks.Add(1)
-	ok, suppressed := f.limit.allow()
+	ok, suppressed := f.limit.Allow()
 	if !ok {
 		return
 	}
@@ -89,23 +89,27 @@ func (f *Fallback) noteFailure(proto, flow string, err error) {
 		slog.Uint64("suppressed", suppressed))
 }
 
-// logLimiter lets one event through per interval and counts the others.
-type logLimiter struct {
-	every time.Duration
-	now   func() time.Time
+// LogLimiter lets one event through per interval and counts the others:
+// "logged once per burst".
+type LogLimiter struct {
+	Every time.Duration
+	Now   func() time.Time // nil: time.Now
 
 	mu         sync.Mutex
 	last       time.Time // of the last event let through
 	suppressed uint64    // events held back since then
 }
 
-// allow reports whether an event may be logged now and, if so, how many
+// Allow reports whether an event may be logged now and, if so, how many
 // were held back since the last one that was.
-func (l *logLimiter) allow() (bool, uint64) {
-	now := l.now()
+func (l *LogLimiter) Allow() (bool, uint64) {
+	now := time.Now()
+	if l.Now != nil {
+		now = l.Now()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.last.IsZero() && now.Sub(l.last) < l.every {
+	if !l.last.IsZero() && now.Sub(l.last) < l.Every {
 		l.suppressed++
 		return false, 0
 	}

@@ -45,7 +45,7 @@ func TestFallback(t *testing.T) {
 	var logs logBuffer
 	f := NewFallback(primary, secondary, slog.New(slog.NewTextHandler(&logs, nil)))
 	clock := &fakeClock{now: time.Unix(1000, 0)}
-	f.limit.now = clock.Now
+	f.limit.Now = clock.Now
 	if f.Name() != "proxy" {
 		t.Errorf("Name() = %q, want the primary's", f.Name())
 	}
@@ -117,7 +117,7 @@ func TestFallbackFailures(t *testing.T) {
 
 func TestLogLimiter(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(0, 0)}
-	l := logLimiter{every: 10 * time.Second, now: clock.Now}
+	l := LogLimiter{Every: 10 * time.Second, Now: clock.Now}
 	type res struct {
 		ok bool
 		n  uint64
@@ -125,7 +125,7 @@ func TestLogLimiter(t *testing.T) {
 	var got []res
 	step := func(d time.Duration) {
 		clock.Advance(d)
-		ok, n := l.allow()
+		ok, n := l.Allow()
 		got = append(got, res{ok, n})
 	}
 	step(0)                // first: allowed
