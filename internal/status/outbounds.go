@@ -1,0 +1,60 @@
+package status
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/gatewayd/gatewayd/outbound"
+)
+
+// OutboundCollector exposes every outbound's counters: pass a func that
+// returns them by outbound name (the policy's outbounds, each one's
+// Stats). An outbound counts the flows the routing policy sends through
+// it; flows the relays dial themselves (no policy configured) are not
+// counted here.
+func OutboundCollector(stats func() map[string]outbound.Stats) Collector {
+	return func(w *Writer) {
+		all := stats()
+		for _, name := range slices.Sorted(maps.Keys(all)) {
+			writeOutbound(w, L("outbound", name), all[name])
+		}
+	}
+}
+
+func writeOutbound(w *Writer, ob Label, s outbound.Stats) {
+	w.Counter("gatewayd_outbound_dials_total",
+		"Flows an outbound was asked to open (TCP connections and UDP sessions), whatever the outcome.", float64(s.Dials), ob)
+	w.Gauge("gatewayd_outbound_dialing", "Dials of an outbound in progress now (connect and proxy handshake).", float64(s.Dialing), ob)
+	const failName, failHelp = "gatewayd_outbound_dial_failures_total", "Failed dials of an outbound, by kind of failure."
+	f := s.Failures
+	for _, k := range []keyedCount{
+		{outbound.KindRefused.String(), f.Refused},
+		{outbound.KindTimeout.String(), f.Timeout},
+		{outbound.KindUnreachable.String(), f.Unreachable},
+		{outbound.KindAuth.String(), f.Auth},
+		{outbound.KindHandshake.String(), f.Handshake},
+		{outbound.KindProxy.String(), f.Proxy},
+		{outbound.KindCanceled.String(), f.Canceled},
+		{outbound.KindUnsupported.String(), f.Unsupported},
+		{outbound.KindOther.String(), f.Other},
+	} {
+		w.Counter(failName, failHelp, float64(k.n), ob, L("kind", k.key))
+	}
+	w.Counter("gatewayd_outbound_rejected_total", "Flows a reject outbound refused.", float64(s.Rejected), ob)
+	w.Counter("gatewayd_outbound_fallbacks_total", "Dials an outbound's primary failed, so its fallback was tried.", float64(s.Fallbacks), ob)
+	w.Gauge("gatewayd_outbound_udp_associations", "SOCKS5 UDP associations of an outbound open now.", float64(s.UDPActive), ob)
+	const dropName, dropHelp = "gatewayd_outbound_udp_drops_total", "Datagrams from a SOCKS5 proxy that were not delivered, by reason."
+	w.Counter(dropName, dropHelp, float64(s.UDPDropped.Fragments), ob, L("reason", "fragmented"))
+	w.Counter(dropName, dropHelp, float64(s.UDPDropped.Malformed), ob, L("reason", "malformed"))
+}
+
+// RuleReappliesCollector exposes how often gatewayd re-applied its
+// interception (mangle rules, policy routing) after something else had
+// changed or removed it: pass the gateway's Reapplies. A rising count
+// means a firewall reload or another tool keeps undoing gatewayd's rules.
+func RuleReappliesCollector(reapplies func() uint64) Collector {
+	return func(w *Writer) {
+		w.Counter("gatewayd_rule_reapplies_total",
+			"Times the interception was re-applied because something else had changed it (self-healing).", float64(reapplies()))
+	}
+}

@@ -1,0 +1,83 @@
+package status
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/gatewayd/gatewayd/outbound"
+)
+
+// fillNested is fillCounters for structs with nested structs of counters:
+// every uint64 field, at any depth, gets a distinct value; the map is keyed
+// by the field's dotted path. next is the last value given out.
+func fillNested(v reflect.Value, prefix string, next *uint64, out map[string]float64) {
+	for i := range v.NumField() {
+		f, name := v.Field(i), prefix+v.Type().Field(i).Name
+		switch f.Kind() {
+		case reflect.Uint64:
+			*next++
+			f.SetUint(*next)
+			out[name] = float64(*next)
+		case reflect.Struct:
+			fillNested(f, name+".", next, out)
+		}
+	}
+}
+
+func TestOutboundCollector(t *testing.T) {
+	var proxy outbound.Stats
+	fields := map[string]float64{}
+	next := uint64(fieldBase)
+	fillNested(reflect.ValueOf(&proxy).Elem(), "", &next, fields)
+	direct := outbound.Stats{Dials: 5}
+	e := gather(t, OutboundCollector(func() map[string]outbound.Stats {
+		return map[string]outbound.Stats{"proxy": proxy, "direct": direct}
+	}))
+	checkEveryField(t, fields, e)
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   uint64
+	}{
+		{"gatewayd_outbound_dials_total", []string{"outbound", "proxy"}, proxy.Dials},
+		{"gatewayd_outbound_dials_total", []string{"outbound", "direct"}, 5},
+		{"gatewayd_outbound_dialing", []string{"outbound", "proxy"}, proxy.Dialing},
+		{"gatewayd_outbound_dial_failures_total", []string{"outbound", "proxy", "kind", "auth"}, proxy.Failures.Auth},
+		{"gatewayd_outbound_dial_failures_total", []string{"outbound", "proxy", "kind", "timeout"}, proxy.Failures.Timeout},
+		{"gatewayd_outbound_dial_failures_total", []string{"outbound", "direct", "kind", "refused"}, 0},
+		{"gatewayd_outbound_rejected_total", []string{"outbound", "proxy"}, proxy.Rejected},
+		{"gatewayd_outbound_fallbacks_total", []string{"outbound", "proxy"}, proxy.Fallbacks},
+		{"gatewayd_outbound_udp_associations", []string{"outbound", "proxy"}, proxy.UDPActive},
+		{"gatewayd_outbound_udp_drops_total", []string{"outbound", "proxy", "reason", "fragmented"}, proxy.UDPDropped.Fragments},
+		{"gatewayd_outbound_udp_drops_total", []string{"outbound", "proxy", "reason", "malformed"}, proxy.UDPDropped.Malformed},
+	} {
+		if got := e.value(t, c.name, c.labels...); got != float64(c.want) {
+			t.Errorf("%s%v = %v, want %d", c.name, c.labels, got, c.want)
+		}
+	}
+	// Each failure kind is one sample, none summed into another.
+	kinds := reflect.TypeFor[outbound.Failures]().NumField()
+	if got := len(e["gatewayd_outbound_dial_failures_total"].Metric); got != 2*kinds {
+		t.Errorf("%d failure samples for 2 outbounds, want %d (one per kind)", got, 2*kinds)
+	}
+}
+
+func TestOutboundCollectorNone(t *testing.T) {
+	w := NewWriter()
+	OutboundCollector(func() map[string]outbound.Stats { return nil })(w)
+	if err := w.Err(); err != nil || len(w.families) != 0 {
+		t.Errorf("no outbounds: %d families, err %v; want none", len(w.families), err)
+	}
+}
+
+func TestRuleReappliesCollector(t *testing.T) {
+	n := uint64(3)
+	c := RuleReappliesCollector(func() uint64 { return n })
+	if got := gather(t, c).value(t, "gatewayd_rule_reapplies_total"); got != 3 {
+		t.Errorf("reapplies = %v, want 3", got)
+	}
+	n = 4
+	if got := gather(t, c).value(t, "gatewayd_rule_reapplies_total"); got != 4 {
+		t.Errorf("reapplies read once: %v after the count rose to 4", got)
+	}
+}
