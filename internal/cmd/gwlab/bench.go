@@ -88,14 +88,15 @@ type caseResult struct {
 }
 
 type benchReport struct {
-	Machine  machineInfo  `json:"machine"`
-	Duration string       `json:"duration_per_run"`
-	Runs     int          `json:"runs"`
-	Started  time.Time    `json:"started"`
-	Seconds  float64      `json:"total_seconds"`
-	Cases    []caseResult `json:"cases"`
-	UDP      []udpCase    `json:"udp"`
-	DNS      *dnsReport   `json:"dns,omitempty"`
+	Machine  machineInfo   `json:"machine"`
+	Duration string        `json:"duration_per_run"`
+	Runs     int           `json:"runs"`
+	Started  time.Time     `json:"started"`
+	Seconds  float64       `json:"total_seconds"`
+	Cases    []caseResult  `json:"cases"`
+	UDP      []udpCase     `json:"udp"`
+	DNS      *dnsReport    `json:"dns,omitempty"`
+	Policy   *policyReport `json:"policy,omitempty"`
 }
 
 // bench measures iperf3 throughput through plain forwarding, through
@@ -158,6 +159,11 @@ func bench(ctx context.Context, a *app) (err error) {
 		}
 		cr.Met = cr.Ratio >= cr.Target
 	}
+	if a.benchPart("policy") {
+		if rep.Policy, err = a.benchPolicy(ctx, lab, dir); err != nil {
+			return fmt.Errorf("routing policy: %w", err)
+		}
+	}
 	if a.benchPart("udp") {
 		if rep.UDP, err = a.benchUDP(ctx, lab, g); err != nil {
 			return fmt.Errorf("UDP: %w", err)
@@ -178,6 +184,9 @@ func bench(ctx context.Context, a *app) (err error) {
 	if a.benchPart("dns") {
 		a.printDNSTable(rep.DNS)
 	}
+	if a.benchPart("policy") {
+		a.printPolicyTable(rep.Policy, rep.Cases)
+	}
 
 	if a.opt.jsonOut != "" {
 		b, err := json.MarshalIndent(rep, "", "  ")
@@ -196,8 +205,8 @@ func bench(ctx context.Context, a *app) (err error) {
 	return nil
 }
 
-// benchPart reports whether -only selects part ("tcp", "udp" or "dns");
-// without -only every part runs.
+// benchPart reports whether -only selects part ("tcp", "udp", "dns" or
+// "policy"); without -only every part runs.
 func (a *app) benchPart(part string) bool { return a.opt.only == "" || a.opt.only == part }
 
 func (a *app) secs() int { return int(a.opt.duration.Round(time.Second) / time.Second) }

@@ -6,6 +6,8 @@
 //
 //	gwlab [flags] demo    interception step by step, with real curl
 //	gwlab [flags] bench   iperf3 throughput: forwarding vs gatewayd, and
+//	                      vs gatewayd's routing-policy paths (direct in
+//	                      user space, kernel fast path, SOCKS5 via Dante);
 //	                      dnsperf: gatewayd's DNS hijack vs dnsmasq
 //
 // Flags (before or after the subcommand):
@@ -14,7 +16,7 @@
 //	-config FILE     config to start from (default configs/gateway.toml)
 //	-duration D      bench: length of one iperf3 or dnsperf run (default 5s)
 //	-runs N          bench: runs per measurement, medians reported (default 3)
-//	-only PART       bench: only "tcp", "udp" or "dns" (default: all three)
+//	-only PART       bench: only "tcp", "udp", "dns" or "policy" (default: all)
 //	-json FILE       bench: also write the results as JSON
 //	-v               debug progress logs on stderr
 //
@@ -47,7 +49,7 @@ type options struct {
 	duration time.Duration
 	runs     int
 	jsonOut  string
-	only     string // bench: "tcp", "udp" or "dns" alone
+	only     string // bench: "tcp", "udp", "dns" or "policy" alone
 	verbose  bool
 }
 
@@ -72,7 +74,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "bench: length of one iperf3 or dnsperf run")
 	fs.IntVar(&o.runs, "runs", 3, "bench: runs per measurement (medians are reported)")
 	fs.StringVar(&o.jsonOut, "json", "", "bench: write results as JSON to this file")
-	fs.StringVar(&o.only, "only", "", "bench: run only \"tcp\", \"udp\" or \"dns\"")
+	fs.StringVar(&o.only, "only", "", "bench: run only \"tcp\", \"udp\", \"dns\" or \"policy\"")
 	fs.BoolVar(&o.verbose, "v", false, "debug progress logs")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: gwlab [flags] demo|bench [flags]")
@@ -100,8 +102,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gwlab: unknown command %q (want demo or bench)\n", cmd)
 		return 2
 	}
-	if o.only != "" && o.only != "tcp" && o.only != "udp" && o.only != "dns" {
-		fmt.Fprintf(stderr, "gwlab: -only %q: want tcp, udp or dns\n", o.only)
+	if o.only != "" && o.only != "tcp" && o.only != "udp" && o.only != "dns" && o.only != "policy" {
+		fmt.Fprintf(stderr, "gwlab: -only %q: want tcp, udp, dns or policy\n", o.only)
 		return 2
 	}
 	if o.runs < 1 || o.duration < time.Second {
@@ -147,6 +149,9 @@ func (a *app) prepare(cmd string) error {
 		}
 		if a.opt.only == "" || a.opt.only == "dns" {
 			tools = append(tools, "dnsperf", "dnsmasq")
+		}
+		if a.opt.only == "" || a.opt.only == "policy" {
+			tools = append(tools, "danted")
 		}
 	}
 	for _, t := range tools {
