@@ -1,0 +1,176 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatewayd/gatewayd/internal/netlab"
+)
+
+// The policy tests (issue 5) route flows by rules to outbounds: direct,
+// reject, and real upstream proxies from Debian running in the server
+// namespace. Every proxy connects out from an address of its own (see
+// policy_proxies_test.go), so the PEER line of the test servers tells
+// which way a flow went:
+//
+//	the gateway's WAN address   relayed by gatewayd, outbound "direct"
+//	a proxy's egress address    through that proxy
+//	the client's own address    forwarded by the kernel (fast path; the lab has no NAT)
+
+// promptFailure bounds how long a client waits for the reset of a flow
+// that policy or a refusing upstream fails: no timer is involved (TCP
+// retransmits after 1 s, the tests' connect timeouts are 1 s), so it
+// comes in milliseconds; the bound leaves room for a loaded CI machine.
+const promptFailure = 500 * time.Millisecond
+
+// policyPort is a port the rules match on; an echo server (peerEcho)
+// listens on it where a test needs one.
+const policyPort = 7300
+
+// newPolicyGW is newGW with policy (the [[outbound]], [route] and [[rule]]
+// tables, and any table configText leaves out, such as [tcp]) appended to
+// the config, which `gatewayd check` must accept.
+func newPolicyGW(t *testing.T, lab *netlab.Lab, o opts, policy string) *gw {
+	t.Helper()
+	g := newGW(t, lab, o)
+	f, err := os.OpenFile(g.cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteString("\n" + policy)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatalf("writing the policy into %s: %v", g.cfg, err)
+	}
+	if out, err := g.cmd("check"); err != nil {
+		t.Fatalf("gatewayd check: %v\n%s", err, out)
+	}
+	return g
+}
+
+// logGuard bounds the wait for a line in gatewayd's log: lines come
+// through a pipe, a little after the event.
+const logGuard = 5 * time.Second
+
+// waitLogRE waits for a line of gatewayd's log matching re and returns
+// its submatches.
+func waitLogRE(t *testing.T, g *gw, re *regexp.Regexp) []string {
+	t.Helper()
+	deadline := time.Now().Add(logGuard)
+	for {
+		if m := re.FindStringSubmatch(g.log.String()); m != nil {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gatewayd logged no line matching %s within %v", re, logGuard)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// logValue matches one slog text value, quoted or not.
+const logValue = `("(?:[^"\\]|\\.)*"|\S*)`
+
+// logUnquote returns the text of a value logValue matched.
+func logUnquote(v string) string {
+	if u, err := strconv.Unquote(v); err == nil {
+		return u
+	}
+	return v
+}
+
+// flowLogRE matches msg's log line for a flow to dst (slog text format)
+// and captures the value of key.
+func flowLogRE(msg string, dst netip.AddrPort, key string) *regexp.Regexp {
+	return regexp.MustCompile(`msg="` + regexp.QuoteMeta(msg) + `".* dst="?` + regexp.QuoteMeta(dst.String()) +
+		`"? .*\b` + key + `=` + logValue)
+}
+
+// routedTo returns the outbound the dispatcher logged for the TCP flow to
+// dst ("tcp flow routed ... outbound=NAME").
+func routedTo(t *testing.T, g *gw, dst netip.AddrPort) string {
+	t.Helper()
+	return logUnquote(waitLogRE(t, g, flowLogRE("tcp flow routed", dst, "outbound"))[1])
+}
+
+// closedErr returns the err of the relay's "tcp flow closed" line for the
+// flow to dst, which must have ended on a dial error.
+func closedErr(t *testing.T, g *gw, dst netip.AddrPort) string {
+	t.Helper()
+	re := regexp.MustCompile(`msg="tcp flow closed".* dst="?` + regexp.QuoteMeta(dst.String()) +
+		`"? .*reason="dial error" err=` + logValue)
+	return logUnquote(waitLogRE(t, g, re)[1])
+}
+
+// expectReset connects from the client to dst, where policy or a failing
+// upstream ends the flow, and requires a reset (at connect, or at the
+// first read: gatewayd's TPROXY listener completes the handshake first)
+// within limit. It returns how long the failure took.
+func expectReset(t *testing.T, lab *netlab.Lab, dst netip.AddrPort, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	c, err := dial(lab.Client, dst)
+	if err == nil {
+		var n int
+		n, err = c.Read(make([]byte, 64))
+		c.Close()
+		if err == nil {
+			err = fmt.Errorf("read %d bytes: the flow was relayed", n)
+		}
+	}
+	took := time.Since(start)
+	switch {
+	case !isReset(err):
+		t.Errorf("flow to %s: %v after %v, want a connection reset", dst, err, took.Round(time.Millisecond))
+	case took > limit:
+		t.Errorf("flow to %s: reset after %v, want within %v", dst, took.Round(time.Millisecond), limit)
+	}
+	return took
+}
+
+// peerFrom connects from src (an address of the client) to dst, a peerEcho
+// server, and returns the address the server saw.
+func peerFrom(t *testing.T, lab *netlab.Lab, src netip.Addr, dst netip.AddrPort) netip.Addr {
+	t.Helper()
+	var c net.Conn
+	err := lab.Client.Do(func() (err error) {
+		d := net.Dialer{Timeout: ioGuard, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}
+		c, err = d.Dial("tcp", dst.String())
+		return err
+	})
+	if err != nil {
+		t.Fatalf("dial %s from %s: %v", dst, src, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(ioGuard))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		t.Fatalf("%s from %s: reading PEER line: %v", dst, src, err)
+	}
+	peer, err := netip.ParseAddr(strings.TrimSpace(strings.TrimPrefix(line, "PEER ")))
+	if err != nil {
+		t.Fatalf("%s from %s: bad PEER line %q", dst, src, line)
+	}
+	return peer
+}
+
+// pick returns a's address of dst's family.
+func pick(a netlab.Addrs, dst netip.Addr) netip.Addr {
+	if dst.Is4() {
+		return a.V4
+	}
+	return a.V6
+}
+
+// hostPrefix is a as a single-address prefix, as the config writes it.
+func hostPrefix(a netip.Addr) string { return netip.PrefixFrom(a, a.BitLen()).String() }
