@@ -113,6 +113,7 @@ func TestHTTPHostMalformed(t *testing.T) {
 		{"leading space", " GET / HTTP/1.1\r\n", errNotHTTP},
 		{"http/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", errNotHTTP},
 		{"http/0.9", "GET /\r\n", errNotHTTP},
+		{"http/2.0 request line", "GET / HTTP/2.0\r\nHost: a.example\r\n\r\n", errNotHTTP},
 		{"control byte in target", "GET /\x01 HTTP/1.1\r\n", errNotHTTP},
 		{"bare cr", "GET / HTTP/1.1\rHost: a.example\r\n\r\n", errMalformed},
 		{"folded host", "GET / HTTP/1.1\r\nHost: a.example\r\n b.example\r\n\r\n", errMalformed},

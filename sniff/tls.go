@@ -10,7 +10,6 @@ const (
 	recordHeaderLen     = 5  // type (1) + legacy_record_version (2) + length (2)
 	recordTypeHandshake = 22 // ContentType handshake
 	maxRecordPayload    = 1 << 14
-	maxRecordMinor      = 4 // 0x0300 (SSL 3.0) to 0x0304; clients send 0x0301 or 0x0303
 )
 
 var errNotTLS = errors.New("tls: not a handshake record")
@@ -44,7 +43,7 @@ func handshakeBytes(b []byte) ([]byte, error) {
 	want := -1 // length of the first handshake message with its header, once known
 	copied := false
 	for off, records := 0, 0; off < len(b) && (want < 0 || len(msg) < want); records++ {
-		n, err := recordHeader(b[off:])
+		n, err := recordHeader(b[off:], records == 0)
 		if err == ErrNeedMore && records > 0 {
 			break // parse what has arrived: the name may be in it
 		}
@@ -83,15 +82,16 @@ func handshakeBytes(b []byte) ([]byte, error) {
 
 // recordHeader checks the header of a handshake record at the start of b
 // (of which only a part may have arrived) and returns its payload length.
-func recordHeader(b []byte) (int, error) {
+// The first record must carry a 3.x version, which is how TLS is told from
+// other protocols; clients send 3.1 or 3.3 there. Servers ignore the
+// version of the records until they have chosen one (crypto/tls does), so
+// later records may carry any.
+func recordHeader(b []byte, first bool) (int, error) {
 	if b[0] != recordTypeHandshake {
 		return 0, errNotTLS
 	}
-	if len(b) > 1 && b[1] != tlsMajorVersion {
+	if first && len(b) > 1 && b[1] != tlsMajorVersion {
 		return 0, errNotTLS
-	}
-	if len(b) > 2 && b[2] > maxRecordMinor {
-		return 0, fmt.Errorf("tls: record version 0x%02x%02x", b[1], b[2])
 	}
 	if len(b) < recordHeaderLen {
 		return 0, ErrNeedMore

@@ -168,7 +168,7 @@ func TestTLSServerNameMalformed(t *testing.T) {
 		{"application data", []byte{23, 3, 3, 0, 5, 1, 2, 3, 4, 5}, errNotTLS},
 		{"sslv2 hello", []byte{0x80, 0x2e, 0x01, 0x03, 0x01}, errNotTLS},
 		{"bad major version", []byte{22, 2, 0}, errNotTLS},
-		{"bad minor version", []byte{22, 3, 9}, errMalformed},
+		{"odd minor version", []byte{22, 3, 9}, ErrNeedMore},
 		{"zero-length record", []byte{22, 3, 1, 0, 0}, errMalformed},
 		{"oversized record", []byte{22, 3, 1, 0x40, 0x01}, errMalformed},
 		{"server hello", records(append([]byte{2}, msg[1:]...), maxRecordPayload), errNotClientHello},
