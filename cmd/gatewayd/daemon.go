@@ -69,7 +69,7 @@ func (d *daemon) relays() []gateway.Relay {
 	if d.dns != nil {
 		rs = append(rs, d.dns)
 	}
-	// status relay
+	rs = withStatusRelay(rs, d) // status relay
 	return rs
 }
 

@@ -52,6 +52,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
+	if cmd == "status" { // its own flags: status.go
+		return runStatus(args, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("gatewayd "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("c", defaultConfig, "config file")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/internal/status"
 )
 
@@ -26,13 +28,16 @@ const (
 	digestShown = 12
 )
 
-// runStatus is `gatewayd status [-addr host:port] [-json] [-top N]`: it
-// reads /status from a running gatewayd and prints a summary, or the JSON
-// document as received.
+// runStatus is `gatewayd status [-c FILE | -addr host:port] [-json] [-top N]`:
+// it reads /status from a running gatewayd and prints a summary, or the
+// JSON document as received. The endpoint's address is -addr, else the
+// status.listen of the config (-c, or the default config file if it
+// exists), else status.DefaultAddr.
 func runStatus(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gatewayd status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", status.DefaultAddr, "address of gatewayd's status endpoint")
+	addr := fs.String("addr", status.DefaultAddr, "address of gatewayd's status endpoint (default: status.listen of the config)")
+	cfgPath := fs.String("c", defaultConfig, "config file whose status.listen to read")
 	asJSON := fs.Bool("json", false, "print the /status JSON document as received")
 	top := fs.Int("top", statusTop, "number of flows to list, largest first")
 	timeout := fs.Duration("timeout", statusTimeout, "give up after this long")
@@ -46,6 +51,19 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	if *top < 0 || *timeout <= 0 {
 		fmt.Fprintln(stderr, "gatewayd status: -top must be 0 or more and -timeout positive")
 		return exitUsage
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["addr"] && set["c"] {
+		fmt.Fprintln(stderr, "gatewayd status: give -addr or -c, not both")
+		return exitUsage
+	}
+	if !set["addr"] {
+		a, code := statusAddrFromConfig(*cfgPath, set["c"], stderr)
+		if code != exitOK {
+			return code
+		}
+		*addr = a
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
@@ -63,6 +81,32 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	}
 	printStatus(stdout, snap, *top, time.Now())
 	return exitOK
+}
+
+// statusAddrFromConfig returns the status.listen of the config at path.
+// A config named with -c (explicit) must load and enable the endpoint; the
+// default config may be missing (then status.DefaultAddr, the built-in
+// listen address) but if present must be valid too: it is what the
+// running gatewayd most likely reads.
+func statusAddrFromConfig(path string, explicit bool, stderr io.Writer) (string, int) {
+	if !explicit {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return status.DefaultAddr, exitOK
+		}
+	}
+	cfg, err := gateway.LoadConfig(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "gatewayd status: %v (-addr names the endpoint without a config)\n", err)
+		if errors.Is(err, gateway.ErrConfig) {
+			return "", exitConfig
+		}
+		return "", exitFailure
+	}
+	if !cfg.Status.Enabled {
+		fmt.Fprintf(stderr, "gatewayd status: the status endpoint is off in %s (status.enabled = false)\n", cfg.Path())
+		return "", exitFailure
+	}
+	return cfg.Status.Listen.String(), exitOK
 }
 
 // printStatus writes the human summary of snap.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -185,5 +186,59 @@ func TestHumanUnits(t *testing.T) {
 		if got := humanDuration(d); got != want {
 			t.Errorf("humanDuration(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// TestStatusAddressFromConfig: without -addr, the endpoint is the one the
+// config's status.listen names.
+func TestStatusAddressFromConfig(t *testing.T) {
+	addr := serveStatusFixture(t, statusFixture)
+	cfg := writeConfig(t, "version = 1\n[status]\nlisten = \""+addr+"\"\n")
+	code, out, errOut := runStatusCLI("-c", cfg)
+	if code != exitOK || !strings.Contains(out, "gatewayd v1.4.0") {
+		t.Errorf("status -c: code %d, stderr %q, out:\n%s", code, errOut, out)
+	}
+
+	off := writeConfig(t, "version = 1\n[status]\nenabled = false\n")
+	code, _, errOut = runStatusCLI("-c", off)
+	if code != exitFailure || !strings.Contains(errOut, "status.enabled = false") {
+		t.Errorf("disabled endpoint: code %d, stderr %q", code, errOut)
+	}
+	bad := writeConfig(t, "version = 1\n[status]\nlisten = \"0.0.0.0:9090\"\n")
+	code, _, errOut = runStatusCLI("-c", bad)
+	if code != exitConfig || !strings.Contains(errOut, "status.listen") {
+		t.Errorf("invalid config: code %d, stderr %q; want %d naming status.listen", code, errOut, exitConfig)
+	}
+	code, _, errOut = runStatusCLI("-c", filepath.Join(t.TempDir(), "missing.toml"))
+	if code != exitFailure || !strings.Contains(errOut, "missing.toml") {
+		t.Errorf("missing -c file: code %d, stderr %q", code, errOut)
+	}
+	code, _, errOut = runStatusCLI("-c", cfg, "-addr", addr)
+	if code != exitUsage || errOut == "" {
+		t.Errorf("-c with -addr: code %d, stderr %q; want a usage error", code, errOut)
+	}
+}
+
+// TestStatusAddressDefault: with no default config file, the built-in
+// address is used; with one, its status.listen.
+func TestStatusAddressDefault(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "gateway.toml")
+	var errOut strings.Builder
+	if a, code := statusAddrFromConfig(missing, false, &errOut); code != exitOK || a != status.DefaultAddr {
+		t.Errorf("no default config: %q, code %d (%s); want %s", a, code, errOut.String(), status.DefaultAddr)
+	}
+	cfg := writeConfig(t, "version = 1\n[status]\nlisten = \"[::1]:19090\"\n")
+	if a, code := statusAddrFromConfig(cfg, false, &errOut); code != exitOK || a != "[::1]:19090" {
+		t.Errorf("default config: %q, code %d (%s); want its status.listen", a, code, errOut.String())
+	}
+}
+
+// TestStatusSubcommandDispatch: `gatewayd status` reaches runStatus with
+// its own flags.
+func TestStatusSubcommandDispatch(t *testing.T) {
+	addr := serveStatusFixture(t, statusFixture)
+	code, out, errOut := runCLI("status", "-addr", addr, "-top", "1")
+	if code != exitOK || !strings.Contains(out, "largest flows (1 of 3)") {
+		t.Errorf("gatewayd status: code %d, stderr %q, out:\n%s", code, errOut, out)
 	}
 }

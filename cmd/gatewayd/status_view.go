@@ -1,0 +1,181 @@
+package main
+
+import (
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatewayd/gatewayd/dispatch"
+	"github.com/gatewayd/gatewayd/dns"
+	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/internal/status"
+	"github.com/gatewayd/gatewayd/outbound"
+	"github.com/gatewayd/gatewayd/tcp"
+	"github.com/gatewayd/gatewayd/udp"
+)
+
+// Proto values of status.Flow.
+const (
+	protoTCP = "tcp"
+	protoUDP = "udp"
+)
+
+// statusView is what the status endpoint reads from the running daemon:
+// the relays, the resolver, the gateway's counters and the routing policy.
+// It holds only parts that stay for the daemon's life (reloads swap the
+// policy through setPolicy and the resolver inside the DNS server), so the
+// endpoint's goroutines read nothing a reload writes.
+type statusView struct {
+	tcp *tcp.Server
+	udp *udp.Server
+	dns *dns.Server // nil without the DNS hijack
+	g   *gateway.Gateway
+
+	dnsListen []netip.AddrPort // the DNS hijack's listeners
+	pol       atomic.Pointer[statusPolicy]
+}
+
+// statusPolicy is the routing policy as the endpoint names outbounds.
+type statusPolicy struct {
+	// disp is nil when no policy routes anything: every flow goes
+	// straight out, "direct".
+	disp      *dispatch.Dispatcher
+	outbounds map[string]outbound.Outbound
+}
+
+func newStatusView(d *daemon) *statusView {
+	v := &statusView{tcp: d.tcp, udp: d.udp, dns: d.dns, g: d.g}
+	if d.dns != nil {
+		for _, ap := range d.cfg.ListenAddrPorts() {
+			v.dnsListen = append(v.dnsListen, netip.AddrPortFrom(ap.Addr(), d.cfg.DNS.Port))
+		}
+	}
+	v.setPolicy(d.pol)
+	return v
+}
+
+func (v *statusView) setPolicy(p *policy) {
+	v.pol.Store(&statusPolicy{disp: p.disp, outbounds: p.outbounds})
+}
+
+// registry gathers every part's metrics.
+func (v *statusView) registry() *status.Registry {
+	r := status.NewRegistry(
+		status.BuildCollector(version),
+		status.GoCollector(),
+		status.ProcessCollector(time.Now()),
+		status.TCPCollector(v.tcp.Stats),
+		status.UDPCollector(v.udp.Stats),
+		status.OutboundCollector(v.outboundStats),
+		status.RuleReappliesCollector(v.g.Reapplies),
+	)
+	if v.dns != nil {
+		r.Register(
+			status.DNSCollector(func() dns.Stats { return v.dns.Handler().Stats() }),
+			status.DNSServerCollector(v.dns.Dropped))
+	}
+	if fp := v.g.FastPath; fp != nil {
+		r.Register(fastPathCollector(fp.Stats))
+	}
+	return r
+}
+
+// outboundStats are the policy's outbounds' counters; none without a
+// policy, where the relays dial straight out and no outbound counts.
+func (v *statusView) outboundStats() map[string]outbound.Stats {
+	p := v.pol.Load()
+	if p.disp == nil {
+		return nil
+	}
+	out := make(map[string]outbound.Stats, len(p.outbounds))
+	for name, ob := range p.outbounds {
+		out[name] = ob.Stats()
+	}
+	return out
+}
+
+// flows lists the TCP flows and UDP sessions. A domain the flow did not
+// name itself (TLS SNI, HTTP Host) comes from what the resolver answered
+// for its destination.
+func (v *statusView) flows() []status.Flow {
+	p := v.pol.Load()
+	var names *dns.Memory
+	if v.dns != nil {
+		names = v.dns.Handler().Memory()
+	}
+	domain := func(known string, dst netip.Addr) string {
+		if known == "" && names != nil {
+			known, _ = names.Lookup(dst)
+		}
+		return known
+	}
+	tf, us := v.tcp.Flows(), v.udp.Sessions()
+	out := make([]status.Flow, 0, len(tf)+len(us))
+	for _, f := range tf {
+		out = append(out, status.Flow{
+			Proto: protoTCP, Client: f.Client, Destination: f.Dst, Domain: domain(f.Domain, f.Dst.Addr()),
+			Outbound: p.tcpOutbound(), BytesUp: f.BytesUp, BytesDown: f.BytesDown, Start: f.Start,
+		})
+	}
+	for _, s := range us {
+		out = append(out, status.Flow{
+			Proto: protoUDP, Client: s.Client, Destination: s.FirstDst, Domain: domain("", s.FirstDst.Addr()),
+			Outbound: p.routeName(s.Route), BytesUp: s.BytesUp, BytesDown: s.BytesDown, Start: s.Start,
+		})
+	}
+	return out
+}
+
+// tcpOutbound names the outbound of TCP flows: "direct" without a policy;
+// with one, "" (unknown): the TCP relay does not record which outbound
+// its dialer chose.
+func (p *statusPolicy) tcpOutbound() string {
+	if p.disp == nil {
+		return gateway.OutboundDirect
+	}
+	return ""
+}
+
+// routeName names the outbound of a UDP route; "" for a route this policy
+// does not know (one a reload added after it was read).
+func (p *statusPolicy) routeName(r int) (name string) {
+	if p.disp == nil {
+		return gateway.OutboundDirect
+	}
+	// Dispatcher.Outbound indexes its routes without a bounds check;
+	// listing flows must not take the daemon down with it.
+	defer func() {
+		if recover() != nil {
+			name = ""
+		}
+	}()
+	return p.disp.Outbound(r).Name()
+}
+
+// listeners are the relays' bound addresses.
+func (v *statusView) listeners() []status.Listener {
+	var out []status.Listener
+	for _, l := range []struct {
+		name  string
+		addrs []netip.AddrPort
+	}{{"tcp", v.tcp.Addrs()}, {"udp", v.udp.Addrs()}, {"dns", v.dnsListen}} {
+		for _, a := range l.addrs {
+			out = append(out, status.Listener{Name: l.name, Addr: a})
+		}
+	}
+	return out
+}
+
+// fastPathCollector exposes the kernel fast path's counters: pass
+// FastPath.Stats.
+func fastPathCollector(stats func() gateway.FastPathStats) status.Collector {
+	return func(w *status.Writer) {
+		s := stats()
+		w.Counter("gatewayd_fastpath_static_added_total", "Fast path entries added for the direct destinations of the rules.", float64(s.Added))
+		w.Counter("gatewayd_fastpath_learned_total", "Addresses DNS answered for names going direct, added to or refreshed in the fast path.", float64(s.Learned))
+		w.Counter("gatewayd_fastpath_covered_total", "Learned addresses not added: a static fast path entry holds them already.", float64(s.Covered))
+		w.Counter("gatewayd_fastpath_withheld_total", "Learned addresses kept off the fast path: DNS also gave them for a name that does not go direct.", float64(s.Withheld))
+		w.Counter("gatewayd_fastpath_withdrawn_total", "Learned fast path entries removed: DNS later gave them for a name that does not go direct.", float64(s.Withdrawn))
+		w.Counter("gatewayd_fastpath_failures_total", "Fast path entries not added or removed (set full, kernel error).", float64(s.Failed))
+	}
+}

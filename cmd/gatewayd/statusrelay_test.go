@@ -1,0 +1,338 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/internal/status"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// relayGuard bounds every wait of these tests; it is not a timing
+// assertion.
+const relayGuard = 10 * time.Second
+
+// statusDaemon builds the daemon's parts for config text (DNS off: no
+// resolver to build), without opening anything.
+func statusDaemon(t *testing.T, text string) *daemon {
+	t.Helper()
+	cfg, err := gateway.LoadConfig(writeConfig(t, "version = 1\n[dns]\nenabled = false\n"+text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	d, err := newDaemon(cfg, &gateway.Gateway{Config: cfg, Log: log}, log, new(slog.LevelVar))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// startStatusRelay runs d's status relay on a free loopback port until the
+// test ends, and returns it with its address.
+func startStatusRelay(t *testing.T, d *daemon) (*statusRelay, string) {
+	t.Helper()
+	d.cfg.Status.Listen.AddrPort = netip.MustParseAddrPort("127.0.0.1:0")
+	r := newStatusRelay(d)
+	if r == nil {
+		t.Fatal("no status relay for an enabled [status]")
+	}
+	if err := r.Listen(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- r.Serve() }()
+	t.Cleanup(func() {
+		r.Shutdown(time.Second)
+		select {
+		case err := <-served:
+			if err != nil {
+				t.Errorf("Serve returned %v, want nil", err)
+			}
+		case <-time.After(relayGuard):
+			t.Error("Serve did not return after Shutdown")
+		}
+	})
+	return r, r.srv.Addr().String()
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	c := &http.Client{Timeout: relayGuard}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s, %v\n%s", url, resp.Status, err, body)
+	}
+	return string(body)
+}
+
+func parseMetrics(t *testing.T, text string) map[string]*dto.MetricFamily {
+	t.Helper()
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("Prometheus text parser: %v\n%s", err, text)
+	}
+	return fams
+}
+
+// sample is the value of family name's sample with exactly labels
+// (name, value pairs); false if there is none.
+func sample(fams map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
+	f := fams[name]
+	if f == nil {
+		return 0, false
+	}
+	for _, m := range f.GetMetric() {
+		if len(m.GetLabel())*2 != len(labels) {
+			continue
+		}
+		match := true
+		for _, l := range m.GetLabel() {
+			i := slices.Index(labels, l.GetName())
+			if i < 0 || i%2 != 0 || labels[i+1] != l.GetValue() {
+				match = false
+			}
+		}
+		if !match {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			return m.GetCounter().GetValue(), true
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+func TestStatusRelayServes(t *testing.T) {
+	d := statusDaemon(t, "")
+	r, addr := startStatusRelay(t, d)
+
+	fams := parseMetrics(t, httpGet(t, "http://"+addr+status.PathMetrics))
+	for _, s := range []struct {
+		name   string
+		labels []string
+	}{
+		{"gatewayd_build_info", []string{"version", version}},
+		{"gatewayd_flows_total", []string{"proto", "tcp"}},
+		{"gatewayd_flows_total", []string{"proto", "udp"}},
+		{"gatewayd_bytes_total", []string{"proto", "tcp", "direction", "up"}},
+		{"gatewayd_udp_drops_total", []string{"reason", "loop"}},
+		{"gatewayd_rule_reapplies_total", nil},
+		{"go_goroutines", nil},
+		{"process_resident_memory_bytes", nil},
+	} {
+		if _, ok := sample(fams, s.name, s.labels...); !ok {
+			t.Errorf("/metrics lacks %s%v", s.name, s.labels)
+		}
+	}
+	for name := range fams {
+		if strings.HasPrefix(name, "gatewayd_dns_") || strings.HasPrefix(name, "gatewayd_outbound_") || strings.HasPrefix(name, "gatewayd_fastpath_") {
+			t.Errorf("/metrics has %s, but DNS, the routing policy and the fast path are off", name)
+		}
+	}
+
+	var snap status.Snapshot
+	if err := json.Unmarshal([]byte(httpGet(t, "http://"+addr+status.PathStatus)), &snap); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(d.cfg.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	if snap.Version != version || snap.Config.Path != d.cfg.Path() || snap.Config.SHA256 != hex.EncodeToString(sum[:]) {
+		t.Errorf("/status version %q, config %+v; want %q, %s with its SHA-256", snap.Version, snap.Config, version, d.cfg.Path())
+	}
+	if !slices.Contains(snap.Listeners, status.Listener{Name: "status", Addr: r.srv.Addr()}) {
+		t.Errorf("/status listeners %v lack the endpoint's own", snap.Listeners)
+	}
+	if snap.Flows.Active != 0 || len(snap.ActiveFlows) != 0 {
+		t.Errorf("/status flows %+v, want none", snap.Flows)
+	}
+}
+
+func TestStatusRelayDisabled(t *testing.T) {
+	d := statusDaemon(t, "[status]\nenabled = false\n")
+	if r := newStatusRelay(d); r != nil {
+		t.Error("status relay built although status.enabled = false")
+	}
+	rs := d.relays()
+	if slices.ContainsFunc(rs, func(r gateway.Relay) bool { _, ok := r.(*statusRelay); return ok }) {
+		t.Error("daemon relays include a status relay although status.enabled = false")
+	}
+	if rs := withStatusRelay(nil, statusDaemon(t, "")); len(rs) != 1 {
+		t.Errorf("enabled: %d relays added, want the status relay", len(rs))
+	}
+}
+
+// TestStatusRelayRetriesListen: an address taken at start does not stop
+// the daemon; the endpoint comes up once the address is free.
+func TestStatusRelayRetriesListen(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := statusDaemon(t, "")
+	d.cfg.Status.Listen.AddrPort = netip.MustParseAddrPort(busy.Addr().String())
+	r := newStatusRelay(d)
+	r.retry = 20 * time.Millisecond
+	if err := r.Listen(context.Background()); err != nil {
+		t.Fatalf("Listen on a taken address: %v, want nil (retried)", err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- r.Serve() }()
+	_ = busy.Close()
+	deadline := time.Now().Add(relayGuard)
+	for !r.srv.Addr().IsValid() {
+		if time.Now().After(deadline) {
+			t.Fatal("status endpoint did not come up once its address was free")
+		}
+		time.Sleep(r.retry)
+	}
+	if body := httpGet(t, "http://"+r.srv.Addr().String()+status.PathHealth); body != "ok\n" {
+		t.Errorf("/healthz = %q", body)
+	}
+	r.Shutdown(time.Second)
+	if err := <-served; err != nil {
+		t.Errorf("Serve returned %v, want nil", err)
+	}
+}
+
+// TestStatusRelayShutdownWhileRetrying: Shutdown ends a Serve that is
+// still waiting for its address.
+func TestStatusRelayShutdownWhileRetrying(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	d := statusDaemon(t, "")
+	d.cfg.Status.Listen.AddrPort = netip.MustParseAddrPort(busy.Addr().String())
+	r := newStatusRelay(d)
+	_ = r.Listen(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- r.Serve() }()
+	r.Shutdown(0)
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("Serve returned %v, want nil", err)
+		}
+	case <-time.After(relayGuard):
+		t.Fatal("Serve still retrying after Shutdown")
+	}
+}
+
+const policyConfig = `
+[[outbound]]
+name = "proxy"
+type = "socks5"
+server = "198.18.1.1:1080"
+
+[[rule]]
+dst = ["198.19.0.0/16"]
+outbound = "proxy"
+`
+
+func TestStatusPolicyNames(t *testing.T) {
+	direct := statusDaemon(t, "")
+	v := newStatusView(direct)
+	if p := v.pol.Load(); p.tcpOutbound() != "direct" || p.routeName(0) != "direct" {
+		t.Errorf("no policy: tcp %q, udp route 0 %q; want direct for both", p.tcpOutbound(), p.routeName(0))
+	}
+	if got := v.outboundStats(); got != nil {
+		t.Errorf("no policy: outbound stats %v, want none (the relays dial themselves)", got)
+	}
+
+	routed := statusDaemon(t, policyConfig)
+	v = newStatusView(routed)
+	p := v.pol.Load()
+	if p.disp == nil {
+		t.Fatal("config with rules: no dispatcher")
+	}
+	names := map[string]bool{}
+	for r := range 2 {
+		names[p.routeName(r)] = true
+	}
+	if !names["direct"] || !names["proxy"] {
+		t.Errorf("routes 0 and 1 named %v, want direct and proxy", names)
+	}
+	for _, r := range []int{2, 99, -1} {
+		if got := p.routeName(r); got != "" {
+			t.Errorf("unknown route %d named %q, want \"\"", r, got)
+		}
+	}
+	if got := p.tcpOutbound(); got != "" {
+		t.Errorf("tcp outbound with a policy = %q, want \"\" (not recorded)", got)
+	}
+	stats := v.outboundStats()
+	if _, ok := stats["proxy"]; !ok {
+		t.Errorf("outbound stats %v lack the proxy", stats)
+	}
+
+	// A reload's policy replaces the names.
+	v.setPolicy(direct.pol)
+	if got := v.pol.Load().routeName(1); got != "direct" {
+		t.Errorf("after setPolicy without rules: route 1 named %q, want direct", got)
+	}
+}
+
+// TestStatusRelayReloaded: a reload's config digest reaches /status.
+func TestStatusRelayReloaded(t *testing.T) {
+	d := statusDaemon(t, "")
+	r, addr := startStatusRelay(t, d)
+	next := statusDaemon(t, "[log]\nlevel = \"debug\"\n")
+	r.reloaded(next.cfg, next.pol)
+	var snap status.Snapshot
+	if err := json.Unmarshal([]byte(httpGet(t, "http://"+addr+status.PathStatus)), &snap); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(next.cfg.Path())
+	if snap.Config.Path != next.cfg.Path() || snap.Config.SHA256 != status.ConfigDigest(data) {
+		t.Errorf("after reload /status config = %+v, want %s", snap.Config, next.cfg.Path())
+	}
+}
+
+func TestFastPathCollector(t *testing.T) {
+	s := gateway.FastPathStats{Added: 1, Learned: 2, Covered: 3, Withheld: 4, Withdrawn: 5, Failed: 6}
+	w := status.NewWriter()
+	fastPathCollector(func() gateway.FastPathStats { return s })(w)
+	var b strings.Builder
+	if _, err := w.WriteTo(&b); err != nil || w.Err() != nil {
+		t.Fatal(err, w.Err())
+	}
+	fams := parseMetrics(t, b.String())
+	for name, want := range map[string]float64{
+		"gatewayd_fastpath_static_added_total": 1, "gatewayd_fastpath_learned_total": 2,
+		"gatewayd_fastpath_covered_total": 3, "gatewayd_fastpath_withheld_total": 4,
+		"gatewayd_fastpath_withdrawn_total": 5, "gatewayd_fastpath_failures_total": 6,
+	} {
+		if got, ok := sample(fams, name); !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", name, got, ok, want)
+		}
+	}
+}
