@@ -260,7 +260,7 @@ func (p testPacket) seal(t testing.TB, minSize int) []byte {
 		t.Fatal(err)
 	}
 	nonce := keys.iv
-	for i := range 8 {
+	for i := range pnNonceLen {
 		nonce[aeadNonceLen-1-i] ^= byte(p.pn >> (8 * i))
 	}
 	ct := keys.aead.Seal(nil, nonce[:], payload, hdr)

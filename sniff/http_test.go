@@ -141,3 +141,13 @@ func TestHTTPHostBeyondMaxPeek(t *testing.T) {
 		t.Fatalf("HTTPHost(first MaxPeek bytes) = %q, %v; want a final error", got, err)
 	}
 }
+
+func TestHTTPHostAllocs(t *testing.T) {
+	in := []byte("GET / HTTP/1.1\r\nUser-Agent: x\r\nHost: Alloc.Example:80\r\n\r\n")
+	if n := testing.AllocsPerRun(50, func() { _, _ = HTTPHost(in) }); n != 1 {
+		t.Errorf("%v allocations, want 1 (the name)", n)
+	}
+	if n := testing.AllocsPerRun(50, func() { _, _ = HTTPHost(in[:20]) }); n != 0 {
+		t.Errorf("incomplete request: %v allocations, want 0", n)
+	}
+}

@@ -13,6 +13,9 @@ const (
 	longTypeMask   = 0x3
 	longPrefixLen  = 1 + 4 // first byte + version
 	maxConnIDLen   = 20    // RFC 9000 §17.2: at most 20 bytes in versions 1 and 2
+
+	varintLenShift  = 6
+	varintValueMask = 0x3f
 )
 
 // QUIC versions whose Initial packets can be opened.
@@ -132,11 +135,11 @@ func readVarint(b []byte) (uint64, int) {
 	if len(b) == 0 {
 		return 0, 0
 	}
-	n := 1 << (b[0] >> 6)
+	n := 1 << (b[0] >> varintLenShift) // the two high bits give the length: 1, 2, 4 or 8
 	if len(b) < n {
 		return 0, 0
 	}
-	v := uint64(b[0] & 0x3f)
+	v := uint64(b[0] & varintValueMask)
 	for _, c := range b[1:n] {
 		v = v<<8 | uint64(c)
 	}

@@ -19,6 +19,7 @@ const (
 	aeadNonceLen       = 12
 	aeadTagLen         = 16
 	maxPacketNumberLen = 4
+	pnNonceLen         = 8  // the 62-bit packet number is XORed into the nonce's last 8 bytes (RFC 9001 §5.3)
 	hpSampleLen        = 16 // RFC 9001 §5.4.2
 	// long header first-byte bits under header protection, and what they
 	// mean once removed
@@ -79,6 +80,7 @@ func deriveInitialKeys(v quicVersion, dcid []byte) (*initialKeys, error) {
 // expandLabel is TLS 1.3's HKDF-Expand-Label with an empty context (RFC
 // 8446 §7.1).
 func expandLabel(secret []byte, label string, length int) ([]byte, error) {
+	// HkdfLabel: uint16 length, opaque label<7..255>, opaque context<0..255>.
 	info := make([]byte, 0, 2+1+len(tls13LabelPrefix)+len(label)+1)
 	info = binary.BigEndian.AppendUint16(info, uint16(length))
 	info = append(info, byte(len(tls13LabelPrefix)+len(label)))
@@ -119,7 +121,7 @@ func (k *initialKeys) open(scratch, p []byte, h *longHeader, largest int64) (pay
 	}
 	pn = decodePacketNumber(largest, truncated, pnLen)
 	nonce := k.iv
-	for i := range 8 {
+	for i := range pnNonceLen {
 		nonce[aeadNonceLen-1-i] ^= byte(pn >> (8 * i))
 	}
 	payload, err = k.aead.Open(hdr[pnEnd:pnEnd], nonce[:], p[pnEnd:], hdr)

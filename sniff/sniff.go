@@ -9,8 +9,8 @@ var (
 	// ErrNeedMore: the bytes so far are a plausible prefix of the protocol
 	// but incomplete. The caller may read more (up to MaxPeek on TCP; the
 	// next datagram of the flow on UDP, through a QUICSniffer) and call
-	// again. TLSServerName, HTTPHost and Sniff never return it for an input
-	// of MaxPeek bytes or more.
+	// again. TLSServerName, HTTPHost and Sniff("tcp", ...) never return it
+	// for an input of MaxPeek bytes or more.
 	ErrNeedMore = errors.New("sniff: incomplete message, need more bytes")
 
 	// ErrNotFound: the protocol was recognized and the message is complete

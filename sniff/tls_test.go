@@ -212,3 +212,20 @@ func rfc9001Hello() []byte {
 		75300901100f088394c8f03e51570806 048000ffff`)
 	return frame[4:] // type 06, offset 00, length 40f1
 }
+
+func TestTLSServerNameAllocs(t *testing.T) {
+	h := captureHello(t, &tls.Config{ServerName: "Alloc.Example"})
+	for _, tc := range []struct {
+		name   string
+		in     []byte
+		allocs float64
+	}{
+		{"one record: only the name", h.records, 1},
+		{"several records: the joined hello and the name", records(h.msg, 300), 2},
+		{"incomplete: nothing", h.records[:100], 0},
+	} {
+		if n := testing.AllocsPerRun(50, func() { _, _ = TLSServerName(tc.in) }); n != tc.allocs {
+			t.Errorf("%s: %v allocations, want %v", tc.name, n, tc.allocs)
+		}
+	}
+}
