@@ -48,7 +48,7 @@ func QUICServerName(b []byte) (string, error) {
 // ID and stay in use when the client moves to the server's connection ID.
 // Keys for a new DCID (after a Retry) or version are derived only when the
 // known keys fail, at most four times per flow. Later datagrams that hold
-// no Initial packet these keys open (0-RTT, reordered or foreign packets)
+// no Initial packet these keys open (0-RTT, corrupted or foreign packets)
 // are skipped, counting toward the bound.
 type QUICSniffer struct {
 	keys      []keySet
