@@ -1,0 +1,196 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gatewayd/gatewayd/internal/netlab"
+)
+
+// upstreamTimeout is the socks5 outbounds' timeout (connect plus
+// handshake) in TestPolicyUpstreamDown, as the config writes it.
+const (
+	upstreamTimeout    = time.Second
+	upstreamTimeoutCfg = "timeout = \"1s\"\n"
+)
+
+// timeoutSlack is what a timed-out flow may take beyond upstreamTimeout
+// until its client sees the reset: scheduling on a loaded CI machine.
+const timeoutSlack = 500 * time.Millisecond
+
+// failedFlows is how many flows of each failure kind the leak check runs.
+const failedFlows = 50
+
+// silentProxyPort is where a "proxy" accepts connections and never
+// answers the SOCKS5 greeting.
+const silentProxyPort = 1090
+
+// fallbackBurst is how many flows fall back within one burst: gatewayd
+// logs the first and counts the others.
+const fallbackBurst = 10
+
+// TestPolicyUpstreamDown: when a socks5 upstream fails, clients get a
+// prompt reset: at once when the proxy is gone (dante stopped, connection
+// refused), after the outbound's 1 s timeout when it accepts and never
+// answers; gatewayd logs why. An outbound with a fallback sends its flows
+// to "direct" instead and logs the failure once for the burst. After 50
+// failed flows of each kind gatewayd holds no more descriptors than
+// before, and none of its goroutines is left in a flow.
+func TestPolicyUpstreamDown(t *testing.T) {
+	lab := netlab.NewT(t)
+	serveAll(t, lab)
+	dante := startDante(t, lab)
+	silent := netip.AddrPortFrom(lab.ServerAddr.V4, silentProxyPort)
+	serve(t, lab.Server, silent, func(c *net.TCPConn) { _, _ = io.Copy(io.Discard, c) })
+	viaDante, viaSilent, withFallback := lab.Remotes[0], lab.Remotes[1], lab.Remotes[2]
+	g := newPolicyGW(t, lab, opts{}, socksOutbound("socks", dante.addr, "", "", upstreamTimeoutCfg)+
+		socksOutbound("silent", silent, "", "", upstreamTimeoutCfg)+
+		socksOutbound("socksfb", dante.addr, "", "", upstreamTimeoutCfg+"fallback = \"direct\"\n")+
+		dstRule(viaDante, "socks")+dstRule(viaSilent, "silent")+dstRule(withFallback, "socksfb"))
+	g.start()
+	for _, a := range []netip.Addr{viaDante.V4, withFallback.V4} {
+		if got := peerSeen(t, lab, a); got != dante.egress.V4 {
+			t.Fatalf("%s with dante up: server saw %s, want dante's egress", a, got)
+		}
+	}
+
+	dante.proc.Kill()
+	for range fallbackBurst {
+		if got := peerSeen(t, lab, withFallback.V4); got != lab.GatewayWAN.V4 {
+			t.Fatalf("%s with dante down: server saw %s, want the gateway (fallback direct)", withFallback.V4, got)
+		}
+	}
+	if n := strings.Count(g.log.String(), `msg="outbound failed, using its fallback"`); n != 1 {
+		t.Errorf("gatewayd logged %d fallback lines for a burst of %d, want 1", n, fallbackBurst)
+	}
+
+	// The baseline comes after relayed flows: Go keeps the pipes of the
+	// splice relay in a pool. Failed flows never reach the relay.
+	pid := g.proc.Pid()
+	fdsBefore, listBefore := quietFDs(t, pid)
+	refused := netip.AddrPortFrom(viaDante.V4, echoPort)
+	var slowest time.Duration
+	for range failedFlows {
+		slowest = max(slowest, expectReset(t, lab, refused, promptFailure))
+	}
+	t.Logf("%d flows with the proxy stopped: slowest reset after %v", failedFlows, slowest)
+	if err := closedErr(t, g, refused); !strings.Contains(err, "connection refused") {
+		t.Errorf("flow to %s: gatewayd logged err=%s, want \"connection refused\"", refused, err)
+	}
+
+	timedOut := netip.AddrPortFrom(viaSilent.V4, echoPort)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	fastest, slowest := time.Hour, time.Duration(0)
+	for range failedFlows {
+		wg.Go(func() {
+			took := expectReset(t, lab, timedOut, upstreamTimeout+timeoutSlack)
+			mu.Lock()
+			fastest, slowest = min(fastest, took), max(slowest, took)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	t.Logf("%d flows to a proxy that never answers: resets after %v to %v", failedFlows, fastest, slowest)
+	if fastest < upstreamTimeout/2 {
+		t.Errorf("a flow to the silent proxy was reset after %v, before the %v timeout could have fired", fastest, upstreamTimeout)
+	}
+	if err := closedErr(t, g, timedOut); !strings.Contains(err, "deadline exceeded") && !strings.Contains(err, "timeout") {
+		t.Errorf("flow to %s: gatewayd logged err=%s, want a timeout", timedOut, err)
+	}
+
+	deadline := time.Now().Add(logGuard)
+	fds := fdCount(t, pid)
+	for fds > fdsBefore && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		fds = fdCount(t, pid)
+	}
+	if fds > fdsBefore {
+		t.Errorf("gatewayd holds %d descriptors after %d failed flows, %d before:\nbefore: %s\nafter:  %s",
+			fds, 2*failedFlows, fdsBefore, listBefore, fdList(pid))
+	}
+	checkNoFlowGoroutines(t, g)
+}
+
+// fdSamples and fdSampleGap: gatewayd's rule keeper checks the kernel
+// every gateway.KeepInterval (2 s) with iptables-save, holding three more
+// descriptors (pipes, pidfd) for some milliseconds; the least of several
+// samples over longer than that is its steady count.
+const (
+	fdSamples   = 5
+	fdSampleGap = 20 * time.Millisecond
+)
+
+// quietFDs returns pid's steady descriptor count and their description.
+func quietFDs(t *testing.T, pid int) (int, string) {
+	t.Helper()
+	n, list := fdCount(t, pid), fdList(pid)
+	for range fdSamples - 1 {
+		time.Sleep(fdSampleGap)
+		if m := fdCount(t, pid); m < n {
+			n, list = m, fdList(pid)
+		}
+	}
+	return n, list
+}
+
+// fdList describes pid's open descriptors ("3:socket:[1234] ..."), for
+// failure messages.
+func fdList(pid int) string {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	for _, e := range ents {
+		target, _ := os.Readlink(filepath.Join(dir, e.Name()))
+		fmt.Fprintf(&b, "%s:%s ", e.Name(), target)
+	}
+	return b.String()
+}
+
+// checkNoFlowGoroutines ends gatewayd with SIGQUIT, whose goroutine dump
+// (the Go runtime's, on stderr) must show no goroutine still in a flow's
+// code. The rules stay installed; the watchdog and Lab.Close deal with
+// that.
+func checkNoFlowGoroutines(t *testing.T, g *gw) {
+	t.Helper()
+	if err := g.proc.Signal(syscall.SIGQUIT); err != nil {
+		t.Fatalf("SIGQUIT: %v", err)
+	}
+	_ = g.proc.Wait(ioGuard) // exit status 2, by design
+	_, dump, ok := strings.Cut(g.log.String(), "SIGQUIT: quit")
+	if !ok {
+		t.Fatalf("no goroutine dump after SIGQUIT")
+	}
+	// The functions a goroutine of one TCP flow runs: the relay's flow
+	// handler and the outbounds' dials.
+	flowCode := regexp.MustCompile(`gatewayd/tcp\.\(\*Server\)\.handle|gatewayd/outbound\.`)
+	stacks := regexp.MustCompile(`(?m)^goroutine \d+ `).Split(dump, -1)[1:]
+	var stuck []string
+	for _, s := range stacks {
+		if flowCode.MatchString(s) {
+			stuck = append(stuck, s)
+		}
+	}
+	t.Logf("gatewayd had %d goroutines at the end", len(stacks))
+	if len(stuck) > 0 {
+		t.Errorf("%d goroutines still in a flow's code, e.g.:\n%s", len(stuck), stuck[0])
+	}
+	// The check means something only if the dump names gatewayd's code:
+	// the TCP accept loop is always there.
+	if !strings.Contains(dump, "gatewayd/tcp.(*Server).acceptLoop") {
+		t.Errorf("goroutine dump without the TCP accept loop:\n%s", dump)
+	}
+}
