@@ -9,7 +9,7 @@ BIN      := bin/gatewayd
 # Debian packages the tests, demo and bench use (command:package).
 TOOLS    := ip:iproute2 iptables:iptables ip6tables:iptables iptables-restore:iptables \
             sysctl:procps iperf3:iperf3 curl:curl dig:dnsutils dnsmasq:dnsmasq-base ss:iproute2 dnsperf:dnsperf \
-            ipset:ipset danted:dante-server \
+            ipset:ipset danted:dante-server tinyproxy:tinyproxy microsocks:microsocks \
             setpriv:util-linux unshare:util-linux qemu-mipsel-static:qemu-user-static \
             qemu-aarch64-static:qemu-user-static systemd-analyze:systemd
 
