@@ -12,6 +12,10 @@ import (
 
 // HTTP status codes the CONNECT handling tells apart (RFC 9110 sec. 15).
 const (
+	// statusUnauthorized is what tinyproxy (1.11) answers a CONNECT with
+	// wrong Basic credentials (407 only when there are none), so it is
+	// an authentication failure too.
+	statusUnauthorized   = 401
 	statusForbidden      = 403
 	statusProxyAuthReq   = 407
 	statusGatewayTimeout = 504
@@ -95,7 +99,7 @@ func (h *httpProxy) tunnel(c net.Conn, target string) error {
 	}
 	kind, note := ErrProxy, ""
 	switch code {
-	case statusProxyAuthReq:
+	case statusProxyAuthReq, statusUnauthorized:
 		kind, note = ErrAuth, " (no credentials configured)"
 		if h.auth != "" {
 			note = " (credentials rejected)"

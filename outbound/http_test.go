@@ -100,6 +100,7 @@ func TestHTTPStatus(t *testing.T) {
 		status int
 		kind   FailureKind
 	}{
+		{401, KindAuth}, // tinyproxy's answer to wrong credentials
 		{403, KindRefused},
 		{404, KindProxy},
 		{500, KindProxy},

@@ -81,7 +81,8 @@ var (
 	// (UDP over an HTTP CONNECT proxy).
 	ErrUnsupported = errors.New("not supported by this outbound")
 	// ErrAuth: the proxy refused our credentials, or wants some we do not
-	// have (SOCKS5 "no acceptable methods", RFC 1929 status, HTTP 407).
+	// have (SOCKS5 "no acceptable methods", RFC 1929 status, HTTP 407 or
+	// 401).
 	ErrAuth = errors.New("proxy authentication failed")
 	// ErrRefused: the destination or the proxy's policy refused the
 	// connection (ECONNREFUSED, SOCKS5 rep 2 and 5, HTTP 403).
