@@ -181,9 +181,9 @@ func TestPolicyHTTPConnect(t *testing.T) {
 		want string // in the relay's error: tinyproxy's status line
 	}{
 		// tinyproxy 1.11 answers wrong credentials with 401, missing
-		// ones with 407.
-		{netip.AddrPortFrom(bad.V4, echoPort), "401 Unauthorized"},
-		{netip.AddrPortFrom(none.V4, echoPort), "407 Proxy Authentication Required"},
+		// ones with 407; both are authentication failures.
+		{netip.AddrPortFrom(bad.V4, echoPort), "401 Unauthorized (credentials rejected)"},
+		{netip.AddrPortFrom(none.V4, echoPort), "407 Proxy Authentication Required (no credentials configured)"},
 		{netip.AddrPortFrom(good.V4, halfPort), "403"}, // not a ConnectPort
 	} {
 		took := expectReset(t, lab, c.dst, promptFailure)
