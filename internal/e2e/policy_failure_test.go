@@ -42,10 +42,10 @@ const fallbackBurst = 10
 // TestPolicyUpstreamDown: when a socks5 upstream fails, clients get a
 // prompt reset: at once when the proxy is gone (dante stopped, connection
 // refused), after the outbound's 1 s timeout when it accepts and never
-// answers; gatewayd logs why. An outbound with a fallback sends its flows
-// to "direct" instead and logs the failure once for the burst. After 50
-// failed flows of each kind gatewayd holds no more descriptors than
-// before, and none of its goroutines is left in a flow.
+// answers; gatewayd logs why, and warns once per burst for each failing
+// outbound. An outbound with a fallback sends its flows to "direct"
+// instead. After 50 failed flows of each kind gatewayd holds no more
+// descriptors than before, and none of its goroutines is left in a flow.
 func TestPolicyUpstreamDown(t *testing.T) {
 	lab := netlab.NewT(t)
 	serveAll(t, lab)
@@ -107,6 +107,13 @@ func TestPolicyUpstreamDown(t *testing.T) {
 	}
 	if err := closedErr(t, g, timedOut); !strings.Contains(err, "deadline exceeded") && !strings.Contains(err, "timeout") {
 		t.Errorf("flow to %s: gatewayd logged err=%s, want a timeout", timedOut, err)
+	}
+	for _, name := range []string{"socks", "silent"} {
+		re := regexp.MustCompile(`(?m)^.*msg="outbound failing; its flows are refused".* outbound=` + name + ` .*$`)
+		if lines := re.FindAllString(g.log.String(), -1); len(lines) != 1 {
+			t.Errorf("gatewayd logged %d warnings for the %d failures of outbound %s, want one per burst:\n%s",
+				len(lines), failedFlows, name, strings.Join(lines, "\n"))
+		}
 	}
 
 	deadline := time.Now().Add(logGuard)
