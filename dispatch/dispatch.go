@@ -63,7 +63,7 @@ type Dispatcher struct {
 }
 
 var (
-	_ tcp.Dialer = (*Dispatcher)(nil)
+	_ tcp.RouteDialer = (*Dispatcher)(nil)
 	_ udp.Router = (*Dispatcher)(nil)
 	_ udp.Dialer = (*Dispatcher)(nil)
 )
@@ -132,6 +132,12 @@ func (d *Dispatcher) flow(f route.Flow) (int, route.Flow) {
 // DialTCP implements tcp.Dialer: the flow goes to its outbound, which for
 // the reject outbound fails at once (the relay then resets the client).
 func (d *Dispatcher) DialTCP(ctx context.Context, tf tcp.Flow) (*net.TCPConn, error) {
+	c, _, err := d.DialTCPRoute(ctx, tf)
+	return c, err
+}
+
+// DialTCPRoute implements tcp.RouteDialer: DialTCP, naming the outbound.
+func (d *Dispatcher) DialTCPRoute(ctx context.Context, tf tcp.Flow) (*net.TCPConn, string, error) {
 	r, f := d.flow(route.Flow{Proto: route.ProtoTCP, Src: tf.Client, Dst: tf.Dst, Domain: tf.Domain})
 	ob := d.routes[r]
 	d.log.Debug("tcp flow routed", "client", tf.Client.String(), "dst", tf.Dst.String(),
@@ -140,7 +146,7 @@ func (d *Dispatcher) DialTCP(ctx context.Context, tf tcp.Flow) (*net.TCPConn, er
 	if err != nil {
 		d.failed(r, err)
 	}
-	return c, err
+	return c, ob.Name(), err
 }
 
 // failureLogEvery: an outbound that fails keeps failing for every flow
@@ -174,6 +180,15 @@ func (d *Dispatcher) OpenUpstream(ctx context.Context, client netip.AddrPort, r 
 
 // Outbound is the outbound of route r, for logs and counters.
 func (d *Dispatcher) Outbound(r int) outbound.Outbound { return d.routes[r] }
+
+// RouteName is the name of route r's outbound; "" for a route this
+// Dispatcher does not have (RouteReject, or one a later reload added).
+func (d *Dispatcher) RouteName(r int) string {
+	if r < 0 || r >= len(d.routes) {
+		return ""
+	}
+	return d.routes[r].Name()
+}
 
 // SniffTCP reports whether TCP flows should be sniffed for their server
 // name: only when a rule matches by domain.

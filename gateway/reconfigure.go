@@ -91,5 +91,8 @@ func RestartKeys(a, b *Config) []string {
 	check("udp.idle_timeout", a.UDP.IdleTimeout == b.UDP.IdleTimeout)
 	check("udp.max_sessions", a.UDP.MaxSessions == b.UDP.MaxSessions)
 	check("log.format", a.Log.Format == b.Log.Format)
+	check("status.enabled", a.Status.Enabled == b.Status.Enabled)
+	check("status.listen", a.Status.Listen == b.Status.Listen)
+	check("status.hosts", slices.Equal(a.Status.Hosts, b.Status.Hosts))
 	return keys
 }

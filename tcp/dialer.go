@@ -27,6 +27,13 @@ type Dialer interface {
 	DialTCP(ctx context.Context, f Flow) (*net.TCPConn, error)
 }
 
+// RouteDialer is a Dialer that also names the way it sent a flow (the
+// outbound), for the flow's log line and Flows.
+type RouteDialer interface {
+	Dialer
+	DialTCPRoute(ctx context.Context, f Flow) (c *net.TCPConn, route string, err error)
+}
+
 // DirectDialer connects straight to the original destination. Every socket
 // carries SO_MARK=Mark (0 sets no mark) so the TPROXY rules let it pass;
 // the mark must not intersect the TPROXY fwmark/mask. Timeout bounds the

@@ -16,6 +16,7 @@ type flow struct {
 	upstream *net.TCPConn // set and read under Server.mu
 	start    time.Time
 	domain   string      // sniffed server name; written before the relay starts
+	route    string      // the RouteDialer's name for the way out; written before the relay starts
 	killed   atomic.Bool // reset by Shutdown
 }
 
@@ -115,7 +116,7 @@ func (s *Server) run(f *flow) (netip.AddrPort, outcome) {
 		}
 		f.domain = fl.Domain
 	}
-	up, err := route.dialer.DialTCP(s.ctx, fl)
+	up, err := dialRoute(s.ctx, route.dialer, fl, &f.route)
 	if err != nil {
 		if !f.killed.Load() {
 			s.stats.dialFailed.Add(1)
@@ -150,6 +151,17 @@ func clientAddr(c *net.TCPConn) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
+// dialRoute opens f's upstream with d, and records the route it took when d
+// names it.
+func dialRoute(ctx context.Context, d Dialer, f Flow, route *string) (*net.TCPConn, error) {
+	if rd, ok := d.(RouteDialer); ok {
+		c, r, err := rd.DialTCPRoute(ctx, f)
+		*route = r
+		return c, err
+	}
+	return d.DialTCP(ctx, f)
+}
+
 // reset closes c with an RST instead of a FIN.
 func reset(c *net.TCPConn) {
 	_ = c.SetLinger(0)
@@ -177,6 +189,7 @@ func (s *Server) logFlow(f *flow, dst netip.AddrPort, res outcome) {
 		slog.String("client", addrString(f.client.RemoteAddr())),
 		slog.String("dst", dst.String()),
 		slog.String("domain", f.domain),
+		slog.String("outbound", f.route),
 		slog.Int64("up", res.up),
 		slog.Int64("down", res.down),
 		slog.Duration("duration", time.Since(f.start)),

@@ -9,9 +9,6 @@ import (
 )
 
 // FlowInfo is one active flow as Flows lists it.
-//
-// The outbound a flow leaves by is not here: the server only sees the
-// connection its Dialer returned, not which way the Dialer chose.
 type FlowInfo struct {
 	Client netip.AddrPort // unmapped
 	Dst    netip.AddrPort // the original destination, unmapped
@@ -19,7 +16,10 @@ type FlowInfo struct {
 	// Config.Sniff); "" if none, or while the flow is still being
 	// sniffed and dialed.
 	Domain string
-	Start  time.Time
+	// Route is how the flow left, as a RouteDialer named it (the
+	// outbound); "" for other Dialers or while dialing.
+	Route string
+	Start time.Time
 	// Connected is false while the upstream is still being dialed.
 	Connected bool
 	// BytesUp and BytesDown are the bytes so far, from the kernel's
@@ -38,6 +38,7 @@ type activeFlow struct {
 	client    *net.TCPConn
 	start     time.Time
 	domain    string
+	route     string
 	connected bool
 }
 
@@ -53,7 +54,7 @@ func (s *Server) Flows() []FlowInfo {
 			// run writes domain before attach sets upstream under s.mu, so
 			// it is safe to read once upstream is seen; before, it may be
 			// being written.
-			a.domain = f.domain
+			a.domain, a.route = f.domain, f.route
 		}
 		active = append(active, a)
 	}
@@ -67,6 +68,7 @@ func (s *Server) Flows() []FlowInfo {
 			Client:    clientAddr(a.client),
 			Dst:       dst,
 			Domain:    a.domain,
+			Route:     a.route,
 			Start:     a.start,
 			Connected: a.connected,
 			BytesUp:   up,

@@ -153,6 +153,11 @@ func (d *daemon) reload(ctx context.Context, path string) (*gateway.Config, erro
 	}
 	d.route(cfg, pol)
 	d.pol, d.cfg = pol, cfg
+	for _, r := range d.g.Relays {
+		if s, ok := r.(*statusRelay); ok {
+			s.reloaded(cfg, pol)
+		}
+	}
 	_ = d.level.UnmarshalText([]byte(cfg.Log.Level)) // validated by the config
 	return cfg, nil
 }

@@ -114,7 +114,7 @@ func (v *statusView) flows() []status.Flow {
 	for _, f := range tf {
 		out = append(out, status.Flow{
 			Proto: protoTCP, Client: f.Client, Destination: f.Dst, Domain: domain(f.Domain, f.Dst.Addr()),
-			Outbound: p.tcpOutbound(), BytesUp: f.BytesUp, BytesDown: f.BytesDown, Start: f.Start,
+			Outbound: p.tcpOutbound(f.Route), BytesUp: f.BytesUp, BytesDown: f.BytesDown, Start: f.Start,
 		})
 	}
 	for _, s := range us {
@@ -126,30 +126,22 @@ func (v *statusView) flows() []status.Flow {
 	return out
 }
 
-// tcpOutbound names the outbound of TCP flows: "direct" without a policy;
-// with one, "" (unknown): the TCP relay does not record which outbound
-// its dialer chose.
-func (p *statusPolicy) tcpOutbound() string {
+// tcpOutbound names the outbound of a TCP flow: "direct" without a
+// policy, else the one the dispatcher named (route).
+func (p *statusPolicy) tcpOutbound(route string) string {
 	if p.disp == nil {
 		return gateway.OutboundDirect
 	}
-	return ""
+	return route
 }
 
 // routeName names the outbound of a UDP route; "" for a route this policy
 // does not know (one a reload added after it was read).
-func (p *statusPolicy) routeName(r int) (name string) {
+func (p *statusPolicy) routeName(r int) string {
 	if p.disp == nil {
 		return gateway.OutboundDirect
 	}
-	// Dispatcher.Outbound indexes its routes without a bounds check;
-	// listing flows must not take the daemon down with it.
-	defer func() {
-		if recover() != nil {
-			name = ""
-		}
-	}()
-	return p.disp.Outbound(r).Name()
+	return p.disp.RouteName(r)
 }
 
 // listeners are the relays' bound addresses.

@@ -261,8 +261,8 @@ outbound = "proxy"
 func TestStatusPolicyNames(t *testing.T) {
 	direct := statusDaemon(t, "")
 	v := newStatusView(direct)
-	if p := v.pol.Load(); p.tcpOutbound() != "direct" || p.routeName(0) != "direct" {
-		t.Errorf("no policy: tcp %q, udp route 0 %q; want direct for both", p.tcpOutbound(), p.routeName(0))
+	if p := v.pol.Load(); p.tcpOutbound("") != "direct" || p.routeName(0) != "direct" {
+		t.Errorf("no policy: tcp %q, udp route 0 %q; want direct for both", p.tcpOutbound(""), p.routeName(0))
 	}
 	if got := v.outboundStats(); got != nil {
 		t.Errorf("no policy: outbound stats %v, want none (the relays dial themselves)", got)
@@ -286,9 +286,10 @@ func TestStatusPolicyNames(t *testing.T) {
 			t.Errorf("unknown route %d named %q, want \"\"", r, got)
 		}
 	}
-	if got := p.tcpOutbound(); got != "" {
-		t.Errorf("tcp outbound with a policy = %q, want \"\" (not recorded)", got)
+	if got := p.tcpOutbound("proxy"); got != "proxy" {
+		t.Errorf("tcp outbound with a policy = %q, want the dispatcher's name", got)
 	}
+
 	stats := v.outboundStats()
 	if _, ok := stats["proxy"]; !ok {
 		t.Errorf("outbound stats %v lack the proxy", stats)
