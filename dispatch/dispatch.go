@@ -64,8 +64,8 @@ type Dispatcher struct {
 
 var (
 	_ tcp.RouteDialer = (*Dispatcher)(nil)
-	_ udp.Router = (*Dispatcher)(nil)
-	_ udp.Dialer = (*Dispatcher)(nil)
+	_ udp.Router      = (*Dispatcher)(nil)
+	_ udp.Dialer      = (*Dispatcher)(nil)
 )
 
 // New checks that every outbound the table names exists.
