@@ -94,7 +94,11 @@ func netEvents(log *slog.Logger) func(ctx context.Context) <-chan struct{} {
 			default: // one pending event is enough
 			}
 		}
-		onErr := func(err error) { log.Warn("network change notifications failed; checking periodically", "err", err) }
+		onErr := func(err error) {
+			if ctx.Err() == nil { // closing the subscription at exit reports an error too
+				log.Warn("network change notifications failed; checking periodically", "err", err)
+			}
+		}
 		addrs := make(chan netlink.AddrUpdate, 16)
 		if err := netlink.AddrSubscribeWithOptions(addrs, ctx.Done(), netlink.AddrSubscribeOptions{ErrorCallback: onErr}); err != nil {
 			onErr(err)
