@@ -7,95 +7,44 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gatewayd/gatewayd/internal/testutil"
 )
 
-// Test timing: failAfter bounds every wait for something that should
-// happen; pollEvery is how often conditions are polled.
-const (
-	failAfter = 5 * time.Second
-	pollEvery = 5 * time.Millisecond
-)
+// failAfter bounds every wait for something that should happen.
+const failAfter = 5 * time.Second
 
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
+// testLogger logs at debug level into the test output.
+func testLogger(t testing.TB) *slog.Logger { return testutil.Logger(t) }
 
 // logBuffer collects log output for assertions; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type logBuffer = testutil.LogBuffer
 
 // checkGoroutines fails the test if goroutines started during it are still
-// running at cleanup (registered first, so it runs after other cleanups).
+// running at cleanup; call it first.
 func checkGoroutines(t *testing.T) {
 	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(failAfter)
-		for runtime.NumGoroutine() > before {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				t.Errorf("goroutines leaked: %d before, %d after\n%s",
-					before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
-				return
-			}
-			time.Sleep(pollEvery)
-		}
-	})
+	testutil.CheckGoroutines(t, failAfter)
 }
 
 // waitFor polls cond until it holds or failAfter passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(failAfter)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(pollEvery)
-	}
+	testutil.WaitFor(t, failAfter, what, cond)
 }
 
 // needRoot skips privileged tests for non-root users, except in CI, where
 // they must run.
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Getuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("test needs root (SO_MARK, SO_BINDTODEVICE) and CI=true")
-		}
-		t.Skip("needs root (SO_MARK, SO_BINDTODEVICE)")
-	}
+	testutil.NeedRoot(t, "SO_MARK, SO_BINDTODEVICE")
 }
 
 // haveIPv6 reports whether ::1 is usable.
-func haveIPv6(t testing.TB) bool {
-	ln, err := net.Listen("tcp6", "[::1]:0")
-	if err != nil {
-		t.Logf("no IPv6 loopback: %v", err)
-		return false
-	}
-	_ = ln.Close()
-	return true
-}
+func haveIPv6(t testing.TB) bool { return testutil.HaveIPv6(t) }
 
 // servers tracks the goroutines and conns of a test server so cleanup can
 // end them all.

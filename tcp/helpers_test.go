@@ -7,41 +7,25 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"runtime"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gatewayd/gatewayd/internal/testutil"
 )
 
 // failAfter guards every blocking step of a test; it is never a timing
 // assertion, only a way to fail instead of hanging.
 const failAfter = 10 * time.Second
 
-// goroutinePoll is how often checkGoroutines re-counts.
-const goroutinePoll = 10 * time.Millisecond
-
 // testLogger logs at debug level into the test output.
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
+func testLogger(t testing.TB) *slog.Logger { return testutil.Logger(t) }
 
 // checkGoroutines fails the test if goroutines started during it are still
-// running at cleanup (registered first, so it runs after other cleanups).
+// running at cleanup; call it first.
 func checkGoroutines(t *testing.T) {
 	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(failAfter)
-		for runtime.NumGoroutine() > before {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				t.Errorf("goroutines leaked: %d before, %d after\n%s",
-					before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
-				return
-			}
-			time.Sleep(goroutinePoll)
-		}
-	})
+	testutil.CheckGoroutines(t, failAfter)
 }
 
 // listenLoopback opens a plain (non-transparent) loopback listener.
@@ -185,13 +169,7 @@ func expectTransfer(t testing.TB, from, to *net.TCPConn, msg string) {
 // waitFor polls cond until it holds or failAfter passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(failAfter)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(goroutinePoll)
-	}
+	testutil.WaitFor(t, failAfter, what, cond)
 }
 
 // expectRefused connects to a and expects the server to reset the

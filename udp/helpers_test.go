@@ -1,14 +1,11 @@
 package udp
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
-	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -16,83 +13,40 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gatewayd/gatewayd/internal/sockopt"
+	"github.com/gatewayd/gatewayd/internal/testutil"
 )
 
 // failAfter guards every blocking step of a test; it is never a timing
 // assertion, only a way to fail instead of hanging.
 const failAfter = 10 * time.Second
 
-// pollEvery is how often waitFor and checkGoroutines re-check.
-const pollEvery = 10 * time.Millisecond
-
 // testLogger logs at debug level into the test output.
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
+func testLogger(t testing.TB) *slog.Logger { return testutil.Logger(t) }
 
 // logBuffer collects log output for assertions; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+type logBuffer struct{ testutil.LogBuffer }
 
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
+// logger logs at debug level into b.
+func (b *logBuffer) logger() *slog.Logger { return b.Logger() }
 
 // checkGoroutines fails the test if goroutines started during it are still
-// running at cleanup (registered first, so it runs after other cleanups).
+// running at cleanup; call it first.
 func checkGoroutines(t *testing.T) {
 	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(failAfter)
-		for runtime.NumGoroutine() > before {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				t.Errorf("goroutines leaked: %d before, %d after\n%s",
-					before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
-				return
-			}
-			time.Sleep(pollEvery)
-		}
-	})
+	testutil.CheckGoroutines(t, failAfter)
 }
 
 // waitFor polls cond until it holds or failAfter passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(failAfter)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(pollEvery)
-	}
+	testutil.WaitFor(t, failAfter, what, cond)
 }
 
 // needRoot skips privileged tests for non-root users, except in CI, where
 // they must run.
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Getuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("test needs root (IP_TRANSPARENT, SO_MARK, network namespaces) and CI=true")
-		}
-		t.Skip("needs root (IP_TRANSPARENT, SO_MARK, network namespaces)")
-	}
+	testutil.NeedRoot(t, "IP_TRANSPARENT, SO_MARK, network namespaces")
 }
 
 // listenUDP opens a plain UDP socket on addr ("127.0.0.1:0", "[::1]:0").
