@@ -54,19 +54,23 @@ func TestPolicyRulesByAddressPortSourceMAC(t *testing.T) {
 	} {
 		client, proxied, direct := fam(lab.ClientAddr), fam(dante.egress), fam(lab.GatewayWAN)
 		for _, c := range []struct {
-			what string
-			src  netip.Addr
-			dst  netip.AddrPort
-			want netip.Addr
+			what     string
+			src      netip.Addr
+			dst      netip.AddrPort
+			want     netip.Addr
+			outbound string
 		}{
-			{"by destination", client, netip.AddrPortFrom(fam(byDst), echoPort), proxied},
-			{"by port", client, netip.AddrPortFrom(fam(lab.Remotes[0]), policyPort), proxied},
-			{"by source", fam(src2), netip.AddrPortFrom(fam(lab.Remotes[0]), echoPort), proxied},
-			{"by MAC", client, netip.AddrPortFrom(fam(byMAC), echoPort), proxied},
-			{"no rule", client, netip.AddrPortFrom(fam(lab.Remotes[0]), echoPort), direct},
+			{"by destination", client, netip.AddrPortFrom(fam(byDst), echoPort), proxied, "socks"},
+			{"by port", client, netip.AddrPortFrom(fam(lab.Remotes[0]), policyPort), proxied, "socks"},
+			{"by source", fam(src2), netip.AddrPortFrom(fam(lab.Remotes[0]), echoPort), proxied, "socks"},
+			{"by MAC", client, netip.AddrPortFrom(fam(byMAC), echoPort), proxied, "socks"},
+			{"no rule", client, netip.AddrPortFrom(fam(lab.Remotes[0]), echoPort), direct, "direct"},
 		} {
 			if got := peerFrom(t, lab, c.src, c.dst); got != c.want {
 				t.Errorf("%s: %s -> %s: server saw %s, want %s", c.what, c.src, c.dst, got, c.want)
+			}
+			if got := routedFrom(t, g, c.src, c.dst); got != c.outbound {
+				t.Errorf("%s: %s -> %s: gatewayd routed it to %q, want %q", c.what, c.src, c.dst, got, c.outbound)
 			}
 		}
 	}
@@ -75,9 +79,6 @@ func TestPolicyRulesByAddressPortSourceMAC(t *testing.T) {
 		netip.AddrPortFrom(byMAC.V4, echoPort), netip.AddrPortFrom(byMAC.V6, echoPort),
 	} {
 		waitUpstreamLog(t, dante, fmt.Sprintf("%s.%d", dst.Addr(), dst.Port()))
-	}
-	if got := routedTo(t, g, netip.AddrPortFrom(byMAC.V6, echoPort)); got != "socks" {
-		t.Errorf("flow to %s routed to %q, want socks (by MAC)", byMAC.V6, got)
 	}
 	out, err := g.cmd("rules")
 	if err != nil {

@@ -103,6 +103,16 @@ func routedTo(t *testing.T, g *gw, dst netip.AddrPort) string {
 	return logUnquote(waitLogRE(t, g, flowLogRE("tcp flow routed", dst, "outbound"))[1])
 }
 
+// routedFrom is routedTo for the flow from src (any port) to dst, for
+// destinations several flows in a test go to.
+func routedFrom(t *testing.T, g *gw, src netip.Addr, dst netip.AddrPort) string {
+	t.Helper()
+	client := strings.TrimSuffix(netip.AddrPortFrom(src, 0).String(), ":0")
+	re := regexp.MustCompile(`msg="tcp flow routed".* client="?` + regexp.QuoteMeta(client) + `:\d+"? dst="?` +
+		regexp.QuoteMeta(dst.String()) + `"? .*\boutbound=` + logValue)
+	return logUnquote(waitLogRE(t, g, re)[1])
+}
+
 // closedErr returns the err of the relay's "tcp flow closed" line for the
 // flow to dst, which must have ended on a dial error.
 func closedErr(t *testing.T, g *gw, dst netip.AddrPort) string {
