@@ -173,9 +173,7 @@ func (s *Server) closeListeners() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stopped = true
-	for _, ln := range s.listeners {
-		_ = ln.Close()
-	}
+	listen.CloseAll(s.listeners)
 }
 
 // killFlows resets every remaining flow and aborts dials in progress.

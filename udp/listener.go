@@ -3,7 +3,6 @@ package udp
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 
@@ -22,24 +21,8 @@ const listenerRecvBuffer = 1 << 20
 // On failure it closes the ones it opened and names the address that
 // failed. Needs CAP_NET_RAW or CAP_NET_ADMIN.
 func (s *Server) Listen(ctx context.Context) error {
-	if len(s.cfg.Listen) == 0 {
-		return errors.New("listening: no UDP listen addresses configured")
-	}
 	lc := net.ListenConfig{Control: sockopt.Chain(sockopt.Transparent, sockopt.RecvOrigDst, sockopt.RecvBuffer(listenerRecvBuffer))}
-	opened, err := listen.All(s.cfg.Listen, func(ap netip.AddrPort) (*net.UDPConn, error) {
-		return listenOne(ctx, &lc, ap)
-	})
-	if err != nil {
-		return err
-	}
-	if err := s.addListeners(opened...); err != nil {
-		listen.CloseAll(opened)
-		return err
-	}
-	for _, ln := range opened {
-		s.log.Info("udp listening", "addr", ln.LocalAddr().String())
-	}
-	return nil
+	return listen.Open(ctx, &lc, s.cfg.Listen, s.addListeners, s.log)
 }
 
 // Addrs returns the bound listener addresses (with the real port where the
@@ -47,11 +30,7 @@ func (s *Server) Listen(ctx context.Context) error {
 func (s *Server) Addrs() []netip.AddrPort {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]netip.AddrPort, 0, len(s.listeners))
-	for _, ln := range s.listeners {
-		out = append(out, listenerAddr(ln))
-	}
-	return out
+	return listen.BoundAll(s.listeners)
 }
 
 // addListeners makes lns part of the server: served by Serve, closed by
@@ -66,30 +45,9 @@ func (s *Server) addListeners(lns ...*net.UDPConn) error {
 		return errors.New("listening: server is already serving")
 	}
 	s.listeners = append(s.listeners, lns...)
-	addrs := make([]netip.AddrPort, 0, len(s.listeners))
-	for _, ln := range s.listeners {
-		addrs = append(addrs, listenerAddr(ln))
-	}
-	s.guard.Store(listen.NewGuard(addrs, s.cfg.IsLocal))
+	s.guard.Store(listen.NewGuard(listen.BoundAll(s.listeners), s.cfg.IsLocal))
 	return nil
 }
 
-func listenOne(ctx context.Context, lc *net.ListenConfig, ap netip.AddrPort) (*net.UDPConn, error) {
-	pc, err := lc.ListenPacket(ctx, listen.Network("udp", ap.Addr()), ap.String())
-	if err != nil {
-		return nil, err
-	}
-	uc, ok := pc.(*net.UDPConn)
-	if !ok {
-		_ = pc.Close()
-		return nil, fmt.Errorf("got a %T, want *net.UDPConn", pc)
-	}
-	return uc, nil
-}
-
-func listenerAddr(ln *net.UDPConn) netip.AddrPort {
-	if a, ok := ln.LocalAddr().(*net.UDPAddr); ok {
-		return listen.Canonical(a.AddrPort())
-	}
-	return netip.AddrPort{}
-}
+// listenerAddr is ln's bound address, canonical.
+func listenerAddr(ln *net.UDPConn) netip.AddrPort { return listen.Bound(ln) }

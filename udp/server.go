@@ -265,9 +265,7 @@ func (s *Server) closeListeners() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stopped = true
-	for _, ln := range s.listeners {
-		_ = ln.Close()
-	}
+	listen.CloseAll(s.listeners)
 }
 
 func (s *Server) listenersStopped() bool {

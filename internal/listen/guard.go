@@ -1,6 +1,6 @@
 // Package listen holds what the TCP and UDP relays share about their
 // transparent listeners: opening a set of them, the network name for an
-// address, and the loop guard.
+// address, their bound addresses, and the loop guard.
 package listen
 
 import "net/netip"

@@ -16,14 +16,9 @@ import (
 func ReplySocket(addr netip.AddrPort, mark uint32) (*net.UDPConn, error) {
 	addr = Canonical(addr)
 	lc := net.ListenConfig{Control: sockopt.Chain(sockopt.Transparent, sockopt.ReuseAddr, sockopt.Mark(mark))}
-	pc, err := lc.ListenPacket(context.Background(), Network("udp", addr.Addr()), addr.String())
+	uc, err := On[*net.UDPConn](context.Background(), &lc, addr)
 	if err != nil {
 		return nil, fmt.Errorf("binding reply socket to %s: %w", addr, err)
-	}
-	uc, ok := pc.(*net.UDPConn)
-	if !ok {
-		_ = pc.Close()
-		return nil, fmt.Errorf("binding reply socket to %s: got a %T, want *net.UDPConn", addr, pc)
 	}
 	return uc, nil
 }
