@@ -74,7 +74,7 @@ func TestPolicySOCKS5TCP(t *testing.T) {
 // TestPolicySOCKS5Auth: against microsocks requiring a username and
 // password (RFC 1929), the right credentials relay the flow; a wrong
 // password and no credentials at all get the client a prompt reset, and
-// gatewayd logs why.
+// gatewayd logs why and counts them as authentication failures.
 func TestPolicySOCKS5Auth(t *testing.T) {
 	lab := netlab.NewT(t)
 	serveAll(t, lab)
@@ -108,6 +108,7 @@ func TestPolicySOCKS5Auth(t *testing.T) {
 	if strings.Contains(ms.log.String(), "connected to "+bad.V4.String()) {
 		t.Errorf("microsocks connected a flow whose credentials were wrong:\n%s", ms.log.String())
 	}
+	expectFailures(t, policyMetrics(t, g), map[string]string{"badpass": "auth", "nocreds": "auth"})
 	g.stop()
 }
 
@@ -156,7 +157,8 @@ func TestPolicySOCKS5UDP(t *testing.T) {
 // TestPolicyHTTPConnect: flows sent to an http outbound go through
 // tinyproxy with CONNECT and basic auth; a wrong password, missing
 // credentials and a port tinyproxy does not allow CONNECT to each get the
-// client a prompt reset, and gatewayd logs tinyproxy's answer.
+// client a prompt reset; gatewayd logs tinyproxy's answer and counts the
+// failures by kind.
 func TestPolicyHTTPConnect(t *testing.T) {
 	lab := netlab.NewT(t)
 	serveAll(t, lab)
@@ -192,5 +194,17 @@ func TestPolicyHTTPConnect(t *testing.T) {
 		}
 		t.Logf("flow to %s reset after %v", c.dst, took)
 	}
+	expectFailures(t, policyMetrics(t, g), map[string]string{"badpass": "auth", "nocreds": "auth", "web": "refused"})
 	g.stop()
+}
+
+// expectFailures checks that each outbound named in want counted exactly
+// one failed dial, of the kind given.
+func expectFailures(t *testing.T, m metrics, want map[string]string) {
+	t.Helper()
+	for ob, kind := range want {
+		if n := m.value(t, "gatewayd_outbound_dial_failures_total", "outbound", ob, "kind", kind); n != 1 {
+			t.Errorf("outbound %s: %v failures of kind %s counted, want 1", ob, n, kind)
+		}
+	}
 }

@@ -183,7 +183,8 @@ func TestPolicyDomainRules(t *testing.T) {
 
 // TestPolicyReject: TCP to a destination a rule rejects is reset at once
 // (not left to time out), both families; UDP to it is dropped (nothing
-// reaches the server, nothing comes back), while other destinations work.
+// reaches the server, nothing comes back), while other destinations work;
+// the counters of the status endpoint count both.
 func TestPolicyReject(t *testing.T) {
 	lab := netlab.NewT(t)
 	serveAll(t, lab)
@@ -204,7 +205,11 @@ func TestPolicyReject(t *testing.T) {
 			t.Errorf("flow to %s: gatewayd logged err=%s, want \"rejected by policy\"", ap, err)
 		}
 		c := clientUDP(t, lab, a.Is6())
-		expectNoReply(t, c, netip.AddrPortFrom(a, udpEchoPort+1), []byte("rejected 1"), []byte("rejected 2"), []byte("rejected 3"))
+		var payloads [][]byte
+		for i := range rejectedDatagrams {
+			payloads = append(payloads, fmt.Appendf(nil, "rejected %d", i))
+		}
+		expectNoReply(t, c, netip.AddrPortFrom(a, udpEchoPort+1), payloads...)
 		if n := got[a].Load(); n != 0 {
 			t.Errorf("the server at %s received %d datagrams a rule rejects", a, n)
 		}
@@ -216,8 +221,19 @@ func TestPolicyReject(t *testing.T) {
 	if got := peerSeen(t, lab, lab.Remotes[0].V6); got != lab.GatewayWAN.V6 {
 		t.Errorf("TCP to %s (no rule): server saw %s, want the gateway", lab.Remotes[0].V6, got)
 	}
+	m := policyMetrics(t, g)
+	if n := m.value(t, "gatewayd_udp_drops_total", "reason", "rejected"); n != 2*rejectedDatagrams {
+		t.Errorf("gatewayd counted %v UDP datagrams dropped as rejected, want %d", n, 2*rejectedDatagrams)
+	}
+	if n := m.value(t, "gatewayd_outbound_rejected_total", "outbound", "reject"); n != 2 {
+		t.Errorf("outbound reject counted %v TCP flows, want 2", n)
+	}
 	g.stop()
 }
+
+// rejectedDatagrams is how many datagrams TestPolicyReject sends per
+// family to the rejected destination.
+const rejectedDatagrams = 3
 
 // quicPort is UDP's HTTP/3 port, which route.quic = "reject" refuses.
 const quicPort = 443
@@ -258,6 +274,9 @@ func TestPolicyQUICSwitch(t *testing.T) {
 		if p := peerFrom(t, lab, pick(lab.ClientAddr, a), quic); p != pick(lab.GatewayWAN, a) {
 			t.Errorf("TCP to %s: server saw %s, want the gateway (direct)", quic, p)
 		}
+	}
+	if n := policyMetrics(t, g).value(t, "gatewayd_udp_drops_total", "reason", "rejected"); n != 2 {
+		t.Errorf("gatewayd counted %v UDP datagrams dropped as rejected, want 2 (one per family)", n)
 	}
 	g.stop()
 }

@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/internal/netlab"
 )
 
@@ -41,21 +41,19 @@ const policyPort = 7300
 func newPolicyGW(t *testing.T, lab *netlab.Lab, o opts, policy string) *gw {
 	t.Helper()
 	g := newGW(t, lab, o)
-	f, err := os.OpenFile(g.cfg, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = f.WriteString("\n" + policy)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		t.Fatalf("writing the policy into %s: %v", g.cfg, err)
-	}
+	appendConfig(t, g.cfg, "\n"+policy)
 	if out, err := g.cmd("check"); err != nil {
 		t.Fatalf("gatewayd check: %v\n%s", err, out)
 	}
 	return g
+}
+
+// policyMetrics scrapes gatewayd's /metrics at the default status.listen
+// (the config leaves [status] alone), once the endpoint listens.
+func policyMetrics(t *testing.T, g *gw) metrics {
+	t.Helper()
+	g.waitLog("status listening", logGuard)
+	return scrape(t, g.lab, netip.MustParseAddrPort(gateway.DefaultStatusListen))
 }
 
 // logGuard bounds the wait for a line in gatewayd's log: lines come
