@@ -14,7 +14,8 @@ import (
 	"github.com/gatewayd/gatewayd/internal/testutil"
 )
 
-// failAfter bounds every wait for something that should happen.
+// failAfter bounds this package's own waits for something that should
+// happen (checkGoroutines and waitFor use testutil.FailAfter).
 const failAfter = 5 * time.Second
 
 // testLogger logs at debug level into the test output.
@@ -24,16 +25,13 @@ func testLogger(t testing.TB) *slog.Logger { return testutil.Logger(t) }
 type logBuffer = testutil.LogBuffer
 
 // checkGoroutines fails the test if goroutines started during it are still
-// running at cleanup; call it first.
-func checkGoroutines(t *testing.T) {
-	t.Helper()
-	testutil.CheckGoroutines(t, failAfter)
-}
+// running at cleanup (bounded by testutil.FailAfter); call it first.
+func checkGoroutines(t *testing.T) { testutil.CheckGoroutines(t) }
 
-// waitFor polls cond until it holds or failAfter passes.
+// waitFor polls cond until it holds or testutil.FailAfter passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	testutil.WaitFor(t, failAfter, what, cond)
+	testutil.WaitFor(t, what, cond)
 }
 
 // needRoot skips privileged tests for non-root users, except in CI, where

@@ -16,17 +16,14 @@ import (
 
 // failAfter guards every blocking step of a test; it is never a timing
 // assertion, only a way to fail instead of hanging.
-const failAfter = 10 * time.Second
+const failAfter = testutil.FailAfter
 
 // testLogger logs at debug level into the test output.
 func testLogger(t testing.TB) *slog.Logger { return testutil.Logger(t) }
 
 // checkGoroutines fails the test if goroutines started during it are still
 // running at cleanup; call it first.
-func checkGoroutines(t *testing.T) {
-	t.Helper()
-	testutil.CheckGoroutines(t, failAfter)
-}
+func checkGoroutines(t *testing.T) { testutil.CheckGoroutines(t) }
 
 // listenLoopback opens a plain (non-transparent) loopback listener.
 func listenLoopback(t testing.TB) *net.TCPListener {
@@ -169,7 +166,7 @@ func expectTransfer(t testing.TB, from, to *net.TCPConn, msg string) {
 // waitFor polls cond until it holds or failAfter passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	testutil.WaitFor(t, failAfter, what, cond)
+	testutil.WaitFor(t, what, cond)
 }
 
 // expectRefused connects to a and expects the server to reset the

@@ -18,7 +18,7 @@ import (
 
 // failAfter guards every blocking step of a test; it is never a timing
 // assertion, only a way to fail instead of hanging.
-const failAfter = 10 * time.Second
+const failAfter = testutil.FailAfter
 
 // testLogger logs at debug level into the test output.
 func testLogger(t testing.TB) *slog.Logger { return testutil.Logger(t) }
@@ -31,15 +31,12 @@ func (b *logBuffer) logger() *slog.Logger { return b.Logger() }
 
 // checkGoroutines fails the test if goroutines started during it are still
 // running at cleanup; call it first.
-func checkGoroutines(t *testing.T) {
-	t.Helper()
-	testutil.CheckGoroutines(t, failAfter)
-}
+func checkGoroutines(t *testing.T) { testutil.CheckGoroutines(t) }
 
 // waitFor polls cond until it holds or failAfter passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	testutil.WaitFor(t, failAfter, what, cond)
+	testutil.WaitFor(t, what, cond)
 }
 
 // needRoot skips privileged tests for non-root users, except in CI, where

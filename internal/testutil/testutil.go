@@ -19,11 +19,20 @@ const PollEvery = 10 * time.Millisecond
 // thousand goroutines' stacks, which is more than any leak needs to show.
 const stackDumpSize = 1 << 20
 
+// FailAfter bounds the waits of CheckGoroutines and WaitFor: a test that
+// would hang fails instead. It is never a timing assertion.
+const FailAfter = 10 * time.Second
+
 // CheckGoroutines fails the test if goroutines started during it are still
-// running at cleanup, failAfter after the cleanup began. Call it first in
-// the test, so its cleanup runs after all others (cleanups run last
-// registered first).
-func CheckGoroutines(t testing.TB, failAfter time.Duration) {
+// running FailAfter after its cleanup began. Call it first in the test, so
+// its cleanup runs after all others (cleanups run last registered first).
+func CheckGoroutines(t testing.TB) {
+	t.Helper()
+	checkGoroutines(t, FailAfter)
+}
+
+// checkGoroutines is CheckGoroutines with another bound.
+func checkGoroutines(t testing.TB, failAfter time.Duration) {
 	t.Helper()
 	before := runtime.NumGoroutine()
 	t.Cleanup(func() {
@@ -40,10 +49,15 @@ func CheckGoroutines(t testing.TB, failAfter time.Duration) {
 	})
 }
 
-// WaitFor polls cond until it holds, and fails the test if failAfter
-// passes first. failAfter is a bound against hanging, never a timing
-// assertion.
-func WaitFor(t testing.TB, failAfter time.Duration, what string, cond func() bool) {
+// WaitFor polls cond until it holds, and fails the test if FailAfter
+// passes first.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	waitFor(t, FailAfter, what, cond)
+}
+
+// waitFor is WaitFor with another bound.
+func waitFor(t testing.TB, failAfter time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(failAfter)
 	for !cond() {

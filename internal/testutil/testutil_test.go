@@ -9,10 +9,6 @@ import (
 	"time"
 )
 
-// failBound keeps these tests from hanging; it is never a timing
-// assertion.
-const failBound = 10 * time.Second
-
 // shortBound is the failAfter of checks that are meant to fail: short,
 // so the tests stay fast.
 const shortBound = 50 * time.Millisecond
@@ -73,14 +69,14 @@ func run(t *testing.T, f func()) {
 	}()
 	select {
 	case <-done:
-	case <-time.After(failBound):
+	case <-time.After(FailAfter):
 		t.Fatal("helper did not return")
 	}
 }
 
 func TestCheckGoroutinesReportsLeak(t *testing.T) {
 	r := &recorder{TB: t}
-	CheckGoroutines(r, shortBound)
+	checkGoroutines(r, shortBound)
 	stuck := make(chan struct{})
 	go func() { <-stuck }()
 	r.runCleanups()
@@ -95,7 +91,7 @@ func TestCheckGoroutinesReportsLeak(t *testing.T) {
 
 func TestCheckGoroutinesWaitsForEndingGoroutines(t *testing.T) {
 	r := &recorder{TB: t}
-	CheckGoroutines(r, failBound)
+	CheckGoroutines(r)
 	ending := make(chan struct{})
 	go func() { <-ending }()
 	time.AfterFunc(3*PollEvery, func() { close(ending) })
@@ -108,12 +104,12 @@ func TestCheckGoroutinesWaitsForEndingGoroutines(t *testing.T) {
 func TestWaitFor(t *testing.T) {
 	r := &recorder{TB: t}
 	polls := 0
-	run(t, func() { WaitFor(r, failBound, "the third poll", func() bool { polls++; return polls == 3 }) })
+	run(t, func() { WaitFor(r, "the third poll", func() bool { polls++; return polls == 3 }) })
 	if len(r.errs) != 0 || polls != 3 {
 		t.Errorf("errors %q after %d polls, want none after 3", r.errs, polls)
 	}
 
-	run(t, func() { WaitFor(r, shortBound, "never", func() bool { return false }) })
+	run(t, func() { waitFor(r, shortBound, "never", func() bool { return false }) })
 	if len(r.errs) != 1 || r.errs[0] != "timed out waiting for never" {
 		t.Errorf("errors = %q, want one timeout naming what was awaited", r.errs)
 	}
