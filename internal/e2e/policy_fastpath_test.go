@@ -39,7 +39,7 @@ func ipsetEntry(t *testing.T, lab *netlab.Lab, set string, a netip.Addr) (int, b
 // TestPolicyFastPath: everything goes through dante by default, except a
 // destination a CIDR-only direct rule covers, which is in the fast path's
 // ipsets and forwarded by the kernel (the server sees the client itself;
-// gatewayd never sees the flow), and the addresses of a name whose rule is
+// gatewayd neither logs nor counts the flow), and the addresses of a name whose rule is
 // domain -> direct, which land in the ipsets with a timeout once the
 // client resolves the name through the hijacked DNS.
 func TestPolicyFastPath(t *testing.T) {
@@ -71,6 +71,7 @@ func TestPolicyFastPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, fastList, _ := strings.Cut(out, "# kernel fast path")
+	tcpFlows := policyMetrics(t, g).value(t, "gatewayd_flows_total", "proto", "tcp")
 	for _, a := range []netip.Addr{fast.V4, fast.V6} {
 		if !strings.Contains(fastList, hostPrefix(a)) {
 			t.Errorf("gatewayd rules lists no fast path entry %s:\n%s", hostPrefix(a), out)
@@ -85,6 +86,9 @@ func TestPolicyFastPath(t *testing.T) {
 		if got := peerSeen(t, lab, a); got != pick(lab.ClientAddr, a) {
 			t.Errorf("%s (fast path): server saw %s, want the client %s (kernel forwarding)", a, got, pick(lab.ClientAddr, a))
 		}
+	}
+	if n := policyMetrics(t, g).value(t, "gatewayd_flows_total", "proto", "tcp"); n != tcpFlows {
+		t.Errorf("gatewayd's TCP flow count went from %v to %v over the fast path flows", tcpFlows, n)
 	}
 	// An intercepted flow after the fast ones: once its routing is logged,
 	// theirs would have been too.
