@@ -17,11 +17,8 @@ import (
 )
 
 // upstreamTimeout is the socks5 outbounds' timeout (connect plus
-// handshake) in TestPolicyUpstreamDown, as the config writes it.
-const (
-	upstreamTimeout    = time.Second
-	upstreamTimeoutCfg = "timeout = \"1s\"\n"
-)
+// handshake) in TestPolicyUpstreamDown.
+const upstreamTimeout = time.Second
 
 // timeoutSlack is what a timed-out flow may take beyond upstreamTimeout
 // until its client sees the reset: scheduling on a loaded CI machine.
@@ -53,6 +50,7 @@ func TestPolicyUpstreamDown(t *testing.T) {
 	silent := netip.AddrPortFrom(lab.ServerAddr.V4, silentProxyPort)
 	serve(t, lab.Server, silent, func(c *net.TCPConn) { _, _ = io.Copy(io.Discard, c) })
 	viaDante, viaSilent, withFallback := lab.Remotes[0], lab.Remotes[1], lab.Remotes[2]
+	upstreamTimeoutCfg := fmt.Sprintf("timeout = %q\n", upstreamTimeout)
 	g := newPolicyGW(t, lab, opts{}, socksOutbound("socks", dante.addr, "", "", upstreamTimeoutCfg)+
 		socksOutbound("silent", silent, "", "", upstreamTimeoutCfg)+
 		socksOutbound("socksfb", dante.addr, "", "", upstreamTimeoutCfg+"fallback = \"direct\"\n")+
