@@ -123,11 +123,12 @@ func (ss *session) noteDst(dst netip.AddrPort, h uint64) {
 func (s *Server) newSession(key sessionKey, now int64, p []byte, dst netip.AddrPort) (*session, bool) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	ss := &session{
-		key:     key,
-		client:  key.client,
-		start:   time.Now(),
-		cancel:  cancel,
-		pending: []pendingDatagram{{payload: append([]byte(nil), p...), dst: dst}},
+		key:      key,
+		client:   key.client,
+		start:    time.Now(),
+		cancel:   cancel,
+		pending:  []pendingDatagram{{payload: append([]byte(nil), p...), dst: dst}},
+		firstDst: dst, // set before the session is listed (Sessions)
 	}
 	ss.last.Store(now)
 	got, added := s.sessions.add(key, ss)
