@@ -11,7 +11,7 @@ TOOLS    := ip:iproute2 iptables:iptables ip6tables:iptables iptables-restore:ip
             sysctl:procps iperf3:iperf3 curl:curl dig:dnsutils dnsmasq:dnsmasq-base ss:iproute2 dnsperf:dnsperf \
             ipset:ipset danted:dante-server tinyproxy:tinyproxy microsocks:microsocks \
             setpriv:util-linux unshare:util-linux qemu-mipsel-static:qemu-user-static \
-            qemu-aarch64-static:qemu-user-static systemd-analyze:systemd
+            qemu-aarch64-static:qemu-user-static systemd-analyze:systemd systemd-nspawn:systemd-container
 
 .PHONY: all build deps test test-unit demo bench lint cross rootfs clean
 
@@ -318,6 +318,102 @@ else
 		fi
 	else
 		bad "systemd-sysusers: $(cat "$tmp/err")"
+	fi
+fi
+
+# systemd boot: the unit under a real systemd, in a throwaway container:
+# systemd-nspawn with a tmpfs root over this machine's /usr (the rootfs's
+# usr/ laid over it, a native build as the binary) and a network namespace
+# of its own. A test unit in it starts, reloads and stops gatewayd and
+# writes what it saw to $boot/out. A container that does not come up is
+# reported and skipped; what it saw is checked.
+boot=$tmp/boot
+mkdir -p "$boot/out"
+# A machine id of its own: not a "first boot", so no presets enable
+# gatewayd.service before the test starts it.
+od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$boot/machine-id"
+echo >>"$boot/machine-id"
+cp -R "$root/usr" "$boot/usr"
+cp "$tmp/gatewayd-native" "$boot/usr/bin/gatewayd"
+cat >"$boot/gwtest.service" <<'EOF'
+[Unit]
+After=multi-user.target
+[Service]
+Type=oneshot
+ExecStart=/bin/sh /gwtest.sh
+ExecStopPost=/bin/systemctl --no-block poweroff
+EOF
+cat >"$boot/gwtest.sh" <<'EOF'
+o=/gwout
+exec >$o/log 2>&1
+set -x
+ip link add br-lan type bridge && ip addr add 198.18.1.1/24 dev br-lan && ip link set br-lan up
+systemd-sysusers gatewayd.conf && systemd-tmpfiles --create gatewayd.conf
+systemctl start gatewayd
+for i in $(seq 50); do iptables-save -t mangle | grep -q GWD_PRE && break; sleep 0.2; done
+pid=$(systemctl show -p MainPID --value gatewayd)
+cat /proc/$pid/status >$o/status
+iptables-save -t mangle >$o/mangle-running
+ip rule >$o/rule-running
+systemctl reload gatewayd
+sleep 1
+echo "$pid $(systemctl show -p MainPID --value gatewayd) $(systemctl is-active gatewayd)" >$o/reload
+systemctl stop gatewayd
+systemctl show -p Result --value gatewayd >$o/result
+iptables-save -t mangle >$o/mangle-stopped
+ip rule >$o/rule-stopped
+journalctl -u gatewayd --no-pager >$o/journal
+echo done >$o/done
+EOF
+if ! command -v systemd-nspawn >/dev/null || [ ! -x /usr/lib/systemd/systemd ]; then
+	skip "systemd boot: systemd-nspawn or systemd not installed"
+else
+	timeout 120 systemd-nspawn -q -D / --volatile=yes --private-network --register=no --keep-unit \
+		--machine="gwdcheck$$" --overlay-ro="/usr:$boot/usr:/usr" \
+		--bind-ro="$root/etc/gatewayd:/etc/gatewayd" \
+		--bind-ro="$root/etc/sysctl.d/90-gatewayd.conf:/etc/sysctl.d/90-gatewayd.conf" \
+		--bind-ro=/etc/protocols --bind-ro=/etc/services --bind-ro=/etc/nsswitch.conf \
+		--bind-ro=/etc/alternatives --bind="$boot/out:/gwout" --bind-ro="$boot/gwtest.sh:/gwtest.sh" \
+		--bind-ro="$boot/gwtest.service:/etc/systemd/system/gwtest.service" \
+		--bind-ro="$boot/machine-id:/etc/machine-id" \
+		-b systemd.firstboot=off systemd.wants=gwtest.service >"$tmp/boot.log" 2>&1
+	o=$boot/out
+	if [ ! -f "$o/done" ]; then
+		skip "systemd boot: the container did not run the test here: $(tail -3 "$tmp/boot.log" "$o/log" 2>/dev/null)"
+	else
+		caps=$(grep -E '^(CapPrm|CapEff|CapAmb|CapBnd|NoNewPrivs|Seccomp):' "$o/status" | tr -s '\t' ' ')
+		if grep -q '^Uid:[[:space:]]*0[[:space:]]' "$o/status" || [ "$caps" != "CapPrm: 0000000000003400
+CapEff: 0000000000003400
+CapBnd: 0000000000003400
+CapAmb: 0000000000003400
+NoNewPrivs: 1
+Seccomp: 2" ]; then
+			bad "systemd boot: gatewayd's identity: $(grep -E '^(Uid|Cap|NoNewPrivs|Seccomp)' "$o/status")"
+		else
+			ok "systemd boot: gatewayd runs as $(grep '^Uid:' "$o/status" | cut -f2) with NET_ADMIN, NET_RAW, NET_BIND_SERVICE only, no_new_privs, seccomp"
+		fi
+		if grep -q -- '-A PREROUTING -i br-lan -j GWD_PRE' "$o/mangle-running" && grep -q 'lookup 2026' "$o/rule-running"; then
+			ok "systemd boot: rules and ip rule installed as the gatewayd user"
+		else
+			bad "systemd boot: interception not installed: $(cat "$o/mangle-running" "$o/rule-running")"
+		fi
+		set -- $(cat "$o/reload")
+		if [ "$#" -eq 3 ] && [ "$1" = "$2" ] && [ "$3" = active ]; then
+			ok "systemd boot: systemctl reload keeps the daemon (pid $1)"
+		else
+			bad "systemd boot: after systemctl reload: pid before, pid after, state = $*"
+		fi
+		if [ "$(cat "$o/result")" = success ] && ! grep -q GWD_ "$o/mangle-stopped" && ! grep -q 'lookup 2026' "$o/rule-stopped" &&
+			grep -q 'cleanup done' "$o/journal"; then
+			ok "systemd boot: systemctl stop: clean exit, ExecStopPost cleanup ran, nothing left installed"
+		else
+			bad "systemd boot: after stop: $(cat "$o/result" "$o/mangle-stopped" "$o/rule-stopped")"
+		fi
+		if grep -q 'level=ERROR' "$o/journal"; then
+			bad "systemd boot: gatewayd logged errors: $(grep 'level=ERROR' "$o/journal")"
+		else
+			ok "systemd boot: no errors logged"
+		fi
 	fi
 fi
 
