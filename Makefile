@@ -76,6 +76,11 @@ dist/gatewayd-%: FORCE
 # dist/gatewayd-rootfs-$(ARCH).tar.gz: root-owned, modes independent of
 # the checkout's umask, entries sorted and dated by the last commit.
 ARCH ?= amd64
+ifneq ($(filter rootfs,$(MAKECMDGOALS)),)
+ifeq ($(CROSS_ENV_$(ARCH)),)
+$(error unknown ARCH "$(ARCH)": want one of $(CROSS_ARCHES))
+endif
+endif
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 rootfs: dist/gatewayd-rootfs-$(ARCH).tar.gz
 	@echo $<
