@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -21,8 +22,9 @@ func (a *app) printPolicyTable(rep *policyReport, tcp []caseResult) {
 	row := func(cells ...string) { fmt.Fprintf(tw, "| %s\t|\n", strings.Join(cells, "\t| ")) }
 	row("case", "forwarding Gbit/s", "direct, user space Gbit/s (ratio)", "direct, fast path Gbit/s (ratio)",
 		"socks5 via Dante Gbit/s (ratio)", "gatewayd %core user space / fast path / socks5", "Dante %core",
-		fmt.Sprintf("fast path >= %.1fx", policyFastPathTarget), "forwarding after Gbit/s")
-	row("---", "---:", "---:", "---:", "---:", "---:", "---:", "---", "---:")
+		fmt.Sprintf("fast path >= %.1fx", policyFastPathTarget), "forwarding after Gbit/s",
+		"host CPU busy fwd / user space / fast path / socks5")
+	row("---", "---:", "---:", "---:", "---:", "---:", "---:", "---", "---:", "---:")
 	gbps := func(c *policyCell) string {
 		if c == nil {
 			return "-"
@@ -48,10 +50,12 @@ func (a *app) printPolicyTable(rep *policyReport, tcp []caseResult) {
 			fmt.Sprintf("%.0f / %.0f / %.0f", dir.GatewaydCore, fast.GatewaydCore, socks.GatewaydCore),
 			fmt.Sprintf("%.0f", socks.DantedCore),
 			verdict,
-			fmt.Sprintf("%.2f (%+.0f%%)", after.Gbps, 100*(after.Ratio-1)))
+			fmt.Sprintf("%.2f (%+.0f%%)", after.Gbps, 100*(after.Ratio-1)),
+			fmt.Sprintf("%.0f%% / %.0f%% / %.0f%% / %.0f%%", fwd.HostBusy, dir.HostBusy, fast.HostBusy, socks.HostBusy))
 	}
 	_ = tw.Flush()
-	a.printf("%%core: CPU time over the run's wall time (100 = one CPU); Dante's counts all its processes.\n")
+	a.printf("%%core: CPU time over the run's wall time (100 = one CPU); Dante's counts all its processes. host CPU busy: all %d CPUs, /proc/stat\n",
+		runtime.NumCPU())
 	a.printf("fast path: the destination is in gatewayd's ipset and the kernel forwards the flow; gatewayd's %%core there is what it uses while idle.\n")
 	if cmp := withoutRules(rep, tcp); cmp != "" {
 		a.printf("direct in user space with rules / gatewayd without rules (TCP part of this run): %s\n", cmp)
