@@ -97,14 +97,19 @@ func (c *Config) validateMarks() error {
 	return nil
 }
 
+// maxTable is the largest routing table id that means the same on every
+// router CPU: netlink's table attribute is a uint32, but 32-bit builds
+// (mipsle, arm) hold it in a Go int.
+const maxTable = 1<<31 - 1
+
 func (c *Config) validateRouting() error {
 	r := c.Routing
 	switch r.Table {
 	case tableUnspec, tableDefault, tableMain, tableLocal:
 		return c.errorf("routing.table", "%d is reserved (0, 253 default, 254 main, 255 local)", r.Table)
 	}
-	if r.Table < 0 {
-		return c.errorf("routing.table", "must be positive")
+	if r.Table < 0 || r.Table > maxTable {
+		return c.errorf("routing.table", "must be between 1 and %d", maxTable)
 	}
 	if r.Priority <= prioLocal || r.Priority >= prioMain {
 		return c.errorf("routing.priority", "%d must be between %d and %d (before the main table)", r.Priority, prioLocal+1, prioMain-1)
