@@ -16,7 +16,7 @@ import (
 func (a *app) printPolicyTable(rep *policyReport, tcp []caseResult) {
 	a.printf("\nRouting policy (issue 5): TCP, IPv4, medians of %d runs of %ds; ratio = path / forwarding, both from this part.\n",
 		a.opt.runs, a.secs())
-	a.printf("gatewayd runs the base config plus these rules; the SOCKS5 upstream is %s in the server namespace:\n%s\n",
+	a.printf("gatewayd runs the base config plus these rules; the SOCKS5 upstream is %s in the server namespace:\n%s\n\n",
 		rep.Danted, indent(strings.TrimSpace(rep.Rules)))
 	tw := tabwriter.NewWriter(a.out, 0, 0, 1, ' ', 0)
 	row := func(cells ...string) { fmt.Fprintf(tw, "| %s\t|\n", strings.Join(cells, "\t| ")) }
