@@ -132,7 +132,9 @@ func testFastPathKernel(t *testing.T, mode string) {
 	if err := dialThrough(l, learned.V4, labDialDropped); err == nil {
 		t.Errorf("%v connected after it was forbidden", learned.V4)
 	}
-	if st := fp.Stats(); st != (FastPathStats{Added: 2, Learned: 1, Withdrawn: 1}) {
+	// Added: the two direct prefixes and the bypass list, which the sets
+	// hold instead of one rule each (overlapping prefixes may merge).
+	if st := fp.Stats(); st.Added <= 2 || st.Learned != 1 || st.Withdrawn != 1 || st.Failed != 0 {
 		t.Errorf("Stats = %+v", st)
 	}
 

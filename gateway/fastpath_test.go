@@ -345,8 +345,11 @@ func TestGatewayFastPathLifecycle(t *testing.T) {
 			for _, want := range []string{
 				"-A GWD_PRE -m set --match-set gwd_direct4 dst -j RETURN",
 				"-A GWD_PRE -m set --match-set gwd_direct6 dst -j RETURN",
-				"gwd_direct4 hash:net inet maxelem 65536 timeout 0\n  198.19.0.0/24 timeout 0\n",
-				"gwd_direct6 hash:net inet6 maxelem 65536 timeout 0\n  2001:2:ff::/64 timeout 0\n",
+				"gwd_direct4 hash:net inet maxelem 65536 timeout 0\n",
+				"  198.19.0.0/24 timeout 0\n",
+				"  10.0.0.0/8 timeout 0\n", // the bypass list is in the sets too
+				"gwd_direct6 hash:net inet6 maxelem 65536 timeout 0\n",
+				"  2001:2:ff::/64 timeout 0\n",
 			} {
 				if !strings.Contains(during, want) {
 					t.Errorf("installed state lacks %q:\n%s", want, during)

@@ -123,7 +123,7 @@ func (g *Gateway) install(ctx context.Context, env Env) (Env, error) {
 				fams = append(fams, f)
 			}
 		}
-		if err := g.FastPath.Setup(ctx, fams, g.Direct); err != nil {
+		if err := g.FastPath.Setup(ctx, fams, g.Config.FastPathEntries(g.Direct)); err != nil {
 			// Without ipsets every flow goes through user space, where the
 			// same rules route it: slower, not wrong.
 			g.Log.Warn("kernel fast path not available; direct flows are relayed in user space", "err", err)

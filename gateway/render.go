@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -130,11 +131,16 @@ func dnsRules(c *Config, f Family, tmark string) []string {
 }
 
 // bypassFor is the deduplicated list of family-f destinations RETURNed
-// before TPROXY: the LAN subnets first, then the configured list.
+// before TPROXY by rules of their own: the LAN subnets first, then the
+// configured list unless the fast path's set holds it (bypassInSet).
 func bypassFor(c *Config, f Family, env Env) []netip.Prefix {
 	seen := map[netip.Prefix]bool{}
 	var out []netip.Prefix
-	for _, list := range [][]netip.Prefix{env.LANSubnets, c.Bypass.Destinations} {
+	lists := [][]netip.Prefix{env.LANSubnets, c.Bypass.Destinations}
+	if env.FastPath && bypassInSet(c) {
+		lists = lists[:1]
+	}
+	for _, list := range lists {
 		for _, p := range list {
 			p = p.Masked()
 			// No Unmap here: ::ffff:0:0/96 is an IPv6 prefix in its own right.
@@ -145,6 +151,24 @@ func bypassFor(c *Config, f Family, env Env) []netip.Prefix {
 		}
 	}
 	return out
+}
+
+// bypassInSet reports whether the bypass list goes into the fast path's
+// sets (when they exist) instead of one RETURN rule per prefix: every rule a
+// packet walks costs, and the sets answer in one hash lookup whatever their
+// size. Not with the QUIC switch on: its rule must come after the bypass
+// list (bypassed destinations are never intercepted, QUIC or not) and
+// before the learned direct addresses (which it must catch).
+func bypassInSet(c *Config) bool { return c.Route.QUIC != QUICReject }
+
+// FastPathEntries are the permanent entries of the fast path's sets: the
+// destinations the rules send direct and, where the sets hold it, the
+// bypass list.
+func (c *Config) FastPathEntries(direct []netip.Prefix) []netip.Prefix {
+	if !bypassInSet(c) {
+		return direct
+	}
+	return append(slices.Clone(direct), c.Bypass.Destinations...)
 }
 
 // a renders one "-A chain args..." line.

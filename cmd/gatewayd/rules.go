@@ -36,7 +36,7 @@ func cmdRules(cfg *gateway.Config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	for _, p := range fast.DirectPrefixes() {
+	for _, p := range cfg.FastPathEntries(fast.DirectPrefixes()) {
 		fmt.Fprintln(stdout, p)
 	}
 	return nil
