@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/gatewayd/gatewayd/udp"
 )
@@ -78,6 +79,8 @@ type hitBatch struct {
 	dst  [udpBatch]netip.AddrPort
 	to   [udpBatch]netip.AddrPort
 	sb   *udp.SendBatch
+
+	order [udpBatch]int // flush's send order
 }
 
 func newHitBatch(s *Server) *hitBatch { return &hitBatch{s: s, sb: udp.NewSendBatch(udpBatch)} }
@@ -93,38 +96,62 @@ func (h *hitBatch) answer(query []byte, client, dst netip.AddrPort) bool {
 	return true
 }
 
-// flush sends the queued answers, grouped by the address they come from
-// (usually one: most clients ask the same resolver).
+// flush sends the queued answers with one sendmmsg(2) per reply address
+// (usually one: most clients ask the same resolver). They are sent sorted
+// by reply address, client and size: answers to one client of one size
+// (a stub resolver asking the same names) are then consecutive, and the
+// send coalesces them into one UDP GSO message, which the kernel takes
+// through routing, netfilter and the veth or NIC once. Answers to
+// different queries have no order among themselves.
 func (h *hitBatch) flush() {
-	for first := 0; first < h.n; first++ {
-		src := h.dst[first]
-		if !src.IsValid() {
-			continue // sent with an earlier group
+	order := h.order[:h.n]
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, h.compare)
+	for start := 0; start < len(order); {
+		src := h.dst[order[start]]
+		end := start
+		for end < len(order) && h.dst[order[end]] == src {
+			end++
 		}
-		snd, err := h.s.replies.sender(src)
-		if err != nil {
-			h.s.log.Debug("dns answers not sent", "from", src.String(), "err", err)
-		} else {
-			h.sb.Begin(snd)
-		}
-		queued := 0
-		for i := first; i < h.n; i++ {
-			if h.dst[i] != src {
-				continue
-			}
-			h.dst[i] = netip.AddrPort{}
-			if err == nil && h.sb.Add(h.outs[i], h.to[i]) {
-				queued++
-			} else {
-				h.s.dropped.Add(1)
-			}
-		}
-		if err == nil && queued > 0 {
-			dropped, _ := h.sb.Flush()
-			h.s.dropped.Add(uint64(dropped))
-		}
+		h.send(src, order[start:end])
+		start = end
 	}
 	h.n = 0
+}
+
+func (h *hitBatch) compare(a, b int) int {
+	if c := h.dst[a].Compare(h.dst[b]); c != 0 {
+		return c
+	}
+	if c := h.to[a].Compare(h.to[b]); c != 0 {
+		return c
+	}
+	return len(h.outs[b]) - len(h.outs[a]) // longest first: a GSO run may end with a shorter one
+}
+
+// send sends the answers idx from src.
+func (h *hitBatch) send(src netip.AddrPort, idx []int) {
+	snd, err := h.s.replies.sender(src)
+	if err != nil {
+		h.s.dropped.Add(uint64(len(idx)))
+		h.s.log.Debug("dns answers not sent", "from", src.String(), "err", err)
+		return
+	}
+	h.sb.Begin(snd)
+	queued := 0
+	for _, i := range idx {
+		if h.sb.Add(h.outs[i], h.to[i]) {
+			queued++
+		} else {
+			h.s.dropped.Add(1)
+		}
+	}
+	if queued > 0 {
+		dropped, _ := h.sb.Flush()
+		h.s.dropped.Add(uint64(dropped))
+	}
 }
 
 // sendUDP sends an answer to client from dst, the address the client asked.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -203,4 +204,37 @@ func FuzzTTLOffsets(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestHitBatchOrder: a batch's answers go out grouped by reply address,
+// then client, longest first, so runs to one client coalesce (UDP GSO).
+func TestHitBatchOrder(t *testing.T) {
+	h := newHitBatch(&Server{})
+	r1, r2 := netip.MustParseAddrPort("198.19.53.53:53"), netip.MustParseAddrPort("198.19.8.8:53")
+	c1, c2 := netip.MustParseAddrPort("198.18.1.2:1000"), netip.MustParseAddrPort("198.18.1.2:2000")
+	in := []struct {
+		dst, to netip.AddrPort
+		size    int
+	}{{r2, c1, 60}, {r1, c2, 60}, {r1, c1, 40}, {r1, c2, 60}, {r1, c1, 60}, {r2, c1, 60}, {r1, c2, 30}}
+	for i, e := range in {
+		h.dst[i], h.to[i], h.outs[i] = e.dst, e.to, make([]byte, e.size)
+	}
+	h.n = len(in)
+	order := h.order[:h.n]
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, h.compare)
+	var got []string
+	for _, i := range order {
+		got = append(got, fmt.Sprintf("%s>%s/%d", h.dst[i], h.to[i], len(h.outs[i])))
+	}
+	want := []string{
+		"198.19.53.53:53>198.18.1.2:1000/60", "198.19.53.53:53>198.18.1.2:1000/40",
+		"198.19.53.53:53>198.18.1.2:2000/60", "198.19.53.53:53>198.18.1.2:2000/60", "198.19.53.53:53>198.18.1.2:2000/30",
+		"198.19.8.8:53>198.18.1.2:1000/60", "198.19.8.8:53>198.18.1.2:1000/60",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("send order\n%v\nwant\n%v", got, want)
+	}
 }
