@@ -71,8 +71,17 @@ func chainRules(c *Config, f Family, env Env) []string {
 		a(chainDivert, "-j", "MARK", "--set-xmark", tmark),
 		a(chainDivert, "-j", "ACCEPT"),
 		a(chainPre, "-m", "mark", "--mark", bmark, "-j", "RETURN"),
-		a(chainPre, "-p", "tcp", "-m", "socket", "--transparent", "-j", chainDivert),
 	}
+	if env.FastPath {
+		// Connections the fast path let through (connmark bypass bit set
+		// below, at the set match) skip the rest of the chain, the
+		// per-packet socket lookup included, from their second packet on.
+		// Only LAN-originated directions: the bit on gatewayd's own
+		// connections (chainOut) marks their REPLY direction, which the
+		// --ctdir REPLY rule below handles.
+		r = append(r, a(chainPre, "-m", "connmark", "--mark", bmark, "-m", "conntrack", "--ctdir", "ORIGINAL", "-j", "RETURN"))
+	}
+	r = append(r, a(chainPre, "-p", "tcp", "-m", "socket", "--transparent", "-j", chainDivert))
 	dns := dnsRules(c, f, tmark)
 	if c.DNS.HijackRouter {
 		r = append(r, dns...) // before the router's own addresses return
@@ -101,7 +110,9 @@ func chainRules(c *Config, f Family, env Env) []string {
 		// Destinations that would certainly be relayed `direct` are left
 		// to the kernel. After the socket rule, so TCP flows gatewayd
 		// already holds stay with it when an address is learned later.
-		r = append(r, a(chainPre, "-m", "set", "--match-set", DirectSet(f), "dst", "-j", "RETURN"))
+		r = append(r,
+			a(chainPre, "-m", "set", "--match-set", DirectSet(f), "dst", "-j", "CONNMARK", "--set-xmark", bmark),
+			a(chainPre, "-m", "set", "--match-set", DirectSet(f), "dst", "-j", "RETURN"))
 	}
 	// TCP: only SYNs. Later packets of gatewayd's flows match the socket
 	// rule above, and flows that existed before gatewayd started keep

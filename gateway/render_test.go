@@ -74,18 +74,19 @@ func TestRenderWithoutFastPath(t *testing.T) {
 			t.Errorf("bypass %s: a rule of its own with the fast path, or none without it", p)
 		}
 	}
-	if strings.Contains(wo, "--match-set") || strings.Contains(wo, "# ipsets") {
+	if strings.Contains(wo, "--match-set") || strings.Contains(wo, "# ipsets") || strings.Contains(wo, "--ctdir ORIGINAL") {
 		t.Error("the set match is rendered without the fast path")
 	}
 	for _, line := range strings.Split(w, "\n") {
-		if !strings.Contains(line, "--match-set") && !strings.HasPrefix(line, "#") && !strings.Contains(wo, line) {
+		fastOnly := strings.Contains(line, "--match-set") || strings.Contains(line, "--ctdir ORIGINAL")
+		if !fastOnly && !strings.HasPrefix(line, "#") && !strings.Contains(wo, line) {
 			t.Errorf("%q is rendered only with the fast path", line)
 		}
 	}
 	for _, f := range Families {
 		rules := chainRules(c, f, with)
 		i := slices.Index(rules, a(chainPre, "-m", "set", "--match-set", DirectSet(f), "dst", "-j", "RETURN"))
-		if i < 1 || !strings.Contains(rules[i-1], "-j RETURN") || !strings.Contains(rules[i+1], "-j TPROXY") {
+		if i < 2 || !strings.Contains(rules[i-1], "-j CONNMARK") || !strings.Contains(rules[i-2], "-j RETURN") || !strings.Contains(rules[i+1], "-j TPROXY") {
 			t.Errorf("%s: the set match is not between the RETURN rules and TPROXY:\n%s", f, strings.Join(rules, "\n"))
 		}
 	}
