@@ -140,8 +140,7 @@ func (d *Dispatcher) DialTCP(ctx context.Context, tf tcp.Flow) (*net.TCPConn, er
 func (d *Dispatcher) DialTCPRoute(ctx context.Context, tf tcp.Flow) (*net.TCPConn, string, error) {
 	r, f := d.flow(route.Flow{Proto: route.ProtoTCP, Src: tf.Client, Dst: tf.Dst, Domain: tf.Domain})
 	ob := d.routes[r]
-	d.log.Debug("tcp flow routed", "client", tf.Client.String(), "dst", tf.Dst.String(),
-		"domain", f.Domain, "outbound", ob.Name())
+	d.log.Debug("tcp flow routed", "client", tf.Client, "dst", tf.Dst, "domain", f.Domain, "outbound", ob.Name())
 	c, err := ob.DialTCP(ctx, outbound.Dest{Addr: tf.Dst, Domain: f.Domain})
 	if err != nil {
 		d.failed(r, err)

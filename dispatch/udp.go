@@ -43,7 +43,7 @@ func (d *Dispatcher) Route(client, dst netip.AddrPort, p []byte) int {
 	r, f := d.flow(f)
 	r = d.checkReject(r)
 	d.flows.put(key, r, now)
-	d.log.Debug("udp flow routed", "client", client.String(), "dst", dst.String(), "domain", f.Domain, "route", r)
+	d.log.Debug("udp flow routed", "client", client, "dst", dst, "domain", f.Domain, "route", r)
 	return r
 }
 

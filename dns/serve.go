@@ -69,11 +69,7 @@ func (s *Server) Listen(ctx context.Context) error {
 	}
 	ulc := net.ListenConfig{Control: sockopt.Chain(sockopt.Transparent, sockopt.RecvOrigDst)}
 	udps, err := listen.All(s.cfg.Listen, func(ap netip.AddrPort) (*net.UDPConn, error) {
-		pc, err := ulc.ListenPacket(ctx, listen.Network("udp", ap.Addr()), ap.String())
-		if err != nil {
-			return nil, err
-		}
-		return pc.(*net.UDPConn), nil
+		return listen.On[*net.UDPConn](ctx, &ulc, ap)
 	})
 	if err != nil {
 		return fmt.Errorf("DNS over UDP: %w", err)

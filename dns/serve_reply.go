@@ -39,20 +39,12 @@ func newReplySockets(mark uint32) *replySockets {
 
 // send sends b to client from src.
 func (r *replySockets) send(b []byte, src, client netip.AddrPort) error {
-	c, err := r.get(src)
+	rs, err := r.socket(src)
 	if err != nil {
 		return err
 	}
-	_, err = c.WriteToUDPAddrPort(b, client)
+	_, err = rs.c.WriteToUDPAddrPort(b, client)
 	return err
-}
-
-func (r *replySockets) get(src netip.AddrPort) (*net.UDPConn, error) {
-	rs, err := r.socket(src)
-	if err != nil {
-		return nil, err
-	}
-	return rs.c, nil
 }
 
 // sender is src's socket for batched sends.

@@ -69,7 +69,7 @@ func (d *daemon) relays() []gateway.Relay {
 	if d.dns != nil {
 		rs = append(rs, d.dns)
 	}
-	rs = withStatusRelay(rs, d) // status relay
+	rs = withStatusRelay(rs, d)
 	return rs
 }
 
@@ -130,9 +130,7 @@ func (d *daemon) reload(ctx context.Context, path string) (*gateway.Config, erro
 	}
 	var resolver *dns.Handler
 	if cfg.DNS.Enabled {
-		dc := dnsConfig(cfg)
-		dc.Learned = d.learnedHook(fast)
-		if resolver, err = newResolverFrom(cfg, dc, d.log.With("relay", "dns")); err != nil {
+		if resolver, err = newResolver(cfg, d.learnedHook(fast), d.log.With("relay", "dns")); err != nil {
 			return nil, err
 		}
 	}

@@ -26,13 +26,12 @@ func dnsConfig(cfg *gateway.Config) dns.Config {
 // dnsKey finds the snake_case field a dns.New error starts with.
 var dnsKey = regexp.MustCompile(`^([a-z_]+)`)
 
-// newResolver builds the resolver; its errors become config errors naming
-// the dns.* key and its line.
-func newResolver(cfg *gateway.Config, log *slog.Logger) (*dns.Handler, error) {
-	return newResolverFrom(cfg, dnsConfig(cfg), log)
-}
-
-func newResolverFrom(cfg *gateway.Config, dc dns.Config, log *slog.Logger) (*dns.Handler, error) {
+// newResolver builds the resolver; learned (may be nil) hears what
+// addresses names resolve to. Its errors become config errors naming the
+// dns.* key and its line.
+func newResolver(cfg *gateway.Config, learned func(string, netip.Addr, time.Duration), log *slog.Logger) (*dns.Handler, error) {
+	dc := dnsConfig(cfg)
+	dc.Learned = learned
 	h, err := dns.New(dc, log)
 	if err != nil {
 		key := "dns"
@@ -47,9 +46,7 @@ func newResolverFrom(cfg *gateway.Config, dc dns.Config, log *slog.Logger) (*dns
 // newDNSServer builds the DNS hijack relay and its resolver; learned
 // (may be nil) hears what addresses names resolve to.
 func newDNSServer(cfg *gateway.Config, learned func(string, netip.Addr, time.Duration), log *slog.Logger) (*dns.Server, *dns.Handler, error) {
-	dc := dnsConfig(cfg)
-	dc.Learned = learned
-	h, err := newResolverFrom(cfg, dc, log.With("relay", "dns"))
+	h, err := newResolver(cfg, learned, log.With("relay", "dns"))
 	if err != nil {
 		return nil, nil, err
 	}

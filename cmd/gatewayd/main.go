@@ -98,7 +98,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func cmdCheck(cfg *gateway.Config, stdout, stderr io.Writer) error {
 	if cfg.DNS.Enabled { // the resolver checks its own settings (upstreams, lists)
-		h, err := newResolver(cfg, newLogger(cfg, stderr))
+		h, err := newResolver(cfg, nil, newLogger(cfg, stderr))
 		if err != nil {
 			return err
 		}
