@@ -241,7 +241,9 @@ func (a *app) benchPhase(ctx context.Context, lab *netlab.Lab, g *gatewayd, ph p
 			want = gatewayAddr(lab, servers[c.Family].addr.Addr())
 		}
 		for run := 1; run <= a.opt.runs; run++ {
-			r, err := a.undisturbed(ctx, lab, servers[c.Family], c, gw, want, spent)
+			r, err := undisturbed(ctx, a, spent, c.Name, func() (runResult, error) {
+				return a.measure(ctx, lab, servers[c.Family], c, gw, want)
+			})
 			if err != nil {
 				return fmt.Errorf("%s, run %d: %w", c.Name, run, err)
 			}
@@ -278,24 +280,29 @@ func (a *app) benchPhase(ctx context.Context, lab *netlab.Lab, g *gatewayd, ph p
 	return nil
 }
 
-// undisturbed measures once, and again (up to maxAttempts in all) after
-// the machine has become quiet if other processes used noticeable CPU
-// during the run. spent accumulates the time used for waiting and
-// repeating, bounded by repeatBudget over the whole bench.
-func (a *app) undisturbed(ctx context.Context, lab *netlab.Lab, srv *iperfServer, c benchCase, gw *gatewayd, want netip.Addr, spent *time.Duration) (runResult, error) {
+// undisturbed runs measure once, and again (up to maxAttempts in all)
+// after the machine has become quiet if other processes used noticeable
+// CPU during the run. spent accumulates the time used for waiting and
+// repeating, bounded by repeatBudget over the whole bench. name is the
+// case, for the logs.
+func undisturbed[R any, P interface {
+	*R
+	base() *runResult
+}](ctx context.Context, a *app, spent *time.Duration, name string, measure func() (R, error)) (R, error) {
 	for attempt := 1; ; attempt++ {
-		r, err := a.measure(ctx, lab, srv, c, gw, want)
+		res, err := measure()
+		r := P(&res).base()
 		r.Attempts = attempt
 		if err != nil || r.OtherCore <= disturbedCore {
-			return r, err
+			return res, err
 		}
 		if attempt == maxAttempts || *spent >= repeatBudget {
 			r.Disturbed = true
-			a.log.Warn("run disturbed by other processes; keeping it", "case", c.Name,
+			a.log.Warn("run disturbed by other processes; keeping it", "case", name,
 				"other_core_pct", round2(r.OtherCore), "attempts", attempt, "repeat_budget_left", max(0, repeatBudget-*spent))
-			return r, nil
+			return res, nil
 		}
-		a.log.Warn("run disturbed by other processes; repeating it once the machine is quiet", "case", c.Name,
+		a.log.Warn("run disturbed by other processes; repeating it once the machine is quiet", "case", name,
 			"other_core_pct", round2(r.OtherCore))
 		start := time.Now()
 		if !waitQuiet(ctx) && ctx.Err() == nil {
@@ -304,6 +311,9 @@ func (a *app) undisturbed(ctx context.Context, lab *netlab.Lab, srv *iperfServer
 		*spent += time.Since(start) + time.Duration(r.WallSeconds*float64(time.Second))
 	}
 }
+
+// base is the run itself; policyRun has it through embedding, for undisturbed.
+func (r *runResult) base() *runResult { return r }
 
 // measure runs iperf3 once and checks who the server saw: the gateway when
 // gatewayd runs (the flow was intercepted), the client otherwise.

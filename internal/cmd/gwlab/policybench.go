@@ -285,7 +285,7 @@ func (a *app) policyPath(ctx context.Context, lab *netlab.Lab, d *danted, g *gat
 		c := cases[i].Case
 		cell := policyCell{Path: p.Name, Port: p.Port}
 		for run := 1; run <= a.opt.runs; run++ {
-			r, err := a.policyUndisturbed(ctx, spent, c.Name, func() (policyRun, error) {
+			r, err := undisturbed(ctx, a, spent, c.Name, func() (policyRun, error) {
 				return a.policyMeasure(ctx, lab, srv, c, g, d, want, why)
 			})
 			if err != nil {

@@ -9,32 +9,6 @@ import (
 	"github.com/gatewayd/gatewayd/internal/netlab"
 )
 
-// policyUndisturbed runs measure, and again (up to maxAttempts in all)
-// after the machine has become quiet if other processes used noticeable
-// CPU meanwhile; the policy of undisturbed, with its own repeat budget.
-func (a *app) policyUndisturbed(ctx context.Context, spent *time.Duration, name string, measure func() (policyRun, error)) (policyRun, error) {
-	for attempt := 1; ; attempt++ {
-		r, err := measure()
-		r.Attempts = attempt
-		if err != nil || r.OtherCore <= disturbedCore {
-			return r, err
-		}
-		if attempt == maxAttempts || *spent >= repeatBudget {
-			r.Disturbed = true
-			a.log.Warn("run disturbed by other processes; keeping it", "case", name,
-				"other_core_pct", round2(r.OtherCore), "attempts", attempt, "repeat_budget_left", max(0, repeatBudget-*spent))
-			return r, nil
-		}
-		a.log.Warn("run disturbed by other processes; repeating it once the machine is quiet", "case", name,
-			"other_core_pct", round2(r.OtherCore))
-		start := time.Now()
-		if !waitQuiet(ctx) && ctx.Err() == nil {
-			a.log.Warn("machine still busy", "waited", quietTimeout)
-		}
-		*spent += time.Since(start) + time.Duration(r.WallSeconds*float64(time.Second))
-	}
-}
-
 // policyMeasure runs iperf3 once against srv and checks that every data
 // stream reached it from want. g is the running gatewayd (nil: stopped).
 // Dante's CPU is measured on every path; it is the lab's, so it is taken
