@@ -38,6 +38,50 @@ func dialTCP(ctx context.Context, d *net.Dialer, addr netip.AddrPort, what strin
 	return tc, nil
 }
 
+// proxy is what the proxy outbounds share: where the proxy is and how
+// they reach it.
+type proxy struct {
+	base
+	server      netip.AddrPort
+	preferNames bool
+	timeout     time.Duration
+	mark        uint32
+	desc        string // "socks5 proxy 198.18.1.1:1080", for errors
+}
+
+// newProxy takes the proxy settings of cfg; kind names the proxy's
+// protocol in errors ("socks5", "http").
+func newProxy(cfg Config, kind string) proxy {
+	return proxy{
+		base:        base{name: cfg.Name},
+		server:      cfg.Server,
+		preferNames: cfg.PreferNames,
+		timeout:     cfg.Timeout,
+		mark:        cfg.Mark,
+		desc:        kind + " proxy " + cfg.Server.String(),
+	}
+}
+
+// connect opens a TCP flow to dst through the proxy: it dials the proxy
+// and runs fn, which asks the proxy for dst over c, as a handshake; both
+// are bounded by the timeout. On failure c is closed.
+func (p *proxy) connect(ctx context.Context, dst Dest, fn func(c *net.TCPConn) error) (*net.TCPConn, error) {
+	if !dst.Addr.IsValid() {
+		return nil, fmt.Errorf("%s: CONNECT to %s: invalid destination", p.desc, dst)
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	c, err := dialTCP(ctx, newDialer(p.mark), p.server, p.desc)
+	if err != nil {
+		return nil, err
+	}
+	if err := handshake(ctx, c, func() error { return fn(c) }); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
 // handshake runs fn, which talks to a proxy over c, under ctx: c's
 // deadline is ctx's, and cancelling ctx interrupts fn's I/O. After
 // success the deadline is cleared, so the relay's own timeouts govern c.

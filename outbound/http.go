@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
-	"time"
 )
 
 // HTTP status codes the CONNECT handling tells apart (RFC 9110 sec. 15).
@@ -24,24 +23,12 @@ const (
 // httpProxy tunnels TCP through an HTTP proxy with CONNECT (RFC 9110 sec.
 // 9.3.6). It cannot carry UDP.
 type httpProxy struct {
-	base
-	server      netip.AddrPort
-	auth        string // Proxy-Authorization value, or ""
-	preferNames bool
-	timeout     time.Duration
-	mark        uint32
-	desc        string // "http proxy 198.18.1.1:3128", for errors
+	proxy
+	auth string // Proxy-Authorization value, or ""
 }
 
 func newHTTP(cfg Config) *httpProxy {
-	h := &httpProxy{
-		base:        base{name: cfg.Name},
-		server:      cfg.Server,
-		preferNames: cfg.PreferNames,
-		timeout:     cfg.Timeout,
-		mark:        cfg.Mark,
-		desc:        "http proxy " + cfg.Server.String(),
-	}
+	h := &httpProxy{proxy: newProxy(cfg, "http")}
 	if cfg.Username != "" {
 		h.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(cfg.Username+":"+cfg.Password))
 	}
@@ -63,26 +50,8 @@ func (h *httpProxy) hostPort(dst Dest) string {
 // DialTCP implements Outbound.
 func (h *httpProxy) DialTCP(ctx context.Context, dst Dest) (*net.TCPConn, error) {
 	h.stats.begin()
-	c, err := h.connect(ctx, dst)
+	c, err := h.connect(ctx, dst, func(c *net.TCPConn) error { return h.tunnel(c, h.hostPort(dst)) })
 	return c, h.stats.end(err)
-}
-
-func (h *httpProxy) connect(ctx context.Context, dst Dest) (*net.TCPConn, error) {
-	if !dst.Addr.IsValid() {
-		return nil, fmt.Errorf("%s: CONNECT to %s: invalid destination", h.desc, dst)
-	}
-	target := h.hostPort(dst)
-	ctx, cancel := context.WithTimeout(ctx, h.timeout)
-	defer cancel()
-	c, err := dialTCP(ctx, newDialer(h.mark), h.server, h.desc)
-	if err != nil {
-		return nil, err
-	}
-	if err := handshake(ctx, c, func() error { return h.tunnel(c, target) }); err != nil {
-		_ = c.Close()
-		return nil, err
-	}
-	return c, nil
 }
 
 // tunnel sends the CONNECT request and reads the response, exactly.

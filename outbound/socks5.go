@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"time"
 
 	"github.com/gatewayd/gatewayd/internal/sockopt"
 )
@@ -15,56 +14,23 @@ import (
 // socks5 relays through a SOCKS5 proxy: TCP with CONNECT, UDP with UDP
 // ASSOCIATE.
 type socks5 struct {
-	base
-	server      netip.AddrPort
-	user, pass  string
-	preferNames bool
-	timeout     time.Duration
-	mark        uint32
-	desc        string    // "socks5 proxy 198.18.1.1:1080", for errors
-	sendBufs    sync.Pool // *[]byte: header+payload of outgoing datagrams
+	proxy
+	user, pass string
+	sendBufs   sync.Pool // *[]byte: header+payload of outgoing datagrams
 }
 
 func newSOCKS5(cfg Config) *socks5 {
-	return &socks5{
-		base:        base{name: cfg.Name},
-		server:      cfg.Server,
-		user:        cfg.Username,
-		pass:        cfg.Password,
-		preferNames: cfg.PreferNames,
-		timeout:     cfg.Timeout,
-		mark:        cfg.Mark,
-		desc:        "socks5 proxy " + cfg.Server.String(),
-	}
+	return &socks5{proxy: newProxy(cfg, "socks5"), user: cfg.Username, pass: cfg.Password}
 }
 
 // DialTCP implements Outbound.
 func (s *socks5) DialTCP(ctx context.Context, dst Dest) (*net.TCPConn, error) {
 	s.stats.begin()
-	c, err := s.connect(ctx, dst)
-	return c, s.stats.end(err)
-}
-
-func (s *socks5) connect(ctx context.Context, dst Dest) (*net.TCPConn, error) {
-	if !dst.Addr.IsValid() {
-		return nil, fmt.Errorf("%s: CONNECT to %s: invalid destination", s.desc, dst)
-	}
-	target := targetOf(dst, s.preferNames)
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	c, err := dialTCP(ctx, newDialer(s.mark), s.server, s.desc)
-	if err != nil {
-		return nil, err
-	}
-	err = handshake(ctx, c, func() error {
-		_, err := s.request(c, cmdConnect, target)
+	c, err := s.connect(ctx, dst, func(c *net.TCPConn) error {
+		_, err := s.request(c, cmdConnect, targetOf(dst, s.preferNames))
 		return err
 	})
-	if err != nil {
-		_ = c.Close()
-		return nil, err
-	}
-	return c, nil
+	return c, s.stats.end(err)
 }
 
 // cmdName names a request command in errors.
