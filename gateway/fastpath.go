@@ -50,8 +50,7 @@ const (
 )
 
 func directSetSpec(f Family) string {
-	fam := map[Family]string{IPv4: "inet", IPv6: "inet6"}[f]
-	return fmt.Sprintf("%s hash:net family %s timeout 0 maxelem %d", DirectSet(f), fam, directMaxElem)
+	return fmt.Sprintf("%s %s family %s timeout 0 maxelem %d", DirectSet(f), ipset.TypeHashNet, ipset.Family(f), directMaxElem)
 }
 
 // FastPath keeps the kernel fast path's ipsets: destinations every flow to
