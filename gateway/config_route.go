@@ -149,7 +149,12 @@ func (r RuleConfig) spec(label string) (route.RuleSpec, error) {
 
 // RouteTable compiles the rules (RuleSpecs) with the default outbound.
 func (c *Config) RouteTable() (*route.Table, error) {
-	t, err := route.Compile(c.RuleSpecs(), c.Route.DefaultOutbound())
+	return c.compileRules(c.RuleSpecs())
+}
+
+// compileRules compiles specs with the default outbound.
+func (c *Config) compileRules(specs []route.RuleSpec) (*route.Table, error) {
+	t, err := route.Compile(specs, c.Route.DefaultOutbound())
 	if err != nil {
 		return nil, fmt.Errorf("compiling the routing rules: %w", err)
 	}
@@ -167,11 +172,7 @@ func (c *Config) FastPathTable() (*route.Table, error) {
 	if c.Route.QUIC == QUICReject {
 		specs = specs[1:]
 	}
-	t, err := route.Compile(specs, c.Route.DefaultOutbound())
-	if err != nil {
-		return nil, fmt.Errorf("compiling the routing rules: %w", err)
-	}
-	return t, nil
+	return c.compileRules(specs)
 }
 
 // OutboundSpec is an outbound to build with outbound.New, and the name of
