@@ -237,12 +237,15 @@ func (a *app) benchPhase(ctx context.Context, lab *netlab.Lab, g *gatewayd, ph p
 		c := cases[i].Case
 		pr := phaseResult{Phase: ph.Name, Port: ph.Port}
 		want := clientAddr(lab, servers[c.Family].addr.Addr())
+		why := "gatewayd is stopped, so the flow must be forwarded"
 		if gw != nil {
 			want = gatewayAddr(lab, servers[c.Family].addr.Addr())
+			why = "gatewayd runs, so the flow must be relayed"
 		}
 		for run := 1; run <= a.opt.runs; run++ {
 			r, err := undisturbed(ctx, a, spent, c.Name, func() (runResult, error) {
-				return a.measure(ctx, lab, servers[c.Family], c, gw, want)
+				r, _, err := a.measure(ctx, lab, servers[c.Family], c, gw, nil, want, why)
+				return r, err
 			})
 			if err != nil {
 				return fmt.Errorf("%s, run %d: %w", c.Name, run, err)
@@ -315,60 +318,73 @@ func undisturbed[R any, P interface {
 // base is the run itself; policyRun has it through embedding, for undisturbed.
 func (r *runResult) base() *runResult { return r }
 
-// measure runs iperf3 once and checks who the server saw: the gateway when
-// gatewayd runs (the flow was intercepted), the client otherwise.
-func (a *app) measure(ctx context.Context, lab *netlab.Lab, srv *iperfServer, c benchCase, gw *gatewayd, want netip.Addr) (runResult, error) {
-	var r runResult
+// measure runs iperf3 once against srv and checks that every data stream
+// reached it from want (why says why, for the error). gw is the running
+// gatewayd (nil: stopped). With d, Dante's CPU is measured too, as a
+// percentage of one core; it is the lab's, so it is taken out of the
+// other processes' share (its workers are not gwlab's children, which is
+// all readLoad counts as ours).
+func (a *app) measure(ctx context.Context, lab *netlab.Lab, srv *iperfServer, c benchCase, gw *gatewayd, d *danted,
+	want netip.Addr, why string) (r runResult, dantedCore float64, err error) {
 	off := srv.out.Len()
 	var cpu0 procCPU
-	var err error
 	if gw != nil {
 		if cpu0, err = readProcCPU(gw.proc.Pid()); err != nil {
-			return r, err
+			return r, 0, err
+		}
+	}
+	var d0, d1 uint64
+	if d != nil {
+		if d0, err = d.ticks(); err != nil {
+			return r, 0, fmt.Errorf("danted: %w", err)
 		}
 	}
 	load0, err := readLoad()
 	if err != nil {
-		return r, err
+		return r, 0, err
 	}
 	start := time.Now()
 	res, err := runIperfClient(ctx, lab.Client, srv.addr, a.secs(), c.Streams, c.Reverse)
 	wall := time.Since(start)
 	if err != nil {
-		return r, err
+		return r, 0, err
 	}
 	load1, err := readLoad()
 	if err != nil {
-		return r, err
+		return r, 0, err
+	}
+	if d != nil {
+		if d1, err = d.ticks(); err != nil {
+			return r, 0, fmt.Errorf("danted: %w", err)
+		}
 	}
 	if gw != nil {
 		cpu1, err := readProcCPU(gw.proc.Pid())
 		if err != nil {
-			return r, err
+			return r, 0, err
 		}
 		r.GatewaydCore, r.GatewaydUser = cpu1.corePercent(cpu0, wall)
+	}
+	if d1 > d0 { // a worker reaped without accounting takes its time out of the sum
+		dantedCore = 100 * float64(d1-d0) / clockTicks / wall.Seconds()
 	}
 	r.Gbps = res.End.SumReceived.BitsPerSecond / 1e9
 	r.WallSeconds = wall.Seconds()
 	r.HostBusy = load1.host.busyPercent(load0.host)
-	r.OtherCore = load1.otherCorePercent(load0, wall)
+	r.OtherCore = max(0, load1.otherCorePercent(load0, wall)-dantedCore)
 	r.IperfCPU = [2]float64{res.End.CPU.Host, res.End.CPU.Remote}
 
 	peers, err := srv.streamPeers(off, c.Streams)
 	if err != nil {
-		return r, err
-	}
-	why := "gatewayd is stopped, so the flow must be forwarded"
-	if gw != nil {
-		why = "gatewayd runs, so the flow must be relayed"
+		return r, dantedCore, err
 	}
 	for _, p := range peers {
 		if p != want {
-			return r, fmt.Errorf("the iperf3 server saw a stream from %s, want %s (%s)", p, want, why)
+			return r, dantedCore, fmt.Errorf("the iperf3 server saw a stream from %s, want %s (%s)", p, want, why)
 		}
 	}
 	r.ServerSaw = want.String()
-	return r, nil
+	return r, dantedCore, nil
 }
 
 // median is the median of f over runs (0 for none).

@@ -286,7 +286,8 @@ func (a *app) policyPath(ctx context.Context, lab *netlab.Lab, d *danted, g *gat
 		cell := policyCell{Path: p.Name, Port: p.Port}
 		for run := 1; run <= a.opt.runs; run++ {
 			r, err := undisturbed(ctx, a, spent, c.Name, func() (policyRun, error) {
-				return a.policyMeasure(ctx, lab, srv, c, g, d, want, why)
+				r, dantedCore, err := a.measure(ctx, lab, srv, c, g, d, want, why)
+				return policyRun{runResult: r, DantedCore: dantedCore}, err
 			})
 			if err != nil {
 				return fmt.Errorf("%s, %s, run %d: %w", p.Name, c.Name, run, err)
