@@ -101,48 +101,7 @@ func lanIfaceOf(ifaces []string) func(netip.Addr) string {
 		name := ifaces[0]
 		return func(netip.Addr) string { return name }
 	}
-	s := &lanSubnets{ifaces: ifaces}
-	return s.of
-}
-
-// lanSubnets caches the LAN interfaces' subnets for localRefresh.
-type lanSubnets struct {
-	ifaces []string
-	mu     sync.Mutex
-	at     time.Time
-	nets   map[string][]netip.Prefix
-}
-
-func (l *lanSubnets) of(a netip.Addr) string {
-	a = a.Unmap()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.nets == nil || time.Since(l.at) > localRefresh {
-		l.at, l.nets = time.Now(), map[string][]netip.Prefix{}
-		for _, name := range l.ifaces {
-			ifc, err := net.InterfaceByName(name)
-			if err != nil {
-				continue
-			}
-			addrs, _ := ifc.Addrs()
-			for _, ad := range addrs {
-				if n, ok := ad.(*net.IPNet); ok {
-					if ip, ok := netip.AddrFromSlice(n.IP); ok {
-						ones, _ := n.Mask.Size()
-						l.nets[name] = append(l.nets[name], netip.PrefixFrom(ip.Unmap(), ones).Masked())
-					}
-				}
-			}
-		}
-	}
-	for _, name := range l.ifaces {
-		for _, p := range l.nets[name] {
-			if p.Contains(a) {
-				return name
-			}
-		}
-	}
-	return ""
+	return newLANClients(ifaces).iface
 }
 
 // neighborsRelay runs the neighbour table watch (client MACs for rules by

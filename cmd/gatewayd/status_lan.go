@@ -8,11 +8,12 @@ import (
 	"time"
 )
 
-// lanClients decides who may talk to the status endpoint: loopback, and
-// addresses inside a subnet of a LAN interface (lan.interfaces, "+"
-// wildcards included). The subnets are read from the kernel and cached for
-// localRefresh, so a DHCP renewal or a bridge re-created is followed. Safe
-// for concurrent use.
+// lanClients knows the LAN interfaces' subnets (lan.interfaces, "+"
+// wildcards included): who may talk to the status endpoint (loopback, and
+// addresses inside a LAN subnet) and which LAN interface a client is on
+// (rules by interface). The subnets are read from the kernel and cached
+// for localRefresh, so a DHCP renewal or a bridge re-created is followed.
+// Safe for concurrent use.
 type lanClients struct {
 	ifaces []string
 	// interfaces lists the system's interfaces with their addresses (a
@@ -21,8 +22,9 @@ type lanClients struct {
 
 	mu   sync.Mutex
 	at   time.Time
-	nets []netip.Prefix // LAN subnets, masked
-	own  []netip.Addr   // the router's LAN addresses
+	lans []ifaceAddrs   // the LAN interfaces and all their address prefixes
+	nets []netip.Prefix // LAN subnets, masked, without link-local ones
+	own  []netip.Addr   // the router's LAN addresses, without link-local ones
 }
 
 // ifaceAddrs is one interface's name and address prefixes.
@@ -65,8 +67,27 @@ func (l *lanClients) hasAddr(a netip.Addr) bool {
 	return false
 }
 
+// iface is the LAN interface whose subnet holds a (link-local subnets
+// included); "" if none.
+func (l *lanClients) iface(a netip.Addr) string {
+	a = a.Unmap()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refreshLocked()
+	for _, ifc := range l.lans {
+		for _, p := range ifc.addrs {
+			if p.Masked().Contains(a) {
+				return ifc.name
+			}
+		}
+	}
+	return ""
+}
+
 // refreshLocked re-reads the LAN subnets when the cache is stale. On a
 // read error it keeps the last list (empty at first: loopback only).
+// Link-local subnets do not let clients in: such a subnet is on every
+// link.
 func (l *lanClients) refreshLocked() {
 	if !l.at.IsZero() && time.Since(l.at) < localRefresh {
 		return
@@ -76,12 +97,16 @@ func (l *lanClients) refreshLocked() {
 	if err != nil {
 		return
 	}
-	l.nets, l.own = nil, nil
+	l.lans, l.nets, l.own = nil, nil, nil
 	for _, ifc := range all {
 		if !matchesIface(l.ifaces, ifc.name) {
 			continue
 		}
+		l.lans = append(l.lans, ifc)
 		for _, p := range ifc.addrs {
+			if p.Addr().IsLinkLocalUnicast() {
+				continue
+			}
 			l.nets = append(l.nets, p.Masked())
 			l.own = append(l.own, p.Addr())
 		}
@@ -104,7 +129,7 @@ func matchesIface(patterns []string, name string) bool {
 }
 
 // systemInterfaces reads the interfaces and their addresses from the
-// kernel. Link-local addresses are skipped: their subnet is on every link.
+// kernel.
 func systemInterfaces() ([]ifaceAddrs, error) {
 	ifs, err := net.Interfaces()
 	if err != nil {
@@ -123,7 +148,7 @@ func systemInterfaces() ([]ifaceAddrs, error) {
 				continue
 			}
 			ip, ok := netip.AddrFromSlice(n.IP)
-			if !ok || ip.IsLinkLocalUnicast() {
+			if !ok {
 				continue
 			}
 			ones, _ := n.Mask.Size()
