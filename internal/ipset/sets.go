@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -135,7 +136,7 @@ func (s *Sets) Sync(ctx context.Context, name string, prefixes []netip.Prefix) (
 		}
 		res.Removed++
 	}
-	add := sortedKeys(want)
+	add := slices.SortedFunc(maps.Keys(want), comparePrefix)
 	for i, p := range add {
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("syncing ipset %s: %w", name, err)
@@ -255,13 +256,4 @@ func comparePrefix(a, b netip.Prefix) int {
 		return c
 	}
 	return a.Bits() - b.Bits()
-}
-
-func sortedKeys(m map[netip.Prefix]bool) []netip.Prefix {
-	out := make([]netip.Prefix, 0, len(m))
-	for p := range m {
-		out = append(out, p)
-	}
-	slices.SortFunc(out, comparePrefix)
-	return out
 }
