@@ -52,14 +52,6 @@ func newAddrSet(prefixes []netip.Prefix) addrSet {
 	return s
 }
 
-// fullAddrSet holds every IPv4 and IPv6 address.
-func fullAddrSet() addrSet {
-	return addrSet{
-		v4: rangeList{{hi: lowMask(bitsV4)}},
-		v6: rangeList{{hi: lowMask(bitsV6)}},
-	}
-}
-
 // contains reports whether a (unmapped by the caller) is in the set. The
 // zero Addr is in no set.
 func (s addrSet) contains(a netip.Addr) bool {

@@ -55,6 +55,14 @@ func TestAddrSetMinus(t *testing.T) {
 	}
 }
 
+// fullAddrSet holds every IPv4 and IPv6 address.
+func fullAddrSet() addrSet {
+	return addrSet{
+		v4: rangeList{{hi: lowMask(bitsV4)}},
+		v6: rangeList{{hi: lowMask(bitsV6)}},
+	}
+}
+
 // TestAddrSetAgainstBruteForce checks union, minus, prefixes and contains
 // on random prefixes inside one /24 (so every address can be enumerated)
 // against a plain bitmap.
