@@ -60,23 +60,15 @@ func (a *app) printPolicyTable(rep *policyReport, tcp []caseResult) {
 	if cmp := withoutRules(rep, tcp); cmp != "" {
 		a.printf("direct in user space with rules / gatewayd without rules (TCP part of this run): %s\n", cmp)
 	}
-	var maxOther float64
-	repeated, disturbed := 0, 0
+	var runs []runResult
 	for _, pc := range rep.Cases {
 		for _, c := range pc.Cells {
 			for _, r := range c.Runs {
-				maxOther = max(maxOther, r.OtherCore)
-				if r.Attempts > 1 {
-					repeated++
-				}
-				if r.Disturbed {
-					disturbed++
-				}
+				runs = append(runs, r.runResult)
 			}
 		}
 	}
-	a.printf("other processes on the machine: at most %.0f%% of a CPU during a kept run; %d run(s) repeated because of them, %d kept although disturbed (> %.0f%%, marked (*))\n",
-		maxOther, repeated, disturbed, disturbedCore)
+	a.printOthers(runs)
 
 	a.printf("\nindividual runs, Gbit/s (forwarding | direct, user space | direct, fast path | socks5 | forwarding after):\n")
 	for _, pc := range rep.Cases {

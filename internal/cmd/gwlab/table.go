@@ -53,23 +53,13 @@ func (a *app) printTable(rep benchReport) {
 	}
 	a.printf("of gatewayd's %%core, user space per case: %s (the rest is kernel time: splice, TCP, netfilter)\n", strings.Join(user, ", "))
 
-	var maxOther float64
-	repeated, disturbed := 0, 0
+	var runs []runResult
 	for _, cr := range rep.Cases {
 		for _, p := range cr.Phases {
-			for _, r := range p.Runs {
-				maxOther = max(maxOther, r.OtherCore)
-				if r.Attempts > 1 {
-					repeated++
-				}
-				if r.Disturbed {
-					disturbed++
-				}
-			}
+			runs = append(runs, p.Runs...)
 		}
 	}
-	a.printf("other processes on the machine: at most %.0f%% of a CPU during a kept run; %d run(s) repeated because of them, %d kept although disturbed (> %.0f%%, marked (*))\n",
-		maxOther, repeated, disturbed, disturbedCore)
+	a.printOthers(runs)
 
 	a.printf("\nindividual runs, Gbit/s (forwarding | gatewayd | forwarding after):\n")
 	for _, cr := range rep.Cases {
@@ -83,4 +73,22 @@ func (a *app) printTable(rep benchReport) {
 		}
 		a.printf("    %-26s %s\n", cr.Case.Name+":", strings.Join(parts, " | "))
 	}
+}
+
+// printOthers prints how much CPU other processes used during the kept
+// runs, and how many runs they made repeat or left disturbed.
+func (a *app) printOthers(runs []runResult) {
+	var maxOther float64
+	repeated, disturbed := 0, 0
+	for _, r := range runs {
+		maxOther = max(maxOther, r.OtherCore)
+		if r.Attempts > 1 {
+			repeated++
+		}
+		if r.Disturbed {
+			disturbed++
+		}
+	}
+	a.printf("other processes on the machine: at most %.0f%% of a CPU during a kept run; %d run(s) repeated because of them, %d kept although disturbed (> %.0f%%, marked (*))\n",
+		maxOther, repeated, disturbed, disturbedCore)
 }
