@@ -224,11 +224,5 @@ func (r *Rule) hasMAC(mac net.HardwareAddr) bool {
 	if len(mac) != macLen {
 		return false
 	}
-	m := [macLen]byte(mac)
-	for _, x := range r.macs {
-		if x == m {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(r.macs, [macLen]byte(mac))
 }

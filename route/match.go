@@ -1,6 +1,9 @@
 package route
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Match returns the outbound of the first rule that matches f and its
 // index, or the default outbound and -1. It does not allocate.
@@ -56,10 +59,8 @@ func (r *Rule) hasIface(name string) bool {
 	if name == "" {
 		return false
 	}
-	for _, n := range r.ifaces {
-		if n == name {
-			return true
-		}
+	if slices.Contains(r.ifaces, name) {
+		return true
 	}
 	for _, p := range r.ifpfx {
 		if strings.HasPrefix(name, p) {
