@@ -162,7 +162,7 @@ func TestNonrootTCPUDPDNS(t *testing.T) {
 	up := lab.Remotes[2]
 	startDnsmasq(t, lab, up)
 	before := kernelState(t, lab)
-	o := opts{dns: fmt.Sprintf("upstreams = [%q]\nresolv_conf = \"\"\ntimeout = \"1s\"\n", "udp://"+up.V4.String()+":53")}
+	o := opts{dns: dnsVia(up)}
 	g := newGW(t, lab, o)
 	asNonroot(t, g, o)
 	g.start()

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
 	"regexp"
 	"strconv"
@@ -45,21 +44,13 @@ func ipsetEntry(t *testing.T, lab *netlab.Lab, set string, a netip.Addr) (int, b
 func TestPolicyFastPath(t *testing.T) {
 	netlab.RequireTools(t, "dig", "dnsmasq", "ipset")
 	lab := netlab.NewT(t)
-	ctx := context.Background()
 	serveAll(t, lab)
 	dns := lab.Remotes[2]
 	startDnsmasq(t, lab, dns)
-	named := netlab.Addrs{V4: netip.MustParseAddr("198.19.7.8"), V6: netip.MustParseAddr("2001:2:ff::78")}
-	for _, a := range []netip.Addr{named.V4, named.V6} {
-		if err := lab.Server.AddAddr(ctx, "lo", netip.PrefixFrom(a, a.BitLen())); err != nil {
-			t.Fatal(err)
-		}
-		serve(t, lab.Server, netip.AddrPortFrom(a, echoPort), peerEcho)
-	}
+	named := serveNamed(t, lab)
 	dante := startDante(t, lab)
 	fast := lab.Remotes[1]
-	g := newPolicyGW(t, lab, opts{dns: fmt.Sprintf("upstreams = [%q]\nresolv_conf = \"\"\ntimeout = \"1s\"\n",
-		"udp://"+dns.V4.String()+":53")},
+	g := newPolicyGW(t, lab, opts{dns: dnsVia(dns)},
 		socksOutbound("socks", dante.addr, "", "", "")+
 			dstRule(fast, "direct")+
 			"[[rule]]\ndomain = [\"www.example.test\"]\noutbound = \"direct\"\n"+

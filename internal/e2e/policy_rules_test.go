@@ -99,26 +99,17 @@ func TestPolicyRulesByAddressPortSourceMAC(t *testing.T) {
 func TestPolicyDomainRules(t *testing.T) {
 	netlab.RequireTools(t, "dig", "dnsmasq", "curl")
 	lab := netlab.NewT(t)
-	ctx := context.Background()
 	serveAll(t, lab)
 	dns := lab.Remotes[2]
 	startDnsmasq(t, lab, dns)
-	// www.example.test's addresses in startDnsmasq's zone, made real.
-	named := netlab.Addrs{V4: netip.MustParseAddr("198.19.7.8"), V6: netip.MustParseAddr("2001:2:ff::78")}
-	for _, a := range []netip.Addr{named.V4, named.V6} {
-		if err := lab.Server.AddAddr(ctx, "lo", netip.PrefixFrom(a, a.BitLen())); err != nil {
-			t.Fatal(err)
-		}
-		serve(t, lab.Server, netip.AddrPortFrom(a, echoPort), peerEcho)
-	}
+	named := serveNamed(t, lab)
 	tlsDst, httpDst := lab.Remotes[0], lab.Remotes[1]
 	for _, a := range []netip.Addr{tlsDst.V4, tlsDst.V6} {
 		serveWho(t, lab.Server, netip.AddrPortFrom(a, whoHTTPSPort), true)
 	}
 	serveWho(t, lab.Server, netip.AddrPortFrom(httpDst.V4, whoHTTPPort), false)
 	dante := startDante(t, lab)
-	g := newPolicyGW(t, lab, opts{dns: fmt.Sprintf("upstreams = [%q]\nresolv_conf = \"\"\ntimeout = \"1s\"\n",
-		"udp://"+dns.V4.String()+":53")},
+	g := newPolicyGW(t, lab, opts{dns: dnsVia(dns)},
 		socksOutbound("socks", dante.addr, "", "", "")+
 			"[[rule]]\ndomain = [\"www.example.test\"]\noutbound = \"socks\"\n"+
 			"[[rule]]\ndomain_suffix = [\"sni.example.test\"]\noutbound = \"socks\"\n"+

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -182,3 +183,23 @@ func pick(a netlab.Addrs, dst netip.Addr) netip.Addr {
 
 // hostPrefix is a as a single-address prefix, as the config writes it.
 func hostPrefix(a netip.Addr) string { return netip.PrefixFrom(a, a.BitLen()).String() }
+
+// dnsVia is the [dns] section of a gatewayd that forwards to the resolver
+// on dns (startDnsmasq's) over UDP, with no resolv.conf and a 1s timeout.
+func dnsVia(dns netlab.Addrs) string {
+	return fmt.Sprintf("upstreams = [%q]\nresolv_conf = \"\"\ntimeout = \"1s\"\n", "udp://"+dns.V4.String()+":53")
+}
+
+// serveNamed makes www.example.test's addresses in startDnsmasq's zone
+// real: on the server's lo, with an echo server on each. It returns them.
+func serveNamed(t *testing.T, lab *netlab.Lab) netlab.Addrs {
+	t.Helper()
+	named := netlab.Addrs{V4: netip.MustParseAddr("198.19.7.8"), V6: netip.MustParseAddr("2001:2:ff::78")}
+	for _, a := range []netip.Addr{named.V4, named.V6} {
+		if err := lab.Server.AddAddr(context.Background(), "lo", netip.PrefixFrom(a, a.BitLen())); err != nil {
+			t.Fatal(err)
+		}
+		serve(t, lab.Server, netip.AddrPortFrom(a, echoPort), peerEcho)
+	}
+	return named
+}
