@@ -1,51 +1,67 @@
 package gateway
 
 import (
+	"fmt"
 	"strings"
 )
 
 // keyLines maps each dotted key ("tcp.idle_timeout") and table ("tcp") in
-// TOML text to the line it is defined on. It understands what gatewayd's
-// config uses: [tables], bare or quoted keys, dotted keys, and values
-// (arrays, strings) spanning several lines. It is only used for error
+// TOML text to the line it is defined on. It is only used for error
 // messages; anything it cannot place gets line 0.
 func keyLines(text string) map[string]int {
 	lines := map[string]int{}
-	table := ""
-	depth := 0    // open [ of a multi-line array value
-	inMulti := "" // open """ or ''' string delimiter
+	scanKeys(text, func(n int, table, _, key string) {
+		if key == "" {
+			setFirst(lines, table, n)
+		} else if table != "" {
+			setFirst(lines, table+"."+key, n)
+		} else {
+			setFirst(lines, key, n)
+		}
+	})
+	return lines
+}
+
+// scanKeys walks TOML text and calls visit for every table header (key "")
+// and every key line, with the table it is in ("tcp", "rule") and, inside
+// an array of tables, the element as config errors name it ("rule[2]",
+// else ""). It understands what gatewayd's config uses: [tables],
+// [[arrays of tables]], bare or quoted keys, dotted keys, and values
+// (arrays, strings) spanning several lines.
+func scanKeys(text string, visit func(n int, table, elem, key string)) {
+	table, elem := "", ""
+	count := map[string]int{} // elements seen per array of tables
+	depth := 0                // open [ of a multi-line array value
+	inMulti := ""             // open """ or ''' string delimiter
 	for i, raw := range strings.Split(text, "\n") {
 		n := i + 1
-		s := raw
 		if inMulti != "" {
-			if strings.Contains(s, inMulti) {
+			if strings.Contains(raw, inMulti) {
 				inMulti = ""
 			}
 			continue
 		}
 		if depth > 0 {
-			depth += bracketDelta(s)
+			depth += bracketDelta(raw)
 			continue
 		}
-		s = strings.TrimSpace(stripComment(s))
+		s := strings.TrimSpace(stripComment(raw))
 		switch {
 		case s == "":
 		case strings.HasPrefix(s, "[["):
 			table = cleanKey(strings.Trim(s, "[] "))
-			setFirst(lines, table, n)
+			elem = fmt.Sprintf("%s[%d]", table, count[table])
+			count[table]++
+			visit(n, table, elem, "")
 		case strings.HasPrefix(s, "["):
-			table = cleanKey(strings.Trim(s, "[] "))
-			setFirst(lines, table, n)
+			table, elem = cleanKey(strings.Trim(s, "[] ")), ""
+			visit(n, table, elem, "")
 		default:
 			eq := strings.Index(s, "=")
 			if eq < 0 {
 				continue
 			}
-			key := cleanKey(s[:eq])
-			if table != "" {
-				key = table + "." + key
-			}
-			setFirst(lines, key, n)
+			visit(n, table, elem, cleanKey(s[:eq]))
 			val := strings.TrimSpace(s[eq+1:])
 			for _, q := range []string{`"""`, "'''"} {
 				if strings.HasPrefix(val, q) && !strings.Contains(val[3:], q) {
@@ -55,7 +71,6 @@ func keyLines(text string) map[string]int {
 			depth = bracketDelta(val)
 		}
 	}
-	return lines
 }
 
 func setFirst(m map[string]int, k string, n int) {

@@ -383,46 +383,14 @@ func elemLine(lines map[string]int, key string) int {
 // "rule.dst"; ParseConfig merges this map into the config's lines.
 func arrayTableLines(text string) map[string]int {
 	lines := map[string]int{}
-	count := map[string]int{}
-	table := "" // "rule[2]" inside an array of tables, else ""
-	depth := 0
-	inMulti := ""
-	for i, raw := range strings.Split(text, "\n") {
-		n := i + 1
-		if inMulti != "" {
-			if strings.Contains(raw, inMulti) {
-				inMulti = ""
-			}
-			continue
-		}
-		if depth > 0 {
-			depth += bracketDelta(raw)
-			continue
-		}
-		s := strings.TrimSpace(stripComment(raw))
+	scanKeys(text, func(n int, _, elem, key string) {
 		switch {
-		case s == "":
-		case strings.HasPrefix(s, "[["):
-			name := cleanKey(strings.Trim(s, "[] "))
-			table = fmt.Sprintf("%s[%d]", name, count[name])
-			count[name]++
-			lines[table] = n
-		case strings.HasPrefix(s, "["):
-			table = ""
-		case table != "":
-			eq := strings.Index(s, "=")
-			if eq < 0 {
-				continue
-			}
-			setFirst(lines, table+"."+cleanKey(s[:eq]), n)
-			val := strings.TrimSpace(s[eq+1:])
-			for _, q := range []string{`"""`, "'''"} {
-				if strings.HasPrefix(val, q) && !strings.Contains(val[3:], q) {
-					inMulti = q
-				}
-			}
-			depth = bracketDelta(val)
+		case elem == "":
+		case key == "":
+			lines[elem] = n
+		default:
+			setFirst(lines, elem+"."+key, n)
 		}
-	}
+	})
 	return lines
 }
