@@ -70,3 +70,35 @@ func TestCorePercent(t *testing.T) {
 		t.Errorf("corePercent = %v, %v; want 100, 25", total, user)
 	}
 }
+
+// The drop counters come from /proc/net/snmp and /proc/net/snmp6 read
+// together; UdpLite's columns must not be mistaken for UDP's.
+func TestParseRcvbufErrors(t *testing.T) {
+	const text = `Ip: Forwarding DefaultTTL
+Ip: 1 64
+Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors
+Udp: 162256 49703 238921 256560 238920 0 0 17 0
+UdpLite: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors
+UdpLite: 0 0 0 0 7 0 0 0 0
+Udp6InErrors                    	5
+Udp6RcvbufErrors                	4
+Udp6SndbufErrors                	3
+`
+	got, err := parseRcvbufErrors(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != 238924 {
+		t.Fatalf("parseRcvbufErrors = %d, want 238920 + 4", got)
+	}
+	for _, bad := range []string{
+		"",
+		"Udp: InDatagrams NoPorts\nUdp: 1 2\n",
+		"Udp: InDatagrams RcvbufErrors\nUdp: 1 x\n",
+		"Udp: InDatagrams RcvbufErrors\nUdp: 1 2\nUdp6RcvbufErrors -1\n",
+	} {
+		if n, err := parseRcvbufErrors(bad); err == nil {
+			t.Errorf("parseRcvbufErrors(%q) = %d, want an error", bad, n)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -21,8 +22,19 @@ const (
 	udpPort       = 5211
 )
 
+// udpBuffers are the endpoint socket buffers the UDP part runs with, each
+// for both directions and both paths. "" is iperf3's default: the system's
+// net.core.rmem_default (208 KiB here), which holds under a millisecond of
+// 1200-byte datagrams at 1 Gbit/s. "1M" is `iperf3 -w 1M` on both ends, the
+// order of what UDP-heavy applications ask for (QUIC stacks request MiBs).
+// It needs no sysctl change: net.core.rmem_max is 4 MiB here. The endpoint
+// buffer is not gatewayd's: the two rows tell how much of the loss is the
+// receiving iperf3 falling behind on CPUs it shares with the relay.
+var udpBuffers = []string{"", "1M"}
+
 // udpSearch are the fractions of forwarding's delivered rate offered to
 // gatewayd, highest first, until one is delivered with < udpLossTarget loss.
+// The search runs only when gatewayd at full speed loses more than that.
 var udpSearch = []float64{1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1}
 
 // udpRun is one iperf3 UDP run.
@@ -31,6 +43,11 @@ type udpRun struct {
 	DeliveredMbps float64 `json:"delivered_mbit_s"`
 	LossPercent   float64 `json:"loss_percent"`
 	GatewaydCore  float64 `json:"gatewayd_core_percent,omitempty"`
+	// Socket receive-buffer overflows (UDP RcvbufErrors, both families)
+	// during the run: in the gateway namespace (gatewayd's sockets) and in
+	// the namespace of the receiving iperf3.
+	GatewayDrops  uint64 `json:"gateway_ns_rcvbuf_errors"`
+	ReceiverDrops uint64 `json:"receiver_ns_rcvbuf_errors"`
 }
 
 // udpCase is one direction: forwarding's delivered rate at full speed, then
@@ -38,6 +55,7 @@ type udpRun struct {
 type udpCase struct {
 	Name       string   `json:"name"`
 	Reverse    bool     `json:"reverse"`
+	Buffer     string   `json:"iperf3_w,omitempty"` // "": iperf3's default
 	Forwarding udpRun   `json:"forwarding"`
 	GatewayMax udpRun   `json:"gatewayd_unlimited"`
 	Lossless   udpRun   `json:"gatewayd_below_1pct_loss"`
@@ -45,33 +63,44 @@ type udpCase struct {
 	Ratio      float64  `json:"ratio"`
 }
 
-// benchUDP measures both directions: forwarding first (gatewayd stopped),
-// then gatewayd. Each direction uses a fresh server on its own port.
+// benchUDP measures both directions for each endpoint buffer: forwarding
+// first (gatewayd stopped), then gatewayd. Each case uses a fresh server on
+// its own port.
 func (a *app) benchUDP(ctx context.Context, lab *netlab.Lab, g *gatewayd) ([]udpCase, error) {
 	var out []udpCase
-	for i, reverse := range []bool{false, true} {
-		name := "IPv4 UDP upload, 1200 B"
-		if reverse {
-			name = "IPv4 UDP download, 1200 B"
-		}
-		c := udpCase{Name: name, Reverse: reverse}
-		dst := netip.AddrPortFrom(lab.Remotes[0].V4, uint16(udpPort+i))
-		srv, err := startIperfServer(ctx, lab.Server, dst)
-		if err != nil {
-			return nil, err
-		}
-		if c.Forwarding, err = a.udpMeasure(ctx, lab, dst, 0, reverse, nil); err != nil {
+	for _, buf := range udpBuffers {
+		for _, reverse := range []bool{false, true} {
+			c := udpCase{Name: udpCaseName(reverse, buf), Reverse: reverse, Buffer: buf}
+			dst := netip.AddrPortFrom(lab.Remotes[0].V4, uint16(udpPort+len(out)))
+			srv, err := startIperfServer(ctx, lab.Server, dst)
+			if err != nil {
+				return nil, err
+			}
+			if c.Forwarding, err = a.udpMeasure(ctx, lab, dst, 0, &c, nil); err != nil {
+				srv.stop()
+				return nil, fmt.Errorf("%s, forwarding: %w", c.Name, err)
+			}
+			err = a.udpGatewayd(ctx, lab, g, dst, &c)
 			srv.stop()
-			return nil, fmt.Errorf("%s, forwarding: %w", name, err)
+			if err != nil {
+				return nil, fmt.Errorf("%s, gatewayd: %w", c.Name, err)
+			}
+			out = append(out, c)
 		}
-		err = a.udpGatewayd(ctx, lab, g, dst, &c)
-		srv.stop()
-		if err != nil {
-			return nil, fmt.Errorf("%s, gatewayd: %w", name, err)
-		}
-		out = append(out, c)
 	}
 	return out, nil
+}
+
+func udpCaseName(reverse bool, buf string) string {
+	dir := "upload"
+	if reverse {
+		dir = "download"
+	}
+	bufName := "default buffers"
+	if buf != "" {
+		bufName = "-w " + buf
+	}
+	return fmt.Sprintf("IPv4 UDP %s, 1200 B, %s", dir, bufName)
 }
 
 // udpGatewayd runs gatewayd and fills the gatewayd side of c.
@@ -84,19 +113,13 @@ func (a *app) udpGatewayd(ctx context.Context, lab *netlab.Lab, g *gatewayd, dst
 			err = serr
 		}
 	}()
-	if c.GatewayMax, err = a.udpMeasure(ctx, lab, dst, 0, c.Reverse, g); err != nil {
+	if c.GatewayMax, err = a.udpMeasure(ctx, lab, dst, 0, c, g); err != nil {
 		return err
 	}
-	for _, f := range udpSearch {
-		r, err := a.udpMeasure(ctx, lab, dst, f*c.Forwarding.DeliveredMbps, c.Reverse, g)
-		if err != nil {
-			return err
-		}
-		c.Search = append(c.Search, r)
-		if r.LossPercent < udpLossTarget {
-			c.Lossless = r
-			break
-		}
+	if c.GatewayMax.LossPercent < udpLossTarget {
+		c.Lossless = c.GatewayMax // full speed is already below the loss target
+	} else if err := a.udpSearchLossless(ctx, lab, g, dst, c); err != nil {
+		return err
 	}
 	if c.Forwarding.DeliveredMbps > 0 {
 		c.Ratio = c.Lossless.DeliveredMbps / c.Forwarding.DeliveredMbps
@@ -106,16 +129,41 @@ func (a *app) udpGatewayd(ctx context.Context, lab *netlab.Lab, g *gatewayd, dst
 	return nil
 }
 
-// udpMeasure runs `iperf3 -u -l 1200 -b RATE` once (rate 0: unlimited).
-func (a *app) udpMeasure(ctx context.Context, lab *netlab.Lab, dst netip.AddrPort, mbps float64, reverse bool, g *gatewayd) (udpRun, error) {
+// udpSearchLossless offers gatewayd falling fractions of forwarding's rate
+// until one is delivered with < udpLossTarget loss, and records it.
+func (a *app) udpSearchLossless(ctx context.Context, lab *netlab.Lab, g *gatewayd, dst netip.AddrPort, c *udpCase) error {
+	for _, f := range udpSearch {
+		r, err := a.udpMeasure(ctx, lab, dst, f*c.Forwarding.DeliveredMbps, c, g)
+		if err != nil {
+			return err
+		}
+		c.Search = append(c.Search, r)
+		if r.LossPercent < udpLossTarget {
+			c.Lossless = r
+			return nil
+		}
+	}
+	return nil
+}
+
+// udpMeasure runs `iperf3 -u -l 1200 -b RATE [-w BUF]` once (rate 0:
+// unlimited) and counts where datagrams were dropped.
+func (a *app) udpMeasure(ctx context.Context, lab *netlab.Lab, dst netip.AddrPort, mbps float64, c *udpCase, g *gatewayd) (udpRun, error) {
 	args := []string{"-c", dst.Addr().String(), "-p", strconv.Itoa(int(dst.Port())), "-u",
 		"-l", strconv.Itoa(udpDatagram), "-b", fmt.Sprintf("%.0fM", mbps), "-t", strconv.Itoa(a.secs()), "-J",
 		"--connect-timeout", "3000"}
 	if mbps == 0 {
 		args[8] = "0"
 	}
-	if reverse {
+	if c.Reverse {
 		args = append(args, "-R")
+	}
+	if c.Buffer != "" {
+		args = append(args, "-w", c.Buffer)
+	}
+	receiver := lab.Server
+	if c.Reverse {
+		receiver = lab.Client
 	}
 	var cpu0 procCPU
 	var err error
@@ -123,6 +171,14 @@ func (a *app) udpMeasure(ctx context.Context, lab *netlab.Lab, dst netip.AddrPor
 		if cpu0, err = readProcCPU(g.proc.Pid()); err != nil {
 			return udpRun{}, err
 		}
+	}
+	gw0, err := udpRcvbufErrors(ctx, lab.Gateway)
+	if err != nil {
+		return udpRun{}, err
+	}
+	rcv0, err := udpRcvbufErrors(ctx, receiver)
+	if err != nil {
+		return udpRun{}, err
 	}
 	start := time.Now()
 	res, err := iperfOnce(ctx, lab.Client, time.Duration(a.secs()+20)*time.Second, args)
@@ -137,9 +193,70 @@ func (a *app) udpMeasure(ctx context.Context, lab *netlab.Lab, dst netip.AddrPor
 		}
 		r.GatewaydCore, _ = cpu1.corePercent(cpu0, time.Since(start))
 	}
+	gw1, err := udpRcvbufErrors(ctx, lab.Gateway)
+	if err != nil {
+		return r, err
+	}
+	rcv1, err := udpRcvbufErrors(ctx, receiver)
+	if err != nil {
+		return r, err
+	}
+	r.GatewayDrops, r.ReceiverDrops = gw1-gw0, rcv1-rcv0
 	a.log.Info("udp run", "offered_mbit_s", round2(mbps), "delivered_mbit_s", round2(r.DeliveredMbps),
-		"loss_pct", round2(r.LossPercent), "gatewayd", g != nil, "reverse", reverse)
+		"loss_pct", round2(r.LossPercent), "gatewayd", g != nil, "reverse", c.Reverse, "w", c.Buffer,
+		"gateway_ns_drops", r.GatewayDrops, "receiver_ns_drops", r.ReceiverDrops)
 	return r, nil
+}
+
+// udpRcvbufErrors is the namespace's count of UDP datagrams dropped because
+// a socket's receive buffer was full, IPv4 and IPv6 together.
+func udpRcvbufErrors(ctx context.Context, ns *netlab.NS) (uint64, error) {
+	out, err := ns.Run(ctx, "cat", "/proc/net/snmp", "/proc/net/snmp6")
+	if err != nil {
+		return 0, fmt.Errorf("reading UDP counters in %s: %w", ns.Name, err)
+	}
+	n, err := parseRcvbufErrors(out)
+	if err != nil {
+		return 0, fmt.Errorf("reading UDP counters in %s: %w", ns.Name, err)
+	}
+	return n, nil
+}
+
+// parseRcvbufErrors sums Udp RcvbufErrors from /proc/net/snmp (a header
+// line and a value line, both starting "Udp:") and Udp6RcvbufErrors from
+// /proc/net/snmp6 ("name value" lines).
+func parseRcvbufErrors(text string) (uint64, error) {
+	var sum uint64
+	var header []string
+	found := false
+	for line := range strings.Lines(text) {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 2 && f[0] == "Udp6RcvbufErrors":
+			v, err := strconv.ParseUint(f[1], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("parsing the Udp6RcvbufErrors value: %w", err)
+			}
+			sum += v
+		case len(f) > 1 && f[0] == "Udp:" && header == nil:
+			header = f
+		case len(f) > 1 && f[0] == "Udp:":
+			i := slices.Index(header, "RcvbufErrors")
+			if i < 0 || i >= len(f) {
+				return 0, fmt.Errorf("no Udp RcvbufErrors column")
+			}
+			v, err := strconv.ParseUint(f[i], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("parsing the Udp RcvbufErrors value: %w", err)
+			}
+			sum += v
+			found = true
+		}
+	}
+	if !found {
+		return 0, fmt.Errorf("no Udp counters")
+	}
+	return sum, nil
 }
 
 // printUDPTable prints the UDP results.
@@ -147,8 +264,9 @@ func (a *app) printUDPTable(cases []udpCase) {
 	a.printf("\nUDP (iperf3 -u -l %d, %ds per run; delivered = end.sum_received):\n\n", udpDatagram, a.secs())
 	tw := tabwriter.NewWriter(a.out, 0, 0, 1, ' ', 0)
 	row := func(cells ...string) { fmt.Fprintf(tw, "| %s\t|\n", strings.Join(cells, "\t| ")) }
-	row("case", "forwarding Mbit/s (loss)", "gatewayd unlimited Mbit/s (loss)", "gatewayd < 1% loss Mbit/s (loss)", "ratio", "gatewayd %core", "target")
-	row("---", "---:", "---:", "---:", "---:", "---:", "---")
+	row("case", "forwarding Mbit/s (loss)", "gatewayd unlimited Mbit/s (loss)", "gatewayd < 1% loss Mbit/s (loss)", "ratio", "gatewayd %core", "target",
+		"drops gw ns / receiver ns, gatewayd unlimited")
+	row("---", "---:", "---:", "---:", "---:", "---:", "---", "---:")
 	for _, c := range cases {
 		verdict := "missed"
 		if c.Ratio >= udpRatio && c.Lossless.LossPercent < udpLossTarget {
@@ -160,7 +278,9 @@ func (a *app) printUDPTable(cases []udpCase) {
 			fmt.Sprintf("%.0f (%.2f%%)", c.Lossless.DeliveredMbps, c.Lossless.LossPercent),
 			fmt.Sprintf("%.2f", c.Ratio),
 			fmt.Sprintf("%.0f", c.Lossless.GatewaydCore),
-			fmt.Sprintf(">= %.1f at < 1%% loss: %s", udpRatio, verdict))
+			fmt.Sprintf(">= %.1f at < 1%% loss: %s", udpRatio, verdict),
+			fmt.Sprintf("%d / %d", c.GatewayMax.GatewayDrops, c.GatewayMax.ReceiverDrops))
 	}
 	_ = tw.Flush()
+	a.printf("drops: UDP RcvbufErrors in the gateway namespace (gatewayd's sockets) and in the receiving iperf3's namespace\n")
 }
