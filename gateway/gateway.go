@@ -96,7 +96,7 @@ func (g *Gateway) installEnv(ctx context.Context) (Env, error) {
 	}
 	if env, err = g.install(ctx, env); err != nil {
 		if cerr := g.Cleanup(); cerr != nil {
-			g.Log.Error("removing partially installed rules", "err", cerr)
+			return env, errors.Join(err, fmt.Errorf("removing partially installed rules: %w: %w", ErrInterceptionLeft, cerr))
 		}
 		return env, err
 	}
@@ -146,16 +146,22 @@ func (g *Gateway) install(ctx context.Context, env Env) (Env, error) {
 	return env, nil
 }
 
+// ErrInterceptionLeft marks an error after which rules or routes may still
+// be installed because removing them failed. Every other error of Run
+// leaves the kernel as it found it (or cleaner).
+var ErrInterceptionLeft = errors.New("interception may still be installed")
+
 // Run starts the relays, installs interception and serves until ctx is
 // done or a relay fails. Every return path removes the rules first (so the
 // LAN falls back to plain forwarding at once), then gives flows the
-// configured grace.
+// configured grace. Only an error wrapping ErrInterceptionLeft leaves
+// anything behind.
 func (g *Gateway) Run(ctx context.Context) (err error) {
 	if err := g.checkSysctls(); err != nil {
 		return err
 	}
 	if err := g.Cleanup(); err != nil {
-		return fmt.Errorf("removing leftovers of an earlier run: %w", err)
+		return fmt.Errorf("removing leftovers of an earlier run: %w: %w", ErrInterceptionLeft, err)
 	}
 	var opened []Relay
 	defer func() {
@@ -175,7 +181,7 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	}
 	defer func() {
 		if cerr := g.Cleanup(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("removing interception: %w", cerr))
+			err = errors.Join(err, fmt.Errorf("removing interception: %w: %w", ErrInterceptionLeft, cerr))
 		} else {
 			g.Log.Info("interception removed")
 		}

@@ -103,6 +103,9 @@ func TestRunListenFailureInstallsNothing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "opening listeners: address in use") {
 		t.Fatalf("Run = %v", err)
 	}
+	if errors.Is(err, ErrInterceptionLeft) {
+		t.Errorf("Run = %v: says interception may be left although it removed everything", err)
+	}
 	if sys.v4.restores+sys.v6.restores != 0 || sys.nl.String() != "" {
 		t.Errorf("rules installed although the listener failed:\n%s", sys.dump(t))
 	}
@@ -116,6 +119,9 @@ func TestRunServeFailureRemovesRules(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "serving: accept: boom") {
 		t.Fatalf("Run = %v", err)
 	}
+	if errors.Is(err, ErrInterceptionLeft) {
+		t.Errorf("Run = %v: says interception may be left although it removed everything", err)
+	}
 	if d := sys.dump(t); strings.Contains(d, chainPrefix) || sys.nl.String() != "" {
 		t.Errorf("rules left after a relay failure:\n%s", d)
 	}
@@ -128,6 +134,9 @@ func TestRunInstallFailureRollsBack(t *testing.T) {
 	err := g.Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "installing IPv6 mangle table") {
 		t.Fatalf("Run = %v", err)
+	}
+	if errors.Is(err, ErrInterceptionLeft) {
+		t.Errorf("Run = %v: says interception may be left although it removed everything", err)
 	}
 	if d := sys.dump(t); strings.Contains(d, chainPrefix) || sys.nl.String() != "" {
 		t.Errorf("partial install left behind:\n%s", d)
@@ -143,7 +152,36 @@ func TestRunRefusesBridgeNetfilter(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "net.bridge.bridge-nf-call-iptables=1 (br_netfilter) breaks TPROXY") {
 		t.Fatalf("Run = %v", err)
 	}
+	if errors.Is(err, ErrInterceptionLeft) {
+		t.Errorf("Run = %v: says interception may be left although it removed everything", err)
+	}
 	if sys.v4.restores != 0 {
 		t.Error("rules installed")
+	}
+}
+
+// restoreFailsAfter is a fakeTables whose restores fail after the first n.
+type restoreFailsAfter struct {
+	*fakeTables
+	n int
+}
+
+func (t *restoreFailsAfter) Restore(payload string, noflush bool) error {
+	if t.restores >= t.n {
+		return errors.New("iptables-restore: resource temporarily unavailable")
+	}
+	return t.fakeTables.Restore(payload, noflush)
+}
+
+// Only a failed removal tells the caller (the failsafe watchdog's owner)
+// that interception may still be installed.
+func TestRunReportsInterceptionLeft(t *testing.T) {
+	relay := newFakeRelay()
+	relay.serveErr = errors.New("accept: boom")
+	g, sys := newTestGateway(t, relay, nil)
+	g.Tables[IPv4] = &restoreFailsAfter{fakeTables: sys.v4, n: 1} // installs, then cannot put the table back
+	err := g.Run(context.Background())
+	if !errors.Is(err, ErrInterceptionLeft) || !strings.Contains(err.Error(), "serving: accept: boom") {
+		t.Fatalf("Run = %v, want the serve error and ErrInterceptionLeft", err)
 	}
 }

@@ -51,7 +51,9 @@ type failsafe struct {
 	lock *watchdog.Lock // nil if the state dir could not hold one
 	wd   *watchdog.Handle
 	// started: the gateway ran, so interception may be installed;
-	// cleaned: it returned nil, having removed it.
+	// cleaned: it returned without gateway.ErrInterceptionLeft, so it
+	// removed whatever it installed (or never installed anything, as when
+	// it refuses to start). A panic never sets it.
 	started, cleaned bool
 }
 
@@ -87,17 +89,17 @@ func startFailsafe(ctx context.Context, cfg *gateway.Config, log *slog.Logger, s
 }
 
 // run runs the gateway and records how it ended: from its start the
-// interception may be installed, and only a nil return means gatewayd
-// removed it itself.
+// interception may be installed, and a return without
+// gateway.ErrInterceptionLeft means gatewayd removed it itself.
 func (f *failsafe) run(ctx context.Context, run func(context.Context) error) error {
 	f.started = true
 	err := run(ctx)
-	f.cleaned = err == nil
+	f.cleaned = !errors.Is(err, gateway.ErrInterceptionLeft)
 	return err
 }
 
 // close ends the watchdog. If nothing was installed or the run removed it,
-// the watchdog is told to exit quietly. Otherwise (an error return, or a
+// the watchdog is told to exit quietly. Otherwise (a failed removal, or a
 // panic unwinding cmdRun) it gets the lock and the failsafe policy runs
 // as after a crash, before gatewayd exits.
 func (f *failsafe) close() {

@@ -1,0 +1,89 @@
+package e2e
+
+import (
+	"context"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatewayd/gatewayd/internal/netlab"
+)
+
+// TestRefusedStartIsNoCrash: a gatewayd that cannot open its TPROXY
+// listener (another socket holds the port) exits with the reason and a
+// failure status, leaves mangle and routing as they were, and its watchdog
+// exits quietly: nothing was installed, so there is no crash to report and
+// nothing to clean up.
+func TestRefusedStartIsNoCrash(t *testing.T) {
+	lab := netlab.NewT(t)
+	before := kernelState(t, lab)
+	var squatter net.Listener
+	if err := lab.Gateway.Do(func() (err error) {
+		squatter, err = net.Listen("tcp", "127.0.0.1:15001") // the shipped tproxy port and first address
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer squatter.Close()
+
+	g := newGW(t, lab, opts{})
+	g.log = &syncBuffer{}
+	g.logs = append(g.logs, g.log)
+	p, err := lab.Gateway.Start(context.Background(), g.log, g.bin, "-c", g.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.proc = p
+	if err := p.Wait(ioGuard); err == nil {
+		t.Fatal("gatewayd exited 0 although its listener port was taken")
+	}
+	waitNoWatchdog(t, g.cfg)
+	log := g.log.String()
+	mustContain(t, "gatewayd log", log, "opening listeners", "address already in use")
+	for _, alarm := range []string{"exited unexpectedly", "removing interception"} {
+		if strings.Contains(log, alarm) {
+			t.Errorf("a refused start was reported as a crash (%q):\n%s", alarm, log)
+		}
+	}
+	if after := kernelState(t, lab); after != before {
+		t.Errorf("state after the refused start differs:\n--- after ---\n%s\n--- before ---\n%s", after, before)
+	}
+}
+
+// waitNoWatchdog waits up to ioGuard until no `gatewayd watchdog -c cfg`
+// process is left.
+func waitNoWatchdog(t *testing.T, cfg string) {
+	t.Helper()
+	deadline := time.Now().Add(ioGuard)
+	for {
+		pid := watchdogFor(cfg)
+		if pid == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("watchdog (pid %d) for %s still running after %v", pid, cfg, ioGuard)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// watchdogFor returns the pid of a live watchdog started for cfg, or 0.
+func watchdogFor(cfg string) int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	for _, e := range ents {
+		argv, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || !strings.Contains(string(argv), "\x00watchdog\x00-c\x00"+cfg+"\x00") {
+			continue
+		}
+		if pid, err := strconv.Atoi(e.Name()); err == nil && !exited(pid) {
+			return pid
+		}
+	}
+	return 0
+}
