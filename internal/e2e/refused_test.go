@@ -2,13 +2,17 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"net"
+	"net/netip"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/internal/netlab"
 )
 
@@ -21,8 +25,9 @@ func TestRefusedStartIsNoCrash(t *testing.T) {
 	lab := netlab.NewT(t)
 	before := kernelState(t, lab)
 	var squatter net.Listener
+	taken := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), gateway.DefaultPort) // a default tproxy address and port
 	if err := lab.Gateway.Do(func() (err error) {
-		squatter, err = net.Listen("tcp", "127.0.0.1:15001") // the shipped tproxy port and first address
+		squatter, err = net.Listen("tcp", taken.String())
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -37,12 +42,20 @@ func TestRefusedStartIsNoCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.proc = p
-	if err := p.Wait(ioGuard); err == nil {
-		t.Fatal("gatewayd exited 0 although its listener port was taken")
+	select {
+	case <-p.Done():
+	case <-time.After(ioGuard):
+		p.Kill()
+		t.Fatalf("gatewayd still running %v after start although %s was taken", ioGuard, taken)
+	}
+	var exit *exec.ExitError
+	if err := p.Wait(ioGuard); !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("gatewayd exit: %v, want exit status 1", err)
 	}
 	waitNoWatchdog(t, g.cfg)
 	log := g.log.String()
-	mustContain(t, "gatewayd log", log, "opening listeners", "address already in use")
+	// The watchdog was told and says so (debug level) before gatewayd exits.
+	mustContain(t, "gatewayd log", log, "opening listeners", "address already in use", "watchdog: gatewayd exited cleanly")
 	for _, alarm := range []string{"exited unexpectedly", "removing interception"} {
 		if strings.Contains(log, alarm) {
 			t.Errorf("a refused start was reported as a crash (%q):\n%s", alarm, log)

@@ -102,3 +102,20 @@ Udp6SndbufErrors                	3
 		}
 	}
 }
+
+// A UDP rate counts as carried below the loss target only when the median
+// run is: one lucky run out of three does not decide it.
+func TestUDPMedians(t *testing.T) {
+	runs := []udpRun{
+		{DeliveredMbps: 1200, LossPercent: 0.5, ReceiverDrops: 10},
+		{DeliveredMbps: 1000, LossPercent: 4.0, ReceiverDrops: 900},
+		{DeliveredMbps: 1100, LossPercent: 2.0, ReceiverDrops: 300},
+	}
+	m := udpMedians(1500, runs)
+	if m.OfferedMbps != 1500 || m.DeliveredMbps != 1100 || m.LossPercent != 2.0 || m.ReceiverDrops != 300 || len(m.Runs) != 3 {
+		t.Fatalf("udpMedians = %+v", m)
+	}
+	if m.LossPercent < udpLossTarget {
+		t.Fatal("two of three runs lost more than the target, yet the median is below it")
+	}
+}
