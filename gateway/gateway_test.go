@@ -185,3 +185,29 @@ func TestRunReportsInterceptionLeft(t *testing.T) {
 		t.Fatalf("Run = %v, want the serve error and ErrInterceptionLeft", err)
 	}
 }
+
+// listFails is a fakeTables whose chain listings fail.
+type listFails struct{ *fakeTables }
+
+func (t listFails) List(string, string) ([]string, error) {
+	return nil, errors.New("iptables: resource temporarily unavailable")
+}
+
+func TestRunReportsLeftoversLeft(t *testing.T) {
+	g, sys := newTestGateway(t, newFakeRelay(), nil)
+	g.Tables[IPv4] = listFails{sys.v4}
+	err := g.Run(context.Background())
+	if !errors.Is(err, ErrInterceptionLeft) || !strings.Contains(err.Error(), "removing leftovers of an earlier run") {
+		t.Fatalf("Run = %v, want a leftovers error with ErrInterceptionLeft", err)
+	}
+}
+
+func TestRunReportsPartialInstallLeft(t *testing.T) {
+	g, sys := newTestGateway(t, newFakeRelay(), nil)
+	g.Config.Mangle.ExtraV6 = []string{"-A NOSUCH -j ACCEPT"}     // IPv6 install fails after IPv4's
+	g.Tables[IPv4] = &restoreFailsAfter{fakeTables: sys.v4, n: 1} // and IPv4's table cannot be put back
+	err := g.Run(context.Background())
+	if !errors.Is(err, ErrInterceptionLeft) || !strings.Contains(err.Error(), "installing IPv6 mangle table") {
+		t.Fatalf("Run = %v, want the install error with ErrInterceptionLeft", err)
+	}
+}
