@@ -67,6 +67,7 @@ func (v *statusView) registry() *status.Registry {
 		status.TCPCollector(v.tcp.Stats),
 		status.UDPCollector(v.udp.Stats),
 		status.OutboundCollector(v.outboundStats),
+		status.ActiveFlowsCollector(v.flows),
 		status.RuleReappliesCollector(v.g.Reapplies),
 	)
 	if v.dns != nil {

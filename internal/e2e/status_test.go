@@ -242,6 +242,14 @@ func TestStatusMetricsCountTraffic(t *testing.T) {
 		}
 	}
 
+	// The open flow and session, by outbound, in /metrics.
+	open := scrape(t, lab, ep)
+	for _, proto := range []string{"tcp", "udp"} {
+		if got := open.value(t, "gatewayd_outbound_flows_active", "outbound", "direct", "proto", proto); got != 1 {
+			t.Errorf("gatewayd_outbound_flows_active{outbound=direct,proto=%s} = %v, want 1", proto, got)
+		}
+	}
+
 	// TCP bytes are counted when a flow ends.
 	_ = live.Close()
 	wantUp, wantDown = wantUp+liveUp, wantDown+liveDown

@@ -1,6 +1,7 @@
 package status
 
 import (
+	"cmp"
 	"maps"
 	"slices"
 
@@ -46,6 +47,34 @@ func writeOutbound(w *Writer, ob Label, s outbound.Stats) {
 	const dropName, dropHelp = "gatewayd_outbound_udp_drops_total", "Datagrams from a SOCKS5 proxy that were not delivered, by reason."
 	w.Counter(dropName, dropHelp, float64(s.UDPDropped.Fragments), ob, L("reason", "fragmented"))
 	w.Counter(dropName, dropHelp, float64(s.UDPDropped.Malformed), ob, L("reason", "malformed"))
+}
+
+// unknownOutbound labels flows whose outbound has no name (a route a
+// reload added after the flow's policy was read).
+const unknownOutbound = "unknown"
+
+// ActiveFlowsCollector exposes the active flows (TCP connections and UDP
+// sessions) by outbound and protocol, counted from flows at scrape time:
+// pass the daemon's flows func, the one /status lists.
+func ActiveFlowsCollector(flows func() []Flow) Collector {
+	type key struct{ outbound, proto string }
+	return func(w *Writer) {
+		n := map[key]int{}
+		for _, f := range flows() {
+			k := key{f.Outbound, f.Proto}
+			if k.outbound == "" {
+				k.outbound = unknownOutbound
+			}
+			n[k]++
+		}
+		keys := slices.SortedFunc(maps.Keys(n), func(a, b key) int {
+			return cmp.Or(cmp.Compare(a.outbound, b.outbound), cmp.Compare(a.proto, b.proto))
+		})
+		for _, k := range keys {
+			w.Gauge("gatewayd_outbound_flows_active", "Flows open now (TCP connections, UDP sessions) by the outbound they leave through.",
+				float64(n[k]), L("outbound", k.outbound), L("proto", k.proto))
+		}
+	}
 }
 
 // RuleReappliesCollector exposes how often gatewayd re-applied its

@@ -81,3 +81,26 @@ func TestRuleReappliesCollector(t *testing.T) {
 		t.Errorf("reapplies read once: %v after the count rose to 4", got)
 	}
 }
+
+func TestActiveFlowsCollector(t *testing.T) {
+	flows := []Flow{
+		{Proto: "tcp", Outbound: "direct"}, {Proto: "tcp", Outbound: "direct"}, {Proto: "udp", Outbound: "direct"},
+		{Proto: "tcp", Outbound: "proxy"}, {Proto: "udp", Outbound: ""},
+	}
+	e := gather(t, ActiveFlowsCollector(func() []Flow { return flows }))
+	for _, c := range []struct {
+		outbound, proto string
+		want            float64
+	}{{"direct", "tcp", 2}, {"direct", "udp", 1}, {"proxy", "tcp", 1}, {"unknown", "udp", 1}} {
+		if got := e.value(t, "gatewayd_outbound_flows_active", "outbound", c.outbound, "proto", c.proto); got != c.want {
+			t.Errorf("flows_active{outbound=%s,proto=%s} = %v, want %v", c.outbound, c.proto, got, c.want)
+		}
+	}
+	if got := len(e["gatewayd_outbound_flows_active"].Metric); got != 4 {
+		t.Errorf("%d samples, want 4 (one per outbound and protocol with flows)", got)
+	}
+	flows = nil
+	if got := len(gather(t, ActiveFlowsCollector(func() []Flow { return flows }))); got != 0 {
+		t.Errorf("no flows: %d families, want none", got)
+	}
+}
