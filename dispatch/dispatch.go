@@ -60,6 +60,7 @@ type Dispatcher struct {
 	rejects []bool                 // per route: a reject outbound
 	limits  []*outbound.LogLimiter // per route: failures logged once per burst
 	flows   *flowCache
+	quic    *quicFlows // QUIC flows whose ClientHello is incomplete (with flows)
 }
 
 var (
@@ -108,6 +109,7 @@ func New(cfg Config, log *slog.Logger) (*Dispatcher, error) {
 	}
 	if cfg.Table.NeedsDomain() {
 		d.flows = newFlowCache(cfg.FlowCache)
+		d.quic = newQUICFlows()
 	}
 	return d, nil
 }

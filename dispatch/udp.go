@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/route"
-	"github.com/gatewayd/gatewayd/sniff"
 	"github.com/gatewayd/gatewayd/udp"
 )
 
@@ -25,7 +24,9 @@ const quicPort = 443
 // on its own: the same addresses give the same route. With them, the
 // first datagram of a flow decides (its QUIC Initial names the server,
 // the rest of the flow does not) and the flow's route is remembered until
-// it has been idle for flowTTL.
+// it has been idle for flowTTL. A QUIC flow whose ClientHello spans
+// Initials is held (udp.RouteHold) until the name is complete or the
+// relay gives up waiting (a nil p).
 func (d *Dispatcher) Route(client, dst netip.AddrPort, p []byte) int {
 	if d.flows == nil {
 		r, _ := d.flow(route.Flow{Proto: route.ProtoUDP, Src: client, Dst: dst})
@@ -38,7 +39,11 @@ func (d *Dispatcher) Route(client, dst netip.AddrPort, p []byte) int {
 	}
 	f := route.Flow{Proto: route.ProtoUDP, Src: client, Dst: dst}
 	if dst.Port() == quicPort {
-		f.Domain, _ = sniff.QUICServerName(p) // "" unless a whole ClientHello is in this Initial
+		name, hold := d.quic.serverName(key, p)
+		if hold {
+			return udp.RouteHold // the ClientHello goes on in the next Initial
+		}
+		f.Domain = name
 	}
 	r, f := d.flow(f)
 	r = d.checkReject(r)

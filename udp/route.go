@@ -12,7 +12,8 @@ import "net/netip"
 // fast and safe for concurrent use; it should give one flow (client, dst)
 // the same route for as long as the flow lives, even when later datagrams
 // carry less information than the first (a QUIC Initial names a server,
-// what follows does not).
+// what follows does not). It may return RouteHold to see more of a flow
+// before deciding; called with a nil datagram it must decide.
 type Router interface {
 	Route(client, dst netip.AddrPort, p []byte) int
 }
@@ -46,7 +47,9 @@ func hashSessionKey(k sessionKey, seed uint64) uint64 {
 	return hashAddrPort(k.client, seed+uint64(k.route)*hashMul1)
 }
 
-// route returns the route of a datagram; false if it is rejected.
+// route returns the route of a datagram; false if it is rejected or held
+// (RouteHold). A datagram that gets a route sends what was held for its
+// flow first.
 func (s *Server) route(client, dst netip.AddrPort, p []byte) (sessionKey, bool) {
 	k := sessionKey{client: client}
 	r := s.routing.Load().router
@@ -54,9 +57,28 @@ func (s *Server) route(client, dst netip.AddrPort, p []byte) (sessionKey, bool) 
 		return k, true
 	}
 	k.route = r.Route(client, dst, p)
+	if k.route == RouteHold {
+		if s.hold(flowKey{client, dst}, p) {
+			return k, false
+		}
+		k.route = r.Route(client, dst, nil) // cannot hold more: decide now
+	}
 	if k.route < 0 {
 		s.stats.dropRejected.Add(1)
 		return k, false
 	}
+	if s.holds.n.Load() > 0 {
+		s.releaseHeld(flowKey{client, dst}, k)
+	}
 	return k, true
+}
+
+// decide asks the Router for the final route of a held flow (nil
+// datagram); false if it is rejected. The caller counts the drops.
+func (s *Server) decide(client, dst netip.AddrPort) (sessionKey, bool) {
+	k := sessionKey{client: client}
+	if r := s.routing.Load().router; r != nil {
+		k.route = r.Route(client, dst, nil)
+	}
+	return k, k.route >= 0 // RouteHold here would break the Router's contract: refuse the flow
 }

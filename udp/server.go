@@ -86,6 +86,7 @@ type Server struct {
 	// routing is Config.Router and Dialer; SetRouting replaces them.
 	routing atomic.Pointer[routing]
 
+	holds    holds // datagrams of flows the Router has not routed yet (RouteHold)
 	sessions *table[sessionKey, *session]
 	replies  *table[netip.AddrPort, *replySock]
 	// Session readers' batches (*downBatch) of one datagram and of
@@ -193,6 +194,7 @@ func (s *Server) Shutdown(grace time.Duration) {
 		s.mu.Unlock()
 		s.closeListeners()
 		s.loops.Wait()
+		s.dropHolds()
 
 		s.drain(grace)
 		close(s.done)
