@@ -1,9 +1,6 @@
 package sniff
 
 import (
-	"bytes"
-	"context"
-	"crypto/aes"
 	"crypto/ecdh"
 	"crypto/rand"
 	"crypto/tls"
@@ -68,25 +65,9 @@ var quicTransportParams = mustHex("0408ffffffffffffffff05048000ffff07048000ffff0
 // Initial CRYPTO stream.
 func quicHello(t testing.TB, cfg *tls.Config) []byte {
 	t.Helper()
-	cfg = cfg.Clone()
-	cfg.MinVersion = tls.VersionTLS13
-	if cfg.NextProtos == nil {
-		cfg.NextProtos = []string{"h3"}
-	}
-	q := tls.QUICClient(&tls.QUICConfig{TLSConfig: cfg})
-	defer q.Close()
-	q.SetTransportParameters(quicTransportParams)
-	if err := q.Start(context.Background()); err != nil {
-		t.Fatalf("starting the QUIC TLS client: %v", err)
-	}
-	var hello []byte
-	for e := q.NextEvent(); e.Kind != tls.QUICNoEvent; e = q.NextEvent() {
-		if e.Kind == tls.QUICWriteData && e.Level == tls.QUICEncryptionLevelInitial {
-			hello = append(hello, e.Data...)
-		}
-	}
-	if len(hello) == 0 {
-		t.Fatal("the QUIC TLS client wrote no Initial data")
+	hello, err := quicClientHello(cfg, quicTransportParams)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return hello
 }
@@ -197,81 +178,19 @@ func mustHex(s string) []byte {
 	return b
 }
 
-// ---- test-only QUIC Initial encoder ----
+// ---- QUIC Initial encoder (seal.go) in test form ----
 
 // testPacket is a client Initial packet to protect.
-type testPacket struct {
-	version uint32 // quicV1 if zero
-	dcid    []byte
-	keyDCID []byte // DCID the keys derive from; dcid if nil
-	scid    []byte
-	token   []byte
-	pn      uint64
-	pnLen   int // 1 to 4; 4 if zero
-	frames  []byte
-	typ     *byte // long packet type; the version's Initial type if nil
-}
+type testPacket = initialPacket
 
-// seal protects p (RFC 9001 §5), padding its payload with PADDING frames so
-// the packet is at least minSize bytes.
-func (p testPacket) seal(t testing.TB, minSize int) []byte {
+// sealT is p.seal, failing the test on an error.
+func sealT(t testing.TB, p testPacket, minSize int) []byte {
 	t.Helper()
-	if p.version == 0 {
-		p.version = quicV1
-	}
-	if p.pnLen == 0 {
-		p.pnLen = maxPacketNumberLen
-	}
-	if p.keyDCID == nil {
-		p.keyDCID = p.dcid
-	}
-	v, ok := lookupVersion(p.version)
-	if !ok {
-		t.Fatalf("version 0x%08x", p.version)
-	}
-	typ := v.initialType
-	if p.typ != nil {
-		typ = *p.typ
-	}
-	hdr := []byte{headerFormLong | 0x40 | typ<<longTypeShift | byte(p.pnLen-1)}
-	hdr = binary.BigEndian.AppendUint32(hdr, p.version)
-	hdr = append(append(hdr, byte(len(p.dcid))), p.dcid...)
-	hdr = append(append(hdr, byte(len(p.scid))), p.scid...)
-	if typ == v.initialType {
-		hdr = appendVarint(hdr, uint64(len(p.token)))
-		hdr = append(hdr, p.token...)
-	}
-	const lengthFieldLen = 2 // always a 2-byte varint
-	payload := p.frames
-	if short := minSize - (len(hdr) + lengthFieldLen + p.pnLen + len(payload) + aeadTagLen); short > 0 {
-		payload = append(bytes.Clone(payload), make([]byte, short)...)
-	}
-	if n := maxPacketNumberLen - p.pnLen - len(payload); n > 0 {
-		payload = append(bytes.Clone(payload), make([]byte, n)...) // room for the sample
-	}
-	length := p.pnLen + len(payload) + aeadTagLen
-	hdr = append(hdr, 0x40|byte(length>>8), byte(length))
-	pnOffset := len(hdr)
-	for i := p.pnLen - 1; i >= 0; i-- {
-		hdr = append(hdr, byte(p.pn>>(8*i)))
-	}
-	keys, err := deriveInitialKeys(v, p.keyDCID)
+	b, err := p.seal(minSize)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nonce := keys.iv
-	for i := range pnNonceLen {
-		nonce[aeadNonceLen-1-i] ^= byte(p.pn >> (8 * i))
-	}
-	ct := keys.aead.Seal(nil, nonce[:], payload, hdr)
-	var mask [aes.BlockSize]byte
-	sample := maxPacketNumberLen - p.pnLen
-	keys.hp.Encrypt(mask[:], ct[sample:sample+hpSampleLen])
-	hdr[0] ^= mask[0] & longProtectedBits
-	for i := range p.pnLen {
-		hdr[pnOffset+i] ^= mask[1+i]
-	}
-	return append(hdr, ct...)
+	return b
 }
 
 // datagram seals packets into one datagram: all but the last unpadded, the
@@ -281,31 +200,15 @@ func datagram(t testing.TB, packets ...testPacket) []byte {
 	var d []byte
 	for i, p := range packets {
 		if i < len(packets)-1 {
-			d = append(d, p.seal(t, 0)...)
+			d = append(d, sealT(t, p, 0)...)
 		} else {
-			d = append(d, p.seal(t, minInitialDatagram-len(d))...)
+			d = append(d, sealT(t, p, minInitialDatagram-len(d))...)
 		}
 	}
 	return d
 }
 
-func appendVarint(b []byte, v uint64) []byte {
-	switch {
-	case v < 1<<6:
-		return append(b, byte(v))
-	case v < 1<<14:
-		return append(b, 0x40|byte(v>>8), byte(v))
-	case v < 1<<30:
-		return binary.BigEndian.AppendUint32(b, 0x80<<24|uint32(v))
-	}
-	return binary.BigEndian.AppendUint64(b, 0xc0<<56|v)
-}
-
-func cryptoFrame(off int, data []byte) []byte {
-	f := appendVarint([]byte{frameCrypto}, uint64(off))
-	f = appendVarint(f, uint64(len(data)))
-	return append(f, data...)
-}
+func cryptoFrame(off int, data []byte) []byte { return appendCryptoFrame(nil, off, data) }
 
 // ---- checks ----
 

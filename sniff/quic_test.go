@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 )
@@ -217,7 +218,7 @@ func TestQUICServerNameCoalescedPackets(t *testing.T) {
 func TestQUICServerNameTrailingZeroPadding(t *testing.T) {
 	// Some clients pad the datagram after the packet instead of inside it.
 	hello := quicHello(t, &tls.Config{ServerName: "pad.example", CurvePreferences: []tls.CurveID{tls.X25519}})
-	p := testPacket{dcid: mustHex("0102030405060708"), frames: cryptoFrame(0, hello)}.seal(t, 0)
+	p := sealT(t, testPacket{dcid: mustHex("0102030405060708"), frames: cryptoFrame(0, hello)}, 0)
 	d := append(p, make([]byte, minInitialDatagram-len(p))...)
 	wantName(t, "QUICServerName", must(QUICServerName(d)), nil, "pad.example")
 }
@@ -299,7 +300,7 @@ func TestQUICServerNameMalformed(t *testing.T) {
 		return d
 	}
 	handshake := byte(2)
-	small := testPacket{dcid: dcid, frames: cryptoFrame(0, hello[:100])}.seal(t, 0)
+	small := sealT(t, testPacket{dcid: dcid, frames: cryptoFrame(0, hello[:100])}, 0)
 	for _, tc := range []struct {
 		name string
 		in   []byte
@@ -378,6 +379,51 @@ func TestDecodePacketNumber(t *testing.T) {
 	} {
 		if got := decodePacketNumber(tc.largest, tc.truncated, tc.pnLen); got != tc.want {
 			t.Errorf("decodePacketNumber(%#x, %#x, %d) = %#x, want %#x", tc.largest, tc.truncated, tc.pnLen, got, tc.want)
+		}
+	}
+}
+
+// SealClientInitials builds what the relay's tests send: a ClientHello in
+// several real Initials, which a QUICSniffer reads the name from only once
+// the datagram completing the server_name extension has arrived.
+func TestSealClientInitials(t *testing.T) {
+	const server = "split.example.test"
+	hello, err := QUICClientHello(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mid := bytes.Index(hello, []byte(server)) + len(server)/2 // the name spans the first two datagrams
+	grams, err := SealClientInitials(mustHex("8394c8f03e515708"), hello, mid, mid+len(server))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(grams) != 3 {
+		t.Fatalf("%d datagrams, want 3", len(grams))
+	}
+	var s QUICSniffer
+	for i, g := range grams {
+		if len(g) < minInitialDatagram {
+			t.Errorf("datagram %d: %d bytes, want at least %d", i, len(g), minInitialDatagram)
+		}
+		name, err := s.Feed(g)
+		if i == 0 {
+			wantErr(t, "first datagram, half the name", name, err, ErrNeedMore)
+		} else {
+			wantName(t, fmt.Sprintf("datagram %d", i), name, err, server)
+		}
+	}
+	for _, bad := range []struct {
+		dcid, hello []byte
+		cuts        []int
+	}{
+		{[]byte{1, 2, 3}, hello, nil},
+		{mustHex("8394c8f03e515708"), nil, nil},
+		{mustHex("8394c8f03e515708"), hello, []int{0}},
+		{mustHex("8394c8f03e515708"), hello, []int{10, 10}},
+		{mustHex("8394c8f03e515708"), hello, []int{len(hello)}},
+	} {
+		if _, err := SealClientInitials(bad.dcid, bad.hello, bad.cuts...); err == nil {
+			t.Errorf("SealClientInitials(%x, %d bytes, %v): no error", bad.dcid, len(bad.hello), bad.cuts)
 		}
 	}
 }
