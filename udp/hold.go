@@ -64,6 +64,7 @@ func (s *Server) hold(k flowKey, p []byte) bool {
 		e.timer = time.AfterFunc(holdTimeout, func() { s.holdExpired(k) })
 		h.m[k] = e
 		h.n.Add(1)
+		s.stats.flowsHeld.Add(1)
 	}
 	if len(e.datagrams) >= maxHeldDatagrams || e.bytes+len(p) > maxHeldBytes {
 		return false
@@ -95,9 +96,14 @@ func (s *Server) takeHeld(k flowKey) [][]byte {
 // holdExpired decides a held flow that got no further datagram in time.
 func (s *Server) holdExpired(k flowKey) {
 	held := s.takeHeld(k)
-	if len(held) == 0 || s.closed() {
+	if len(held) == 0 {
 		return
 	}
+	if s.closed() {
+		s.stats.dropHeld.Add(uint64(len(held)))
+		return
+	}
+	s.stats.holdTimeouts.Add(1)
 	key, ok := s.decide(k.client, k.dst)
 	if !ok {
 		s.stats.dropRejected.Add(uint64(len(held)))
@@ -124,6 +130,7 @@ func (s *Server) dropHolds() {
 	defer h.mu.Unlock()
 	for k, e := range h.m {
 		e.timer.Stop()
+		s.stats.dropHeld.Add(uint64(len(e.datagrams)))
 		delete(h.m, k)
 	}
 	h.n.Store(0)

@@ -9,8 +9,9 @@ import (
 	"testing"
 )
 
-// holdRouter holds every datagram whose payload starts with "hold" and
-// routes the rest to route 1; asked with a nil datagram it answers final.
+// holdRouter holds every datagram whose payload starts with "hold",
+// rejects those starting with "drop" and routes the rest to route 1; asked
+// with a nil datagram it answers final.
 type holdRouter struct {
 	final int // the answer to a nil datagram
 	mu    sync.Mutex
@@ -26,6 +27,8 @@ func (r *holdRouter) Route(_, _ netip.AddrPort, p []byte) int {
 		return r.final
 	case strings.HasPrefix(string(p), "hold"):
 		return RouteHold
+	case strings.HasPrefix(string(p), "drop"):
+		return RouteReject
 	}
 	return 1
 }
@@ -66,6 +69,9 @@ func TestHeldDatagramsLeaveFirst(t *testing.T) {
 	if n := s.holds.n.Load(); n != 0 {
 		t.Errorf("%d flows still held", n)
 	}
+	if st := s.Stats(); st.FlowsHeld != 1 || st.HoldTimeouts != 0 {
+		t.Errorf("stats: %d flows held, %d timeouts; want 1 and 0", st.FlowsHeld, st.HoldTimeouts)
+	}
 }
 
 // A flow that never gets a route from its datagrams is decided after
@@ -90,6 +96,9 @@ func TestHeldFlowDecidedAtTimeout(t *testing.T) {
 			}
 			if n := r.nilCalls(); n != 1 {
 				t.Errorf("router asked to decide %d times, want 1", n)
+			}
+			if n := s.Stats().HoldTimeouts; n != 1 {
+				t.Errorf("%d hold timeouts counted, want 1", n)
 			}
 		})
 	}
@@ -139,7 +148,30 @@ func TestShutdownDropsHolds(t *testing.T) {
 	if n := s.holds.n.Load(); n != 0 {
 		t.Errorf("%d flows held after Shutdown", n)
 	}
+	if n := s.Stats().DropHeld; n != 5 {
+		t.Errorf("%d held datagrams counted as dropped at shutdown, want 5", n)
+	}
 	if n := r.nilCalls(); n != 0 {
 		t.Errorf("router asked to decide %d times after Shutdown", n)
+	}
+}
+
+// A held flow whose route turns out to be RouteReject drops what was held
+// at once, counted as rejected, not at the timeout.
+func TestHeldFlowRejected(t *testing.T) {
+	checkGoroutines(t)
+	r := &holdRouter{final: 0}
+	s, _ := newHoldServer(t, r)
+	client, dst := clientN(5), netip.MustParseAddrPort("198.19.0.1:443")
+	s.handleDatagram([]byte("hold-1"), origDstCmsg(dst), 0, client)
+	s.handleDatagram([]byte("hold-2"), origDstCmsg(dst), 0, client)
+	s.handleDatagram([]byte("drop"), origDstCmsg(dst), 0, client)
+	st := s.Stats()
+	if st.DropRejected != 3 || st.DatagramsUp != 0 || s.holds.n.Load() != 0 {
+		t.Errorf("stats %+v, %d flows held; want 3 rejected, none sent or held", st, s.holds.n.Load())
+	}
+	s.Shutdown(0)
+	if n := r.nilCalls(); n != 0 || s.Stats().HoldTimeouts != 0 {
+		t.Errorf("router asked to decide %d times, %d timeouts; want none", n, s.Stats().HoldTimeouts)
 	}
 }

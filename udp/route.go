@@ -63,8 +63,8 @@ func (s *Server) route(client, dst netip.AddrPort, p []byte) (sessionKey, bool) 
 		}
 		k.route = r.Route(client, dst, nil) // cannot hold more: decide now
 	}
-	if k.route < 0 {
-		s.stats.dropRejected.Add(1)
+	if k.route < 0 { // with what was held for the flow
+		s.stats.dropRejected.Add(uint64(1 + len(s.takeHeld(flowKey{client, dst}))))
 		return k, false
 	}
 	if s.holds.n.Load() > 0 {

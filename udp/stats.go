@@ -11,6 +11,8 @@ type Stats struct {
 	SessionsEvicted uint64 // sessions closed to make room (least recently used first)
 	SessionsExpired uint64 // sessions closed after IdleTimeout without traffic
 	ReplySockets    uint64 // transparent reply sockets open now
+	FlowsHeld       uint64 // flows whose first datagrams were held for the Router to see more (RouteHold)
+	HoldTimeouts    uint64 // held flows the Router had to decide after holdTimeout
 
 	DatagramsUp   uint64 // client -> remote
 	DatagramsDown uint64 // remote -> client
@@ -29,6 +31,7 @@ type Stats struct {
 	DropLocalSource uint64 // remote datagram from a loopback, multicast or router-local source: not spoofed
 	DropReplySocket uint64 // no reply socket could be bound to the remote address
 	DropSendDown    uint64 // sending to the client failed
+	DropHeld        uint64 // held for a route decision when the server shut down
 }
 
 // counters are the live values behind Stats.
@@ -36,6 +39,8 @@ type counters struct {
 	sessionsTotal   atomic.Uint64
 	sessionsEvicted atomic.Uint64
 	sessionsExpired atomic.Uint64
+	flowsHeld       atomic.Uint64
+	holdTimeouts    atomic.Uint64
 
 	datagramsUp   atomic.Uint64
 	datagramsDown atomic.Uint64
@@ -54,6 +59,7 @@ type counters struct {
 	dropLocalSource atomic.Uint64
 	dropReplySocket atomic.Uint64
 	dropSendDown    atomic.Uint64
+	dropHeld        atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters. The fields are read one by one,
@@ -66,6 +72,8 @@ func (s *Server) Stats() Stats {
 		SessionsEvicted: c.sessionsEvicted.Load(),
 		SessionsExpired: c.sessionsExpired.Load(),
 		ReplySockets:    uint64(max(s.replies.len(), 0)),
+		FlowsHeld:       c.flowsHeld.Load(),
+		HoldTimeouts:    c.holdTimeouts.Load(),
 
 		DatagramsUp:   c.datagramsUp.Load(),
 		DatagramsDown: c.datagramsDown.Load(),
@@ -84,5 +92,6 @@ func (s *Server) Stats() Stats {
 		DropLocalSource: c.dropLocalSource.Load(),
 		DropReplySocket: c.dropReplySocket.Load(),
 		DropSendDown:    c.dropSendDown.Load(),
+		DropHeld:        c.dropHeld.Load(),
 	}
 }

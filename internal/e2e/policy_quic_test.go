@@ -103,6 +103,10 @@ func TestPolicyQUICSplitClientHello(t *testing.T) {
 			t.Errorf("allowed flow to %s logged domain %s: %s", quic, m[1], m[0])
 		}
 	}
+	m := policyMetrics(t, g)
+	if held, timeouts := m.value(t, "gatewayd_udp_flows_held_total"), m.value(t, "gatewayd_udp_hold_timeouts_total"); held != 4 || timeouts != 0 {
+		t.Errorf("gatewayd held %v UDP flows, %v timed out; want 4 (two per family) and 0", held, timeouts)
+	}
 	g.stop()
 }
 

@@ -66,6 +66,11 @@ func UDPCollector(stats func() udp.Stats, labels ...Label) Collector {
 
 		w.Gauge("gatewayd_udp_reply_sockets", "Transparent UDP reply sockets open now.",
 			float64(s.ReplySockets), labels...)
+		w.Counter("gatewayd_udp_flows_held_total",
+			"UDP flows whose first datagrams were held until the route was known (a QUIC ClientHello over several Initials).",
+			float64(s.FlowsHeld), labels...)
+		w.Counter("gatewayd_udp_hold_timeouts_total", "Held UDP flows routed after the hold timed out, without a name.",
+			float64(s.HoldTimeouts), labels...)
 
 		const dropName, dropHelp = "gatewayd_udp_drops_total", "UDP datagrams not relayed, by reason."
 		for _, d := range udpDrops(s) {
@@ -95,6 +100,7 @@ func udpDrops(s udp.Stats) []keyedCount {
 		{"local_source", s.DropLocalSource},
 		{"reply_socket_failed", s.DropReplySocket},
 		{"send_down_failed", s.DropSendDown},
+		{"held_at_shutdown", s.DropHeld},
 	}
 }
 
