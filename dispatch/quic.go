@@ -38,17 +38,22 @@ func newQUICFlows() *quicFlows {
 // name.
 func (q *quicFlows) serverName(k flowKey, p []byte) (name string, hold bool) {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	f := q.m[k]
 	if p == nil {
 		delete(q.m, k)
+		q.mu.Unlock()
 		return "", false
 	}
+	q.mu.Unlock()
 	if f == nil {
 		f = q.newFeeder()
 	}
+	// Opening an Initial derives keys and decrypts: outside the lock. The
+	// relay routes one flow's datagrams one at a time, so f is not shared.
 	name, err := f.Feed(p)
-	if errors.Is(err, sniff.ErrNeedMore) && (q.m[k] != nil || len(q.m) < maxQUICPending) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if errors.Is(err, sniff.ErrNeedMore) && (q.m[k] == f || len(q.m) < maxQUICPending) {
 		if q.m == nil {
 			q.m = make(map[flowKey]helloFeeder)
 		}

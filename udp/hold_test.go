@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // holdRouter holds every datagram whose payload starts with "hold",
@@ -108,7 +109,8 @@ func TestHeldFlowDecidedAtTimeout(t *testing.T) {
 // and nothing it sent is lost or reordered.
 func TestFullHoldDecides(t *testing.T) {
 	checkGoroutines(t)
-	s, d := newHoldServer(t, &holdRouter{final: 0})
+	r := &holdRouter{final: 0}
+	s, d := newHoldServer(t, r)
 	client, dst := clientN(3), netip.MustParseAddrPort("198.19.0.1:443")
 	var want []string
 	for i := range maxHeldDatagrams + 1 {
@@ -119,6 +121,9 @@ func TestFullHoldDecides(t *testing.T) {
 	waitFor(t, "all sent", func() bool { return s.Stats().DatagramsUp == uint64(len(want)) })
 	if got, _ := d[0].upstream(client).sent(); !slices.Equal(got, want) {
 		t.Errorf("route 0 sent %q, want %q", got, want)
+	}
+	if n, st := r.nilCalls(), s.Stats(); n != 1 || st.HoldTimeouts != 0 {
+		t.Errorf("decided %d times, %d timeouts; want once, when the hold was full", n, st.HoldTimeouts)
 	}
 }
 
@@ -173,5 +178,104 @@ func TestHeldFlowRejected(t *testing.T) {
 	s.Shutdown(0)
 	if n := r.nilCalls(); n != 0 || s.Stats().HoldTimeouts != 0 {
 		t.Errorf("router asked to decide %d times, %d timeouts; want none", n, s.Stats().HoldTimeouts)
+	}
+}
+
+// One client cannot take every hold: beyond maxHeldFlowsPerClient its new
+// flows are decided at once, while another client's flow is still held.
+func TestHoldsPerClientBound(t *testing.T) {
+	r := &holdRouter{final: 0}
+	s, _ := newHoldServer(t, r)
+	greedy, other := clientN(6), clientN(7)
+	for i := range maxHeldFlowsPerClient + 1 {
+		dst := netip.AddrPortFrom(netip.MustParseAddr("198.19.0.1"), uint16(1000+i))
+		s.handleDatagram([]byte("hold"), origDstCmsg(dst), 0, greedy)
+	}
+	if n, held := r.nilCalls(), s.holds.n.Load(); n != 1 || held != maxHeldFlowsPerClient {
+		t.Errorf("%d decided at once, %d held; want 1 and %d", n, held, maxHeldFlowsPerClient)
+	}
+	s.handleDatagram([]byte("hold"), origDstCmsg(netip.MustParseAddrPort("198.19.0.1:443")), 0, other)
+	if held := s.holds.n.Load(); held != maxHeldFlowsPerClient+1 {
+		t.Errorf("another client's flow was not held: %d held", held)
+	}
+}
+
+// gateRouter is holdRouter whose nil-datagram decisions wait for release.
+type gateRouter struct {
+	holdRouter
+	deciding chan struct{} // receives when a decision starts
+	release  chan struct{}
+}
+
+func newGateRouter(t *testing.T) *gateRouter {
+	t.Helper()
+	return &gateRouter{holdRouter: holdRouter{final: 1}, deciding: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (r *gateRouter) Route(c, d netip.AddrPort, p []byte) int {
+	if p == nil {
+		r.deciding <- struct{}{}
+		<-r.release
+	}
+	return r.holdRouter.Route(c, d, p)
+}
+
+// A datagram that arrives while the timeout is deciding its flow waits,
+// and leaves after the held ones.
+func TestHoldTimeoutRacingADatagram(t *testing.T) {
+	checkGoroutines(t)
+	r := newGateRouter(t)
+	s, d := newHoldServer(t, r)
+	release := sync.OnceFunc(func() { close(r.release) })
+	t.Cleanup(release) // before the Shutdown newHoldServer registered
+	client, dst := clientN(8), netip.MustParseAddrPort("198.19.0.1:443")
+	s.handleDatagram([]byte("hold-1"), origDstCmsg(dst), 0, client)
+	next(t, r.deciding, "the timeout's decision")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.handleDatagram([]byte("late"), origDstCmsg(dst), 0, client)
+	}()
+	stillBlocked(t, done, "the late datagram was routed while the timeout was deciding its flow")
+	release()
+	<-done
+	waitFor(t, "both sent", func() bool { return s.Stats().DatagramsUp == 2 })
+	if got, _ := d[1].upstream(client).sent(); !slices.Equal(got, []string{"hold-1", "late"}) {
+		t.Errorf("route 1 sent %q, want the held datagram first", got)
+	}
+}
+
+// Shutdown waits for a timeout that is deciding, so no session is opened
+// after the sessions were drained.
+func TestShutdownWaitsForADecidingTimeout(t *testing.T) {
+	checkGoroutines(t)
+	r := newGateRouter(t)
+	release := sync.OnceFunc(func() { close(r.release) })
+	d := &routeDialer{{}, {}}
+	s := New(Config{Dialer: d, Router: r}, testLogger(t))
+	t.Cleanup(func() { release(); s.Shutdown(0) })
+	client, dst := clientN(9), netip.MustParseAddrPort("198.19.0.1:443")
+	s.handleDatagram([]byte("hold-1"), origDstCmsg(dst), 0, client)
+	next(t, r.deciding, "the timeout's decision")
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		s.Shutdown(0)
+	}()
+	stillBlocked(t, stopped, "Shutdown returned while a timeout was still deciding")
+	release()
+	<-stopped
+	if st := s.Stats(); st.SessionsActive != 0 {
+		t.Errorf("%d sessions left after Shutdown", st.SessionsActive)
+	}
+}
+
+// stillBlocked fails with msg if ch is closed within 50 ms.
+func stillBlocked(t *testing.T, ch <-chan struct{}, msg string) {
+	t.Helper()
+	select {
+	case <-ch:
+		t.Fatal(msg)
+	case <-time.After(50 * time.Millisecond):
 	}
 }

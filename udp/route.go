@@ -56,20 +56,25 @@ func (s *Server) route(client, dst netip.AddrPort, p []byte) (sessionKey, bool) 
 	if r == nil {
 		return k, true
 	}
+	fk := flowKey{client, dst}
+	e := s.holds.lookup(fk)
+	if e != nil {
+		e.mu.Lock() // the timeout may be deciding this flow: wait, then route after it
+		defer e.mu.Unlock()
+	}
 	k.route = r.Route(client, dst, p)
 	if k.route == RouteHold {
-		if s.hold(flowKey{client, dst}, p) {
+		if s.add(fk, e, p) {
 			return k, false
 		}
 		k.route = r.Route(client, dst, nil) // cannot hold more: decide now
 	}
+	held := s.take(fk, e)
 	if k.route < 0 { // with what was held for the flow
-		s.stats.dropRejected.Add(uint64(1 + len(s.takeHeld(flowKey{client, dst}))))
+		s.stats.dropRejected.Add(uint64(1 + len(held)))
 		return k, false
 	}
-	if s.holds.n.Load() > 0 {
-		s.releaseHeld(flowKey{client, dst}, k)
-	}
+	s.sendHeld(k, dst, held)
 	return k, true
 }
 
