@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // QUICClientHello returns the ClientHello crypto/tls's QUIC client sends
@@ -57,7 +58,7 @@ func SealClientInitials(dcid, hello []byte, cuts ...int) ([][]byte, error) {
 	}
 	var out [][]byte
 	off := 0
-	for i, end := range append(cuts, len(hello)) {
+	for i, end := range append(slices.Clip(cuts), len(hello)) { // never into the caller's array
 		if end <= off || end > len(hello) {
 			return nil, fmt.Errorf("quic: cut %d at %d: not after %d and within the %d-byte ClientHello", i, end, off, len(hello))
 		}
