@@ -53,6 +53,7 @@ type held struct {
 	datagrams [][]byte // copies, in arrival order
 	bytes     int
 	timer     *time.Timer
+	router    Router // the one that has seen the datagrams
 }
 
 // lookup returns the hold of flow k, or nil.
@@ -68,7 +69,7 @@ func (h *holds) lookup(k flowKey) *held {
 // add keeps a copy of p in the hold of flow k, creating it (and starting
 // its timeout) if e is nil; e must be locked. It reports whether p was
 // kept: not when the hold or the table is full.
-func (s *Server) add(k flowKey, e *held, p []byte) bool {
+func (s *Server) add(k flowKey, e *held, p []byte, r Router) bool {
 	h := &s.holds
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -82,7 +83,7 @@ func (s *Server) add(k flowKey, e *held, p []byte) bool {
 		if h.m == nil {
 			h.m, h.perClient = make(map[flowKey]*held), make(map[netip.Addr]int)
 		}
-		e = &held{}
+		e = &held{router: r}
 		e.timer = time.AfterFunc(holdTimeout, func() { s.holdExpired(k, e) })
 		h.m[k] = e
 		h.perClient[k.client.Addr()]++
@@ -94,6 +95,22 @@ func (s *Server) add(k flowKey, e *held, p []byte) bool {
 	e.datagrams = append(e.datagrams, bytes.Clone(p))
 	e.bytes += len(p)
 	return true
+}
+
+// catchUp shows r, a Router that replaced the one the hold began with (a
+// reload), the datagrams held so far, so it can name the flow as the old
+// one would have: its first Initial holds the start of the ClientHello.
+// e must be locked.
+func (e *held) catchUp(k flowKey, r Router) {
+	if e.router == r {
+		return
+	}
+	e.router = r
+	for _, p := range e.datagrams {
+		if r.Route(k.client, k.dst, p) != RouteHold {
+			return // decided: what follows hits its memory of the flow
+		}
+	}
 }
 
 // holding reports whether e is still flow k's hold.
@@ -145,6 +162,9 @@ func (s *Server) holdExpired(k flowKey, e *held) {
 	// The hold stays in the table while the Router decides, so the flow's
 	// next datagram finds it and waits on e.mu.
 	s.stats.holdTimeouts.Add(1)
+	if r := s.routing.Load().router; r != nil {
+		e.catchUp(k, r)
+	}
 	key, ok := s.decide(k.client, k.dst)
 	held := s.take(k, e)
 	if !ok {

@@ -279,3 +279,42 @@ func stillBlocked(t *testing.T, ch <-chan struct{}, msg string) {
 	case <-time.After(50 * time.Millisecond):
 	}
 }
+
+// seqRouter names a flow only after seeing its two Initials in order, as
+// a QUIC sniffer does: "hold-1" is held, "hold-2" after it goes to route 1,
+// anything else to route 0.
+type seqRouter struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (r *seqRouter) Route(_, _ netip.AddrPort, p []byte) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.seen = append(r.seen, string(p))
+	switch {
+	case string(p) == "hold-1":
+		return RouteHold
+	case string(p) == "hold-2" && slices.Contains(r.seen, "hold-1"):
+		return 1
+	}
+	return 0
+}
+
+// A reload while a flow is held: the new Router is shown what was held
+// before the flow's next datagram, so it names the flow as the old one
+// would have.
+func TestHoldSurvivesARouterChange(t *testing.T) {
+	s, d := newHoldServer(t, &seqRouter{})
+	client, dst := clientN(11), netip.MustParseAddrPort("198.19.0.1:443")
+	s.handleDatagram([]byte("hold-1"), origDstCmsg(dst), 0, client)
+	s.SetRouting(&seqRouter{}, d)
+	s.handleDatagram([]byte("hold-2"), origDstCmsg(dst), 0, client)
+	waitFor(t, "both sent", func() bool { return s.Stats().DatagramsUp == 2 })
+	if got, _ := d[1].upstream(client).sent(); !slices.Equal(got, []string{"hold-1", "hold-2"}) {
+		t.Errorf("route 1 sent %q, want both Initials", got)
+	}
+	if n := s.Stats().HoldTimeouts; n != 0 {
+		t.Errorf("%d hold timeouts", n)
+	}
+}

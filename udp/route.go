@@ -61,10 +61,13 @@ func (s *Server) route(client, dst netip.AddrPort, p []byte) (sessionKey, bool) 
 	if e != nil {
 		e.mu.Lock() // the timeout may be deciding this flow: wait, then route after it
 		defer e.mu.Unlock()
+		if e.router != r && s.holding(fk, e) {
+			e.catchUp(fk, r)
+		}
 	}
 	k.route = r.Route(client, dst, p)
 	if k.route == RouteHold {
-		if s.add(fk, e, p) {
+		if s.add(fk, e, p, r) {
 			return k, false
 		}
 		k.route = r.Route(client, dst, nil) // cannot hold more: decide now
