@@ -311,7 +311,11 @@ func TestHoldSurvivesARouterChange(t *testing.T) {
 	s.SetRouting(&seqRouter{}, d)
 	s.handleDatagram([]byte("hold-2"), origDstCmsg(dst), 0, client)
 	waitFor(t, "both sent", func() bool { return s.Stats().DatagramsUp == 2 })
-	if got, _ := d[1].upstream(client).sent(); !slices.Equal(got, []string{"hold-1", "hold-2"}) {
+	up := d[1].upstream(client)
+	if up == nil {
+		t.Fatal("nothing went on route 1: the new Router never named the flow")
+	}
+	if got, _ := up.sent(); !slices.Equal(got, []string{"hold-1", "hold-2"}) {
 		t.Errorf("route 1 sent %q, want both Initials", got)
 	}
 	if n := s.Stats().HoldTimeouts; n != 0 {
