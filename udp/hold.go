@@ -27,8 +27,9 @@ const (
 	holdTimeout           = 100 * time.Millisecond
 	maxHeldDatagrams      = maxPending - 1
 	maxHeldBytes          = 16 << 10
-	maxHeldFlows          = 1024
 	maxHeldFlowsPerClient = 16
+	holdShards            = 16 // by client address: a client's flood stays in its shard
+	maxHeldFlowsPerShard  = 64 // 1024 flows in all
 )
 
 // flowKey is one client's flow to one destination.
@@ -36,13 +37,30 @@ type flowKey struct{ client, dst netip.AddrPort }
 
 // holds are the datagrams of flows whose route is not decided yet.
 type holds struct {
+	shards   [holdShards]holdShard
+	expiring sync.WaitGroup // timeout callbacks running
+}
+
+type holdShard struct {
 	n  atomic.Int32 // flows held; the per-datagram path looks at nothing else while it is 0
 	mu sync.Mutex
 	m  map[flowKey]*held
 	// perClient counts held flows by client address.
 	perClient map[netip.Addr]int
-	closed    bool           // Shutdown: hold nothing more
-	expiring  sync.WaitGroup // timeout callbacks running
+	closed    bool // Shutdown: hold nothing more
+}
+
+func (h *holds) shard(k flowKey) *holdShard {
+	return &h.shards[hashAddrPort(netip.AddrPortFrom(k.client.Addr(), 0), 0)%holdShards]
+}
+
+// held returns the number of flows held.
+func (h *holds) held() int {
+	n := 0
+	for i := range h.shards {
+		n += int(h.shards[i].n.Load())
+	}
+	return n
 }
 
 // held is one flow's hold. Whoever routes the flow, the read loop with
@@ -58,38 +76,39 @@ type held struct {
 
 // lookup returns the hold of flow k, or nil.
 func (h *holds) lookup(k flowKey) *held {
-	if h.n.Load() == 0 {
+	sh := h.shard(k)
+	if sh.n.Load() == 0 {
 		return nil
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.m[k]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.m[k]
 }
 
 // add keeps a copy of p in the hold of flow k, creating it (and starting
 // its timeout) if e is nil; e must be locked. It reports whether p was
 // kept: not when the hold or the table is full.
 func (s *Server) add(k flowKey, e *held, p []byte, r Router) bool {
-	h := &s.holds
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
+	sh := s.holds.shard(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.closed {
 		return false
 	}
 	if e == nil {
-		if len(h.m) >= maxHeldFlows || h.perClient[k.client.Addr()] >= maxHeldFlowsPerClient || len(p) > maxHeldBytes {
+		if len(sh.m) >= maxHeldFlowsPerShard || sh.perClient[k.client.Addr()] >= maxHeldFlowsPerClient || len(p) > maxHeldBytes {
 			return false
 		}
-		if h.m == nil {
-			h.m, h.perClient = make(map[flowKey]*held), make(map[netip.Addr]int)
+		if sh.m == nil {
+			sh.m, sh.perClient = make(map[flowKey]*held), make(map[netip.Addr]int)
 		}
 		e = &held{router: r}
 		e.timer = time.AfterFunc(holdTimeout, func() { s.holdExpired(k, e) })
-		h.m[k] = e
-		h.perClient[k.client.Addr()]++
-		h.n.Add(1)
+		sh.m[k] = e
+		sh.perClient[k.client.Addr()]++
+		sh.n.Add(1)
 		s.stats.flowsHeld.Add(1)
-	} else if h.m[k] != e || len(e.datagrams) >= maxHeldDatagrams || e.bytes+len(p) > maxHeldBytes {
+	} else if sh.m[k] != e || len(e.datagrams) >= maxHeldDatagrams || e.bytes+len(p) > maxHeldBytes {
 		return false
 	}
 	e.datagrams = append(e.datagrams, bytes.Clone(p))
@@ -115,10 +134,10 @@ func (e *held) catchUp(k flowKey, r Router) {
 
 // holding reports whether e is still flow k's hold.
 func (s *Server) holding(k flowKey, e *held) bool {
-	h := &s.holds
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.m[k] == e
+	sh := s.holds.shard(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.m[k] == e
 }
 
 // take removes the hold e of flow k from the table and returns its
@@ -127,32 +146,32 @@ func (s *Server) take(k flowKey, e *held) [][]byte {
 	if e == nil {
 		return nil // the per-datagram path: nothing was held, take no lock
 	}
-	h := &s.holds
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.m[k] != e {
+	sh := s.holds.shard(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.m[k] != e {
 		return nil
 	}
 	e.timer.Stop()
-	delete(h.m, k)
-	if h.perClient[k.client.Addr()]--; h.perClient[k.client.Addr()] <= 0 {
-		delete(h.perClient, k.client.Addr())
+	delete(sh.m, k)
+	if sh.perClient[k.client.Addr()]--; sh.perClient[k.client.Addr()] <= 0 {
+		delete(sh.perClient, k.client.Addr())
 	}
-	h.n.Add(-1)
+	sh.n.Add(-1)
 	return e.datagrams
 }
 
 // holdExpired decides a held flow that got no further datagram in time.
 func (s *Server) holdExpired(k flowKey, e *held) {
-	h := &s.holds
-	h.mu.Lock()
-	if h.closed {
-		h.mu.Unlock()
+	sh := s.holds.shard(k)
+	sh.mu.Lock()
+	if sh.closed {
+		sh.mu.Unlock()
 		return
 	}
-	h.expiring.Add(1)
-	h.mu.Unlock()
-	defer h.expiring.Done()
+	s.holds.expiring.Add(1)
+	sh.mu.Unlock()
+	defer s.holds.expiring.Done()
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -185,16 +204,18 @@ func (s *Server) sendHeld(key sessionKey, dst netip.AddrPort, held [][]byte) {
 // dropHolds forgets every held datagram and waits for running timeouts
 // (Shutdown, before sessions are drained).
 func (s *Server) dropHolds() {
-	h := &s.holds
-	h.mu.Lock()
-	h.closed = true
-	for k, e := range h.m {
-		e.timer.Stop()
-		s.stats.dropHeld.Add(uint64(len(e.datagrams)))
-		delete(h.m, k)
+	for i := range s.holds.shards {
+		sh := &s.holds.shards[i]
+		sh.mu.Lock()
+		sh.closed = true
+		for k, e := range sh.m {
+			e.timer.Stop()
+			s.stats.dropHeld.Add(uint64(len(e.datagrams)))
+			delete(sh.m, k)
+		}
+		clear(sh.perClient)
+		sh.n.Store(0)
+		sh.mu.Unlock()
 	}
-	clear(h.perClient)
-	h.n.Store(0)
-	h.mu.Unlock()
-	h.expiring.Wait()
+	s.holds.expiring.Wait()
 }
