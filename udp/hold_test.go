@@ -328,7 +328,9 @@ func TestHoldSurvivesARouterChange(t *testing.T) {
 func TestHoldsShardBound(t *testing.T) {
 	r := &holdRouter{final: 0}
 	s, _ := newHoldServer(t, r)
-	dst := func(i int) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr("198.19.0.1"), uint16(1000+i)) }
+	dst := func(i int) netip.AddrPort {
+		return netip.AddrPortFrom(netip.MustParseAddr("198.19.0.1"), uint16(1000+i))
+	}
 	first := s.holds.shard(flowKey{client: clientN(100)})
 	var same, others []netip.AddrPort // clients in first's shard, and in another one
 	for i := 100; len(same) < maxHeldFlowsPerShard/maxHeldFlowsPerClient+1 || len(others) == 0; i++ {
