@@ -63,10 +63,3 @@ func (q *quicFlows) serverName(k flowKey, p []byte) (name string, hold bool) {
 	delete(q.m, k)
 	return name, false
 }
-
-// pending is the number of flows waiting for more of their ClientHello.
-func (q *quicFlows) pending() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.m)
-}

@@ -100,3 +100,10 @@ func TestRouteDoesNotHoldNonQUIC(t *testing.T) {
 		t.Errorf("%d flows pending", n)
 	}
 }
+
+// pending is the number of flows waiting for more of their ClientHello.
+func (q *quicFlows) pending() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.m)
+}

@@ -37,12 +37,12 @@ type flowKey struct{ client, dst netip.AddrPort }
 
 // holds are the datagrams of flows whose route is not decided yet.
 type holds struct {
+	n        atomic.Int32 // flows held; the per-datagram path looks at nothing else while it is 0
 	shards   [holdShards]holdShard
 	expiring sync.WaitGroup // timeout callbacks running
 }
 
 type holdShard struct {
-	n  atomic.Int32 // flows held; the per-datagram path looks at nothing else while it is 0
 	mu sync.Mutex
 	m  map[flowKey]*held
 	// perClient counts held flows by client address.
@@ -52,15 +52,6 @@ type holdShard struct {
 
 func (h *holds) shard(k flowKey) *holdShard {
 	return &h.shards[hashAddrPort(netip.AddrPortFrom(k.client.Addr(), 0), 0)%holdShards]
-}
-
-// held returns the number of flows held.
-func (h *holds) held() int {
-	n := 0
-	for i := range h.shards {
-		n += int(h.shards[i].n.Load())
-	}
-	return n
 }
 
 // held is one flow's hold. Whoever routes the flow, the read loop with
@@ -76,10 +67,10 @@ type held struct {
 
 // lookup returns the hold of flow k, or nil.
 func (h *holds) lookup(k flowKey) *held {
-	sh := h.shard(k)
-	if sh.n.Load() == 0 {
+	if h.n.Load() == 0 {
 		return nil
 	}
+	sh := h.shard(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	return sh.m[k]
@@ -106,7 +97,7 @@ func (s *Server) add(k flowKey, e *held, p []byte, r Router) bool {
 		e.timer = time.AfterFunc(holdTimeout, func() { s.holdExpired(k, e) })
 		sh.m[k] = e
 		sh.perClient[k.client.Addr()]++
-		sh.n.Add(1)
+		s.holds.n.Add(1)
 		s.stats.flowsHeld.Add(1)
 	} else if sh.m[k] != e || len(e.datagrams) >= maxHeldDatagrams || e.bytes+len(p) > maxHeldBytes {
 		return false
@@ -157,7 +148,7 @@ func (s *Server) take(k flowKey, e *held) [][]byte {
 	if sh.perClient[k.client.Addr()]--; sh.perClient[k.client.Addr()] <= 0 {
 		delete(sh.perClient, k.client.Addr())
 	}
-	sh.n.Add(-1)
+	s.holds.n.Add(-1)
 	return e.datagrams
 }
 
@@ -208,13 +199,13 @@ func (s *Server) dropHolds() {
 		sh := &s.holds.shards[i]
 		sh.mu.Lock()
 		sh.closed = true
-		for k, e := range sh.m {
+		for _, e := range sh.m {
 			e.timer.Stop()
 			s.stats.dropHeld.Add(uint64(len(e.datagrams)))
-			delete(sh.m, k)
 		}
+		s.holds.n.Add(-int32(len(sh.m)))
+		clear(sh.m)
 		clear(sh.perClient)
-		sh.n.Store(0)
 		sh.mu.Unlock()
 	}
 	s.holds.expiring.Wait()

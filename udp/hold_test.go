@@ -67,7 +67,7 @@ func TestHeldDatagramsLeaveFirst(t *testing.T) {
 	if !slices.Equal(dsts, []netip.AddrPort{other, quic, quic, quic}) {
 		t.Errorf("to %v", dsts)
 	}
-	if n := s.holds.held(); n != 0 {
+	if n := int(s.holds.n.Load()); n != 0 {
 		t.Errorf("%d flows still held", n)
 	}
 	if st := s.Stats(); st.FlowsHeld != 1 || st.HoldTimeouts != 0 {
@@ -150,7 +150,7 @@ func TestShutdownDropsHolds(t *testing.T) {
 		s.handleDatagram([]byte("hold"), origDstCmsg(netip.MustParseAddrPort("198.19.0.1:443")), 0, clientN(10+i))
 	}
 	s.Shutdown(0)
-	if n := s.holds.held(); n != 0 {
+	if n := int(s.holds.n.Load()); n != 0 {
 		t.Errorf("%d flows held after Shutdown", n)
 	}
 	if n := s.Stats().DropHeld; n != 5 {
@@ -172,8 +172,8 @@ func TestHeldFlowRejected(t *testing.T) {
 	s.handleDatagram([]byte("hold-2"), origDstCmsg(dst), 0, client)
 	s.handleDatagram([]byte("drop"), origDstCmsg(dst), 0, client)
 	st := s.Stats()
-	if st.DropRejected != 3 || st.DatagramsUp != 0 || s.holds.held() != 0 {
-		t.Errorf("stats %+v, %d flows held; want 3 rejected, none sent or held", st, s.holds.held())
+	if st.DropRejected != 3 || st.DatagramsUp != 0 || int(s.holds.n.Load()) != 0 {
+		t.Errorf("stats %+v, %d flows held; want 3 rejected, none sent or held", st, int(s.holds.n.Load()))
 	}
 	s.Shutdown(0)
 	if n := r.nilCalls(); n != 0 || s.Stats().HoldTimeouts != 0 {
@@ -191,11 +191,11 @@ func TestHoldsPerClientBound(t *testing.T) {
 		dst := netip.AddrPortFrom(netip.MustParseAddr("198.19.0.1"), uint16(1000+i))
 		s.handleDatagram([]byte("hold"), origDstCmsg(dst), 0, greedy)
 	}
-	if n, held := r.nilCalls(), s.holds.held(); n != 1 || held != maxHeldFlowsPerClient {
+	if n, held := r.nilCalls(), int(s.holds.n.Load()); n != 1 || held != maxHeldFlowsPerClient {
 		t.Errorf("%d decided at once, %d held; want 1 and %d", n, held, maxHeldFlowsPerClient)
 	}
 	s.handleDatagram([]byte("hold"), origDstCmsg(netip.MustParseAddrPort("198.19.0.1:443")), 0, other)
-	if held := s.holds.held(); held != maxHeldFlowsPerClient+1 {
+	if held := int(s.holds.n.Load()); held != maxHeldFlowsPerClient+1 {
 		t.Errorf("another client's flow was not held: %d held", held)
 	}
 }
@@ -345,15 +345,15 @@ func TestHoldsShardBound(t *testing.T) {
 			s.handleDatagram([]byte("hold"), origDstCmsg(dst(i)), 0, c)
 		}
 	}
-	if n := r.nilCalls(); n != 0 || s.holds.held() != maxHeldFlowsPerShard {
-		t.Fatalf("%d decided at once, %d held; want 0 and %d", n, s.holds.held(), maxHeldFlowsPerShard)
+	if n := r.nilCalls(); n != 0 || int(s.holds.n.Load()) != maxHeldFlowsPerShard {
+		t.Fatalf("%d decided at once, %d held; want 0 and %d", n, int(s.holds.n.Load()), maxHeldFlowsPerShard)
 	}
 	s.handleDatagram([]byte("hold"), origDstCmsg(dst(0)), 0, same[len(same)-1])
 	if n := r.nilCalls(); n != 1 {
 		t.Errorf("a flow beyond the shard's bound: decided %d times at once, want 1", n)
 	}
 	s.handleDatagram([]byte("hold"), origDstCmsg(dst(0)), 0, others[0])
-	if held := s.holds.held(); held != maxHeldFlowsPerShard+1 {
+	if held := int(s.holds.n.Load()); held != maxHeldFlowsPerShard+1 {
 		t.Errorf("a client in another shard was not held: %d held", held)
 	}
 }

@@ -67,7 +67,7 @@ func (v *statusView) registry() *status.Registry {
 		status.TCPCollector(v.tcp.Stats),
 		status.UDPCollector(v.udp.Stats),
 		status.OutboundCollector(v.outboundStats),
-		status.ActiveFlowsCollector(v.flows),
+		status.ActiveFlowsCollector(v.flowsBare),
 		status.RuleReappliesCollector(v.g.Reapplies),
 	)
 	if v.dns != nil {
@@ -99,11 +99,21 @@ func (v *statusView) outboundStats() map[string]outbound.Stats {
 // name itself (TLS SNI, HTTP Host) comes from what the resolver answered
 // for its destination.
 func (v *statusView) flows() []status.Flow {
-	p := v.pol.Load()
 	var names *dns.Memory
 	if v.dns != nil {
 		names = v.dns.Handler().Memory()
 	}
+	return v.flowsNamed(names)
+}
+
+// flowsBare lists the flows with only the domains they named themselves:
+// enough to count them, without a resolver lookup per flow.
+func (v *statusView) flowsBare() []status.Flow { return v.flowsNamed(nil) }
+
+// flowsNamed lists the flows, taking domains they did not name from names
+// (nil: none).
+func (v *statusView) flowsNamed(names *dns.Memory) []status.Flow {
+	p := v.pol.Load()
 	domain := func(known string, dst netip.Addr) string {
 		if known == "" && names != nil {
 			known, _ = names.Lookup(dst)
