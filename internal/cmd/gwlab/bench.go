@@ -264,21 +264,7 @@ func (a *app) benchPhase(ctx context.Context, lab *netlab.Lab, g *gatewayd, ph p
 		cases[i].Phases = append(cases[i].Phases, pr)
 	}
 	if gw != nil {
-		if err := gw.stop(); err != nil {
-			return err
-		}
-		left, err := gwdRulesLeft(ctx, lab.Gateway)
-		if err != nil {
-			return err
-		}
-		if len(left) > 0 {
-			return fmt.Errorf("gatewayd's rules are still installed after SIGTERM:\n%s", indent(strings.Join(left, "\n")))
-		}
-		for _, l := range strings.Split(gw.out.String(), "\n") {
-			if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
-				a.log.Warn("gatewayd logged", "line", l)
-			}
-		}
+		return gw.stopClean(ctx, "gatewayd logged")
 	}
 	return nil
 }

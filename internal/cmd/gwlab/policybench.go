@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/gatewayd/gatewayd/internal/netlab"
@@ -252,22 +251,7 @@ func (a *app) policyWithGatewayd(ctx context.Context, lab *netlab.Lab, d *danted
 			return err
 		}
 	}
-	if err := g.stop(); err != nil {
-		return err
-	}
-	left, err := gwdRulesLeft(ctx, lab.Gateway)
-	if err != nil {
-		return err
-	}
-	if len(left) > 0 {
-		return fmt.Errorf("gatewayd's rules are still installed after SIGTERM:\n%s", indent(strings.Join(left, "\n")))
-	}
-	for _, l := range strings.Split(g.out.String(), "\n") {
-		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
-			a.log.Warn("gatewayd (routing policy) logged", "line", l)
-		}
-	}
-	return nil
+	return g.stopClean(ctx, "gatewayd (routing policy) logged")
 }
 
 // policyPath runs every case opt.runs times on path p with a fresh iperf3
