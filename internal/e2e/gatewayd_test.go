@@ -158,6 +158,15 @@ func (g *gw) cmd(args ...string) (string, error) {
 	return g.lab.Gateway.Run(ctx, g.bin, append(args, "-c", g.cfg)...)
 }
 
+// sameState fails the test (and goes on) unless the kernel state is
+// before; when names the moment, as in "after SIGTERM".
+func sameState(t *testing.T, lab *netlab.Lab, before, when string) {
+	t.Helper()
+	if after := kernelState(t, lab); after != before {
+		t.Errorf("state %s differs:\n--- after ---\n%s\n--- before ---\n%s", when, after, before)
+	}
+}
+
 // kernelState is the gateway namespace's mangle tables and policy routing,
 // normalised (comments and counters dropped) for before/after comparison.
 func kernelState(t *testing.T, lab *netlab.Lab) string {

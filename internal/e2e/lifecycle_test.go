@@ -48,9 +48,7 @@ func TestSIGTERMRestoresEverything(t *testing.T) {
 		t.Errorf("not intercepted while running: server saw %s", got)
 	}
 	g.stop()
-	if after := kernelState(t, lab); after != before {
-		t.Errorf("state after SIGTERM differs:\n--- after ---\n%s\n--- before ---\n%s", after, before)
-	}
+	sameState(t, lab, before, "after SIGTERM")
 	if got := peerSeen(t, lab, lab.Remotes[0].V4); got != lab.ClientAddr.V4 {
 		t.Errorf("after exit the LAN should be plainly forwarded: server saw %s", got)
 	}
@@ -71,9 +69,7 @@ func TestSharedModeLeavesForeignRules(t *testing.T) {
 		t.Errorf("not intercepted in shared mode: server saw %s", got)
 	}
 	g.stop()
-	if after := kernelState(t, lab); after != before {
-		t.Errorf("state after SIGTERM differs:\n--- after ---\n%s\n--- before ---\n%s", after, before)
-	}
+	sameState(t, lab, before, "after SIGTERM")
 }
 
 // TestCrashThenCleanupAndRestart: after SIGKILL, `gatewayd cleanup` puts
@@ -89,9 +85,7 @@ func TestCrashThenCleanupAndRestart(t *testing.T) {
 	if _, err := g.cmd("cleanup"); err != nil {
 		t.Fatalf("cleanup: %v", err)
 	}
-	if after := kernelState(t, lab); after != before {
-		t.Errorf("state after crash + cleanup differs:\n--- after ---\n%s\n--- before ---\n%s", after, before)
-	}
+	sameState(t, lab, before, "after crash + cleanup")
 	if got := peerSeen(t, lab, lab.Remotes[0].V4); got != lab.ClientAddr.V4 {
 		t.Errorf("after cleanup the flow should be forwarded: server saw %s", got)
 	}
@@ -106,7 +100,5 @@ func TestCrashThenCleanupAndRestart(t *testing.T) {
 		t.Errorf("restart after crash: server saw %s", got)
 	}
 	g.stop()
-	if after := kernelState(t, lab); after != before {
-		t.Errorf("state after restart + SIGTERM differs:\n--- after ---\n%s\n--- before ---\n%s", after, before)
-	}
+	sameState(t, lab, before, "after restart + SIGTERM")
 }

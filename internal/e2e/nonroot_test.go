@@ -196,18 +196,14 @@ func TestNonrootTCPUDPDNS(t *testing.T) {
 		t.Errorf("gatewayd logged errors as non-root:\n%s", g.log.String())
 	}
 	g.stop()
-	if after := kernelState(t, lab); after != before {
-		t.Errorf("state after SIGTERM differs:\n--- after ---\n%s\n--- before ---\n%s", after, before)
-	}
+	sameState(t, lab, before, "after SIGTERM")
 
 	g.start()
 	g.kill()
 	if out, err := g.cmd("cleanup"); err != nil {
 		t.Fatalf("cleanup as non-root: %v\n%s", err, out)
 	}
-	if after := kernelState(t, lab); after != before {
-		t.Errorf("state after SIGKILL + cleanup differs:\n--- after ---\n%s\n--- before ---\n%s", after, before)
-	}
+	sameState(t, lab, before, "after SIGKILL + cleanup")
 	if got := peerSeen(t, lab, lab.Remotes[0].V4); got != lab.ClientAddr.V4 {
 		t.Errorf("after cleanup the flow should be forwarded: server saw %s", got)
 	}

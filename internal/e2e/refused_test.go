@@ -61,9 +61,7 @@ func TestRefusedStartIsNoCrash(t *testing.T) {
 			t.Errorf("a refused start was reported as a crash (%q):\n%s", alarm, log)
 		}
 	}
-	if after := kernelState(t, lab); after != before {
-		t.Errorf("state after the refused start differs:\n--- after ---\n%s\n--- before ---\n%s", after, before)
-	}
+	sameState(t, lab, before, "after the refused start")
 }
 
 // waitNoWatchdog waits up to ioGuard until no `gatewayd watchdog -c cfg`

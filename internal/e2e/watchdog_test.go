@@ -199,9 +199,7 @@ func TestWatchdogFailOpenOnSIGKILL(t *testing.T) {
 
 	waitExited(t, "watchdog", wpid)
 	t.Logf("watchdog exited %v after SIGKILL", time.Since(killed))
-	if after := kernelState(t, lab); after != before {
-		t.Errorf("state after SIGKILL + watchdog differs:\n--- after ---\n%s\n--- before ---\n%s", after, before)
-	}
+	sameState(t, lab, before, "after SIGKILL + watchdog")
 	if got := peerSeen(t, lab, lab.Remotes[0].V6); got != lab.ClientAddr.V6 {
 		t.Errorf("IPv6 after the watchdog's cleanup: server saw %s, want the client", got)
 	}
@@ -240,9 +238,7 @@ func TestWatchdogFailClosedKeepsInterception(t *testing.T) {
 	if _, err := g.cmd("cleanup"); err != nil {
 		t.Fatalf("cleanup: %v", err)
 	}
-	if after := kernelState(t, lab); after != before {
-		t.Errorf("state after cleanup differs:\n--- after ---\n%s\n--- before ---\n%s", after, before)
-	}
+	sameState(t, lab, before, "after cleanup")
 	if got := peerSeen(t, lab, lab.Remotes[1].V4); got != lab.ClientAddr.V4 {
 		t.Errorf("after cleanup: server saw %s, want the client", got)
 	}
@@ -299,9 +295,7 @@ func TestWatchdogExitsWithCleanStop(t *testing.T) {
 	if strings.Contains(g.log.String(), "exited unexpectedly") {
 		t.Errorf("a clean stop was taken for a crash:\n%s", g.log)
 	}
-	if after := kernelState(t, lab); after != before {
-		t.Errorf("state after SIGTERM differs:\n--- after ---\n%s\n--- before ---\n%s", after, before)
-	}
+	sameState(t, lab, before, "after SIGTERM")
 }
 
 // TestWatchdogRestartRightAfterCrash: a gatewayd started the moment the
