@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -237,3 +238,17 @@ func readFull(r io.Reader, n int) ([]byte, error) {
 }
 
 var errTestProtocol = errors.New("fake server: protocol error")
+
+// dialShort dials dst through the outbound cfg configures, with
+// shortTimeout, and fails the test if that took much longer; it returns
+// the dial's error.
+func dialShort(t *testing.T, cfg Config, dst string) error {
+	t.Helper()
+	cfg.Timeout = shortTimeout
+	start := time.Now()
+	_, err := mustNew(t, cfg).DialTCP(context.Background(), Dest{Addr: netip.MustParseAddrPort(dst)})
+	if d := time.Since(start); d > shortTimeout+time.Second {
+		t.Errorf("DialTCP took %s with a %s timeout", d, shortTimeout)
+	}
+	return err
+}
