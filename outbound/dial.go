@@ -23,21 +23,6 @@ func newDialer(mark uint32, opts ...sockopt.Option) *net.Dialer {
 	return d
 }
 
-// dialTCP connects d to addr; what names the peer in errors ("socks5
-// proxy 198.18.1.1:1080").
-func dialTCP(ctx context.Context, d *net.Dialer, addr netip.AddrPort, what string) (*net.TCPConn, error) {
-	c, err := d.DialContext(ctx, "tcp", addr.String())
-	if err != nil {
-		return nil, fmt.Errorf("dialing %s: %w", what, err)
-	}
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		_ = c.Close()
-		return nil, fmt.Errorf("dialing %s: got a %T, want *net.TCPConn", what, c)
-	}
-	return tc, nil
-}
-
 // proxy is what the proxy outbounds share: where the proxy is and how
 // they reach it.
 type proxy struct {
@@ -71,7 +56,7 @@ func (p *proxy) connect(ctx context.Context, dst Dest, fn func(c *net.TCPConn) e
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	c, err := dialTCP(ctx, newDialer(p.mark), p.server, p.desc)
+	c, err := sockopt.DialTCP(ctx, newDialer(p.mark), p.server, p.desc)
 	if err != nil {
 		return nil, err
 	}

@@ -61,7 +61,7 @@ func (d *direct) dialTCP(ctx context.Context, dst netip.AddrPort) (*net.TCPConn,
 	if src := d.localAddr(dst.Addr()); src.IsValid() {
 		nd.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))
 	}
-	return dialTCP(ctx, nd, dst, dst.String()+d.ifaceNote)
+	return sockopt.DialTCP(ctx, nd, dst, dst.String()+d.ifaceNote)
 }
 
 // OpenUDP implements Outbound: an unconnected *net.UDPConn of the
@@ -85,16 +85,10 @@ func (d *direct) openUDP(ctx context.Context, client netip.AddrPort) (*net.UDPCo
 		laddr = src
 	}
 	opts := append([]sockopt.Option{sockopt.Mark(d.mark), sockopt.RecvBuffer(udpRecvBuffer)}, d.opts...)
-	lc := net.ListenConfig{Control: sockopt.Chain(opts...)}
 	bind := netip.AddrPortFrom(laddr, 0)
-	pc, err := lc.ListenPacket(ctx, network, bind.String())
+	uc, err := sockopt.ListenUDP(ctx, network, bind, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("opening UDP socket %s%s for %s: %w", bind, d.ifaceNote, client, err)
-	}
-	uc, ok := pc.(*net.UDPConn)
-	if !ok {
-		_ = pc.Close()
-		return nil, fmt.Errorf("opening UDP socket %s for %s: got a %T, want *net.UDPConn", bind, client, pc)
 	}
 	return uc, nil
 }

@@ -129,7 +129,7 @@ func (s *socks5) OpenUDP(ctx context.Context, client netip.AddrPort) (UDPConn, e
 func (s *socks5) associate(ctx context.Context, client netip.AddrPort) (*socksUDP, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	ctrl, err := dialTCP(ctx, newDialer(s.mark), s.server, s.desc)
+	ctrl, err := sockopt.DialTCP(ctx, newDialer(s.mark), s.server, s.desc)
 	if err != nil {
 		return nil, fmt.Errorf("UDP association for %s: %w", client, err)
 	}

@@ -2,7 +2,6 @@ package tcp
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
 	"time"
@@ -49,14 +48,5 @@ func (d DirectDialer) DialTCP(ctx context.Context, f Flow) (*net.TCPConn, error)
 	dst := f.Dst
 	nd := net.Dialer{Timeout: d.Timeout, Control: sockopt.Chain(sockopt.Mark(d.Mark))}
 	nd.SetMultipathTCP(false)
-	c, err := nd.DialContext(ctx, "tcp", dst.String())
-	if err != nil {
-		return nil, fmt.Errorf("dialing %s: %w", dst, err)
-	}
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		_ = c.Close()
-		return nil, fmt.Errorf("dialing %s: got a %T, want *net.TCPConn", dst, c)
-	}
-	return tc, nil
+	return sockopt.DialTCP(ctx, &nd, dst, dst.String())
 }

@@ -67,19 +67,13 @@ type DirectDialer struct {
 
 // OpenUpstream implements Dialer; every route goes direct.
 func (d DirectDialer) OpenUpstream(ctx context.Context, client netip.AddrPort, _ int) (Upstream, error) {
-	network, laddr := "udp6", "[::]:0"
+	network, laddr := "udp6", netip.IPv6Unspecified()
 	if client.Addr().Unmap().Is4() {
-		network, laddr = "udp4", "0.0.0.0:0"
+		network, laddr = "udp4", netip.IPv4Unspecified()
 	}
-	lc := net.ListenConfig{Control: sockopt.Chain(sockopt.Mark(d.Mark), sockopt.RecvBuffer(upstreamRecvBuffer))}
-	pc, err := lc.ListenPacket(ctx, network, laddr)
+	uc, err := sockopt.ListenUDP(ctx, network, netip.AddrPortFrom(laddr, 0), sockopt.Mark(d.Mark), sockopt.RecvBuffer(upstreamRecvBuffer))
 	if err != nil {
 		return nil, fmt.Errorf("opening upstream socket for %s: %w", client, err)
-	}
-	uc, ok := pc.(*net.UDPConn)
-	if !ok {
-		_ = pc.Close()
-		return nil, fmt.Errorf("opening upstream socket for %s: got a %T, want *net.UDPConn", client, pc)
 	}
 	return uc, nil
 }
