@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"errors"
 	"net/netip"
 	"os"
 	"reflect"
@@ -98,20 +97,7 @@ func TestStatusErrors(t *testing.T) {
 		{"host escape", "version = 1\n[status]\nhosts = [\"a\\u001b.lan\"]\n", "character '\\x1b'"},
 		{"unknown key", "version = 1\n[status]\nport = 9090\n", "f.toml:3: status.port: unknown key"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseConfig("f.toml", tt.text)
-			if err == nil {
-				t.Fatalf("accepted, want error %q", tt.want)
-			}
-			if !errors.Is(err, ErrConfig) {
-				t.Errorf("error %v is not ErrConfig", err)
-			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("error = %q, want it to contain %q", err, tt.want)
-			}
-		})
-	}
+	expectConfigErrors(t, tests)
 }
 
 // FuzzStatusListen: no input panics, and whatever is accepted is an

@@ -80,20 +80,7 @@ func TestConfigErrors(t *testing.T) {
 		{"syntax", "version = 1\n[tcp\n", "f.toml:3: expected"},
 		{"comment and string with hash", "version = 1 # the version\n[log]\nformat = \"te#xt\" # x\n", "f.toml:3: log.format: \"te#xt\""},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseConfig("f.toml", tt.text)
-			if err == nil {
-				t.Fatalf("accepted, want error %q", tt.want)
-			}
-			if !errors.Is(err, ErrConfig) {
-				t.Errorf("error %v is not ErrConfig", err)
-			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("error = %q, want it to contain %q", err, tt.want)
-			}
-		})
-	}
+	expectConfigErrors(t, tests)
 }
 
 func TestKeyLines(t *testing.T) {
@@ -123,4 +110,24 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("error is not a ConfigError: %v", err)
 		}
 	})
+}
+
+// expectConfigErrors parses each case's text and requires an ErrConfig
+// whose message contains want.
+func expectConfigErrors(t *testing.T, tests []struct{ name, text, want string }) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig("f.toml", tt.text)
+			if err == nil {
+				t.Fatalf("accepted, want error %q", tt.want)
+			}
+			if !errors.Is(err, ErrConfig) {
+				t.Errorf("error %v is not ErrConfig", err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error = %q, want it to contain %q", err, tt.want)
+			}
+		})
+	}
 }
