@@ -18,14 +18,22 @@ type flow struct {
 	domain   string      // sniffed server name; written before the relay starts
 	route    string      // the RouteDialer's name for the way out; written before the relay starts
 	killed   atomic.Bool // reset by Shutdown
+	relay    atomic.Pointer[relayFlow]
 }
 
-// kill resets both conns. Called with Server.mu held.
-func (f *flow) kill() {
+// kill resets the flow: through its relay once relayed (which also ends a
+// parked flow that no goroutine watches), else both conns directly. up is
+// f.upstream as read under Server.mu; kill itself must run without that
+// lock, since ending a relay completes the flow.
+func (f *flow) kill(up *net.TCPConn) {
 	f.killed.Store(true)
+	if rf := f.relay.Load(); rf != nil {
+		rf.end(reasonShutdown, nil, true)
+		return
+	}
 	reset(f.client)
-	if f.upstream != nil {
-		reset(f.upstream)
+	if up != nil {
+		reset(up)
 	}
 }
 
@@ -83,28 +91,37 @@ func (s *Server) attach(f *flow, up *net.TCPConn) bool {
 	return true
 }
 
-// handle runs one flow to its end: guard, dial, relay, log.
+// handle takes one flow from accept to its relay: guard, sniff, dial. Once
+// the relay runs, the goroutine ends; the relay completes the flow.
 func (s *Server) handle(f *flow) {
-	defer s.finish(f)
-	dst, res := s.run(f)
+	if dst, res, relayed := s.run(f); !relayed {
+		s.complete(f, dst, res)
+	}
+}
+
+// complete accounts for and logs a flow that ended, and unregisters it.
+func (s *Server) complete(f *flow, dst netip.AddrPort, res outcome) {
 	if f.killed.Load() {
 		res.reason = reasonShutdown
 	}
 	s.stats.bytesUp.Add(uint64(res.up))
 	s.stats.bytesDown.Add(uint64(res.down))
 	s.logFlow(f, dst, res)
+	s.finish(f)
 }
 
-func (s *Server) run(f *flow) (netip.AddrPort, outcome) {
+// run dials f's upstream and starts its relay (relayed: the relay completes
+// f), or returns why f ended before.
+func (s *Server) run(f *flow) (netip.AddrPort, outcome, bool) {
 	dst, err := origDst(f.client)
 	if err != nil {
 		reset(f.client)
-		return dst, outcome{reason: reasonNoDst, err: err}
+		return dst, outcome{reason: reasonNoDst, err: err}, false
 	}
 	if s.guard.Load().Refuses(dst) {
 		s.stats.loopRefused.Add(1)
 		reset(f.client)
-		return dst, outcome{reason: reasonLoop}
+		return dst, outcome{reason: reasonLoop}, false
 	}
 	fl := Flow{Client: clientAddr(f.client), Dst: dst}
 	var prefix []byte
@@ -112,7 +129,7 @@ func (s *Server) run(f *flow) (netip.AddrPort, outcome) {
 	if route.sniff {
 		if prefix, fl.Domain, err = peek(f.client, s.cfg.SniffTimeout); err != nil {
 			reset(f.client)
-			return dst, outcome{reason: reasonReset, err: err}
+			return dst, outcome{reason: reasonReset, err: err}, false
 		}
 		f.domain = fl.Domain
 	}
@@ -122,23 +139,30 @@ func (s *Server) run(f *flow) (netip.AddrPort, outcome) {
 			s.stats.dialFailed.Add(1)
 		}
 		reset(f.client)
-		return dst, outcome{reason: reasonDial, err: err}
+		return dst, outcome{reason: reasonDial, err: err}, false
 	}
 	if !s.attach(f, up) {
 		reset(up)
 		reset(f.client)
-		return dst, outcome{reason: reasonShutdown}
+		return dst, outcome{reason: reasonShutdown}, false
 	}
 	if len(prefix) > 0 {
 		if _, err := up.Write(prefix); err != nil {
 			reset(up)
 			reset(f.client)
-			return dst, outcome{reason: reasonReset, err: err}
+			return dst, outcome{reason: reasonReset, err: err}, false
 		}
 	}
-	res := relay(f.client, up, s.cfg.IdleTimeout)
-	res.up += int64(len(prefix))
-	return dst, res
+	sent := int64(len(prefix))
+	rf := s.relays.start(f.client, up, s.cfg.IdleTimeout, func(res outcome) {
+		res.up += sent
+		s.complete(f, dst, res)
+	})
+	f.relay.Store(rf)
+	if f.killed.Load() { // Shutdown's kill ran before the relay was stored
+		rf.end(reasonShutdown, nil, true)
+	}
+	return dst, outcome{}, true
 }
 
 // clientAddr is c's unmapped remote address.

@@ -3,6 +3,7 @@ package tcp
 import (
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -13,54 +14,55 @@ import (
 // milliseconds, the kernel counts in jiffies).
 const idleRecheckFloor = 10 * time.Millisecond
 
-// idleWatch closes flows that carry no data either way for timeout, without
-// wrapping the conns (which would lose splice). Both conns get read
-// deadlines only: a write deadline could fire while data sits in the splice
-// pipe and that data would be lost. When a read deadline fires, the kernel's
-// TCP_INFO tells whether either socket received data recently, i.e. whether
-// the other direction is still busy.
-type idleWatch struct {
+// idleTimer ends a flow that carried no data either way for timeout. It
+// costs one runtime timer per flow and no goroutine: when it fires, the
+// kernel's TCP_INFO tells how long ago either socket last received data, and
+// the timer is pushed to the moment the flow would become idle, or the flow
+// is ended.
+type idleTimer struct {
 	timeout time.Duration // <= 0: no idle timeout
-	conns   [2]*net.TCPConn
+	t       atomic.Pointer[time.Timer]
 }
 
-// arm sets the first read deadlines.
-func (w idleWatch) arm() {
-	if w.timeout > 0 {
-		w.setDeadlines(w.timeout)
+// arm starts watching f.
+func (w *idleTimer) arm(f *relayFlow, timeout time.Duration) {
+	if timeout <= 0 {
+		return
 	}
+	w.timeout = timeout
+	t := time.AfterFunc(time.Duration(1<<62), func() { w.check(f) }) // stored before it can fire
+	w.t.Store(t)
+	t.Reset(timeout)
 }
 
-// active is called after a read deadline fired. It reports whether the flow
-// is still active; if so it has pushed both read deadlines to the moment the
-// flow would become idle.
-func (w idleWatch) active() bool {
-	if w.timeout <= 0 {
-		return false
+// check runs when the timer fires.
+func (w *idleTimer) check(f *relayFlow) {
+	wait, active := w.remaining(f.conns)
+	if !active {
+		f.end(reasonIdle, nil, false)
+		return
 	}
+	w.t.Load().Reset(wait)
+}
+
+// remaining reports whether the flow is still active and, if so, how long
+// until it would become idle.
+func (w *idleTimer) remaining(conns [2]*net.TCPConn) (time.Duration, bool) {
 	var quiet [2]time.Duration
-	for i, c := range w.conns {
+	for i, c := range conns {
 		q, err := sinceDataRecv(c)
 		if err != nil {
-			return false // closed meanwhile: nothing to keep alive
+			return 0, false // closed meanwhile: the flow is ending anyway
 		}
 		quiet[i] = q
 	}
-	wait, ok := idleRemaining(w.timeout, quiet[:]...)
-	if !ok {
-		return false
-	}
-	return w.setDeadlines(wait) == nil
+	return idleRemaining(w.timeout, quiet[:]...)
 }
 
-func (w idleWatch) setDeadlines(d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for _, c := range w.conns {
-		if err := c.SetReadDeadline(deadline); err != nil {
-			return fmt.Errorf("setting read deadline: %w", err)
-		}
+func (w *idleTimer) stop() {
+	if t := w.t.Load(); t != nil {
+		t.Stop()
 	}
-	return nil
 }
 
 // idleRemaining decides from the time since each socket last received data

@@ -43,18 +43,19 @@ func TestSinceDataRecv(t *testing.T) {
 	}
 }
 
-// The deadline path of idleWatch: a fired read deadline on a flow whose
-// other socket just received data is pushed forward, not treated as idle.
-func TestIdleWatchExtendsWhileOtherSocketReceives(t *testing.T) {
+// The idle timer of a flow whose other socket just received data is pushed
+// forward, not treated as idle.
+func TestIdleTimerExtendsWhileOtherSocketReceives(t *testing.T) {
 	_, c2 := tcpPair(t)
 	u1, u2 := tcpPair(t)
-	w := idleWatch{timeout: time.Minute, conns: [2]*net.TCPConn{c2, u1}}
+	w := idleTimer{timeout: time.Minute}
+	conns := [2]*net.TCPConn{c2, u1}
 	expectTransfer(t, u2, u1, "data on the upstream socket")
-	if !w.active() {
+	if _, active := w.remaining(conns); !active {
 		t.Fatal("flow with fresh data reported idle")
 	}
 	w.timeout = 0
-	if w.active() {
-		t.Error("watch without timeout reported active")
+	if _, active := w.remaining(conns); active {
+		t.Error("timer without timeout reported active")
 	}
 }

@@ -2,10 +2,11 @@ package tcp
 
 import (
 	"errors"
-	"io"
+	"fmt"
 	"net"
-	"os"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -21,8 +22,11 @@ const (
 	reasonNoDst    = "no destination"
 )
 
-// errIdle ends a direction whose flow went idle.
-var errIdle = errors.New("flow idle")
+// lingerActive is how long a direction that just moved bytes keeps its
+// goroutine, waiting in Go's poller like io.Copy, before it parks. Bulk
+// flows therefore never pay for parking; a flow pays it once per pause
+// longer than this.
+const lingerActive = 500 * time.Millisecond
 
 // outcome is how a flow ended.
 type outcome struct {
@@ -31,82 +35,237 @@ type outcome struct {
 	err      error
 }
 
-// relay copies between client and upstream until both directions are done,
-// then closes both. It runs one direction in a new goroutine and the other in
-// the caller's. Each direction is io.Copy between the two concrete
-// *net.TCPConn values, so Linux splices without copying to user space, and
-// ends with CloseWrite to pass the FIN on (half-close). An error in either
-// direction resets both conns; an idle flow is closed.
-func relay(client, upstream *net.TCPConn, idle time.Duration) outcome {
-	r := &relayState{
-		client:   client,
-		upstream: upstream,
-		watch:    idleWatch{timeout: idle, conns: [2]*net.TCPConn{client, upstream}},
-	}
-	r.watch.arm()
-	var res outcome
-	upDone := make(chan struct{})
-	go func() {
-		defer close(upDone)
-		res.up = r.direction(upstream, client)
-	}()
-	res.down = r.direction(client, upstream) // the caller's goroutine is the second one
-	<-upDone
-	r.end(reasonEOF, nil, false) // no-op if a direction ended the flow
-	res.reason, res.err = r.reason, r.err
-	return res
+// Direction indexes: each direction reads conns[d] and writes conns[1-d].
+const (
+	dirUp   = 0 // client -> upstream
+	dirDown = 1 // upstream -> client
+)
+
+// Direction states. parked -> running is the poller's (one event, one
+// goroutine), running -> parked the goroutine's, parked -> done end's; a
+// compare-and-swap decides every race between them.
+const (
+	stateParked int32 = iota
+	stateRunning
+	stateDone
+)
+
+// relayer relays the flows of one Server. A direction with nothing to move
+// holds no goroutine and no pipe: it waits in the relayer's epoll set
+// (parking) and a goroutine is started when its source socket has data, EOF
+// or an error. An idle flow costs its two sockets and a few hundred bytes.
+type relayer struct {
+	pipes  *pipePool
+	linger time.Duration
+
+	mu     sync.Mutex
+	park   *parking // created with the first flow
+	flows  map[uint64]*relayFlow
+	nextID uint64
+	closed bool
 }
 
-// relayState is shared by the two directions of one flow.
-type relayState struct {
-	client, upstream *net.TCPConn
-	watch            idleWatch
+func newRelayer(maxPipes int) *relayer {
+	return &relayer{pipes: newPipePool(maxPipes), linger: lingerActive, flows: make(map[uint64]*relayFlow)}
+}
+
+// relayFlow is one relayed flow: client and upstream, two directions.
+type relayFlow struct {
+	r     *relayer
+	id    uint64
+	conns [2]*net.TCPConn // client, upstream
+	raws  [2]syscall.RawConn
+	dirs  [2]direction
+	open  atomic.Int32 // directions not yet done
+	idle  idleTimer
+	done  func(outcome)
 
 	once   sync.Once
 	reason string
 	err    error
 }
 
-// direction copies src to dst and returns the bytes copied.
-func (r *relayState) direction(dst, src *net.TCPConn) int64 {
-	n, err := r.copy(dst, src)
+type direction struct {
+	state atomic.Int32
+	n     int64 // bytes delivered; written by whichever goroutine runs the direction
+}
+
+// start relays between client and upstream until both directions are done
+// (each passes its FIN on with CloseWrite), then closes both and calls done
+// once, from whichever goroutine finished the flow (start's own caller when
+// the flow cannot start; end's caller when it ends a parked flow, so end must
+// not be called with a lock that done takes). An error in either direction
+// resets both conns; a flow idle for idle (0: never) is closed. start
+// returns at once.
+func (r *relayer) start(client, upstream *net.TCPConn, idle time.Duration, done func(outcome)) *relayFlow {
+	f := &relayFlow{r: r, conns: [2]*net.TCPConn{client, upstream}, done: done}
+	f.open.Store(2)
+	park, err := r.register(f)
+	if err == nil {
+		err = f.syscallConns()
+	}
+	if err != nil {
+		f.end(reasonReset, err, true)
+		return f
+	}
+	f.idle.arm(f, idle)
+	for d := range f.dirs {
+		if err := f.parkNew(park, d); err != nil {
+			f.end(reasonReset, err, true)
+			break
+		}
+	}
+	return f
+}
+
+func (f *relayFlow) syscallConns() error {
+	for i, c := range f.conns {
+		raw, err := c.SyscallConn()
+		if err != nil {
+			return fmt.Errorf("relaying: %w", err)
+		}
+		f.raws[i] = raw
+	}
+	return nil
+}
+
+// register gives f its id and makes it wakeable.
+func (r *relayer) register(f *relayFlow) (*parking, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, errors.New("relaying: relayer is closed")
+	}
+	if r.park == nil {
+		p, err := newParking(r.wake)
+		if err != nil {
+			return nil, err
+		}
+		r.park = p
+	}
+	r.nextID++
+	f.id = r.nextID
+	r.flows[f.id] = f
+	return r.park, nil
+}
+
+func (r *relayer) unregister(f *relayFlow) {
+	r.mu.Lock()
+	delete(r.flows, f.id)
+	r.mu.Unlock()
+}
+
+// wake starts a goroutine for a parked direction whose socket woke up.
+func (r *relayer) wake(id uint64, d int) {
+	r.mu.Lock()
+	f := r.flows[id]
+	r.mu.Unlock()
+	if f != nil && f.dirs[d].state.CompareAndSwap(stateParked, stateRunning) {
+		go f.serve(d)
+	}
+}
+
+// active reports the flows relayed now.
+func (r *relayer) active() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.flows)
+}
+
+// close stops the poller once no flow is left; later starts fail.
+func (r *relayer) close() {
+	r.mu.Lock()
+	r.closed = true
+	park := r.park
+	r.mu.Unlock()
+	if park != nil {
+		park.close()
+	}
+	r.pipes.close()
+}
+
+// serve moves direction d's bytes while it has any, then parks it again or
+// finishes it.
+func (f *relayFlow) serve(d int) {
+	err := f.move(d)
 	switch {
-	case err == nil:
-		_ = dst.CloseWrite() // src sent FIN: pass it on; a failure shows in the other direction
-	case errors.Is(err, errIdle):
-		r.end(reasonIdle, nil, false)
+	case errors.Is(err, errQuiet):
+		err = f.repark(d)
+		if err == nil || errors.Is(err, errTaken) {
+			return
+		}
+		f.end(reasonReset, err, true)
+	case err == nil: // the source sent FIN: pass it on; a failure shows in the other direction
+		_ = f.conns[1-d].CloseWrite()
 	default:
-		r.end(reasonReset, err, true)
+		f.end(reasonReset, err, true)
 	}
-	return n
+	f.finish(d)
 }
 
-// copy is io.Copy that survives read deadlines while the flow is active.
-func (r *relayState) copy(dst, src *net.TCPConn) (int64, error) {
-	var total int64
-	for {
-		n, err := io.Copy(dst, src)
-		total += n
-		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
-			return total, err
-		}
-		if !r.watch.active() {
-			return total, errIdle
-		}
+// errTaken: a direction that was being parked was finished by end meanwhile.
+var errTaken = errors.New("direction finished while parking")
+
+// parkNew puts a new direction into the epoll set.
+func (f *relayFlow) parkNew(park *parking, d int) error {
+	var err error
+	if cerr := f.raws[d].Control(func(fd uintptr) { err = park.add(int(fd), f.id, d) }); cerr != nil {
+		return fmt.Errorf("parking relay direction: %w", cerr)
 	}
+	return err
 }
 
-// end records why the flow ended (first caller wins) and closes both conns,
-// which also unblocks the other direction. With reset, both peers get an RST
-// instead of a FIN, so neither mistakes a broken flow for a complete one.
-func (r *relayState) end(reason string, err error, reset bool) {
-	r.once.Do(func() {
-		r.reason, r.err = reason, err
-		if reset {
-			_ = r.client.SetLinger(0)
-			_ = r.upstream.SetLinger(0)
+// repark parks a running direction again. Once its state says parked the
+// direction is no longer this goroutine's, unless re-arming fails and the
+// direction can be taken back.
+func (f *relayFlow) repark(d int) error {
+	f.dirs[d].state.Store(stateParked)
+	var err error
+	cerr := f.raws[d].Control(func(fd uintptr) { err = f.r.park.rearm(int(fd), f.id, d) })
+	if cerr == nil && err == nil {
+		return nil
+	}
+	if !f.dirs[d].state.CompareAndSwap(stateParked, stateRunning) {
+		return errTaken
+	}
+	if cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// end records why the flow ended (first caller wins), closes both conns,
+// which also unblocks running directions, and finishes parked ones. With
+// reset, both peers get an RST instead of a FIN, so neither mistakes a
+// broken flow for a complete one.
+func (f *relayFlow) end(reason string, err error, reset bool) {
+	f.once.Do(func() {
+		f.reason, f.err = reason, err
+		for _, c := range f.conns {
+			if reset {
+				_ = c.SetLinger(0)
+			}
+			_ = c.Close()
 		}
-		_ = r.client.Close()
-		_ = r.upstream.Close()
 	})
+	for d := range f.dirs {
+		if f.dirs[d].state.CompareAndSwap(stateParked, stateDone) {
+			f.finish(d)
+		}
+	}
+}
+
+// finish marks direction d done; the last one completes the flow.
+func (f *relayFlow) finish(d int) {
+	f.dirs[d].state.Store(stateDone)
+	if f.open.Add(-1) != 0 {
+		return
+	}
+	f.idle.stop()
+	f.r.unregister(f)
+	f.once.Do(func() { f.reason = reasonEOF })
+	for _, c := range f.conns {
+		_ = c.Close()
+	}
+	f.done(outcome{up: f.dirs[dirUp].n, down: f.dirs[dirDown].n, reason: f.reason, err: f.err})
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"runtime"
 	"net"
 	"testing"
 	"time"
@@ -33,7 +34,9 @@ func startRelay(t testing.TB, idle time.Duration) relayed {
 	client, relayClient := tcpPair(t)
 	relayUp, server := tcpPair(t)
 	r := relayed{client: client, server: server, done: make(chan outcome, 1)}
-	go func() { r.done <- relay(relayClient, relayUp, idle) }()
+	rl := newRelayer(0)
+	t.Cleanup(rl.close)
+	rl.start(relayClient, relayUp, idle, func(res outcome) { r.done <- res })
 	return r
 }
 
@@ -258,4 +261,107 @@ func drain(c *net.TCPConn, n int64, bufSize int) error {
 		}
 	}
 	return nil
+}
+
+// A relay without pipes copies through its fallback buffer, intact.
+func TestRelayWithoutPipesCopiesThroughBuffer(t *testing.T) {
+	checkGoroutines(t)
+	client, relayClient := tcpPair(t)
+	relayUp, server := tcpPair(t)
+	rl := newRelayer(0)
+	rl.pipes.max = 0 // every get finds the bound reached
+	t.Cleanup(rl.close)
+	done := make(chan outcome, 1)
+	rl.start(relayClient, relayUp, 0, func(res outcome) { done <- res })
+
+	const n = 4 << 20
+	sent := make(chan digest, 1)
+	go func() { sent <- sendRandom(client, seedUp, n) }()
+	got := receiveAll(server)
+	if d := <-sent; d.err != nil || got.err != nil || got.n != n || got.sum != d.sum {
+		t.Fatalf("sent %d (err %v), received %d (err %v), intact %v", d.n, d.err, got.n, got.err, got.sum == d.sum)
+	}
+	_ = server.CloseWrite()
+	select {
+	case res := <-done:
+		if res.up != n || res.reason != reasonEOF {
+			t.Errorf("outcome = %+v, want %d bytes up, eof", res, n)
+		}
+	case <-time.After(failAfter):
+		t.Fatal("relay did not end")
+	}
+	if made := rl.pipes.made; made != 0 {
+		t.Errorf("%d pipes made with a bound of 0", made)
+	}
+}
+
+// Idle flows hold no goroutine and no pipe once their directions parked:
+// the cost of an idle flow is its two sockets.
+func TestRelayIdleFlowsHoldNoGoroutineNorPipe(t *testing.T) {
+	checkGoroutines(t)
+	const flows = 100
+	rl := newRelayer(0)
+	rl.linger = 20 * time.Millisecond
+	t.Cleanup(rl.close)
+	before := runtime.NumGoroutine()
+	type pair struct{ client, server *net.TCPConn }
+	pairs := make([]pair, flows)
+	done := make(chan outcome, flows)
+	for i := range pairs {
+		client, relayClient := tcpPair(t)
+		relayUp, server := tcpPair(t)
+		rl.start(relayClient, relayUp, 0, func(res outcome) { done <- res })
+		pairs[i] = pair{client, server}
+		expectTransfer(t, client, server, "request")
+		expectTransfer(t, server, client, "response")
+	}
+	waitFor(t, "every direction parked and every pipe back", func() bool {
+		lent, _ := rl.pipes.counts()
+		return lent == 0 && runtime.NumGoroutine() <= before+1 // +1: the poller
+	})
+	// Parked flows wake up and still work both ways, then end cleanly.
+	for _, p := range pairs {
+		expectTransfer(t, p.client, p.server, "again")
+		expectTransfer(t, p.server, p.client, "and back")
+		_ = p.client.CloseWrite()
+		_ = p.server.CloseWrite()
+	}
+	for range flows {
+		select {
+		case res := <-done:
+			if res.reason != reasonEOF || res.up != int64(len("request")+len("again")) {
+				t.Errorf("outcome = %+v", res)
+			}
+		case <-time.After(failAfter):
+			t.Fatal("relays did not end")
+		}
+	}
+}
+
+// A reset arriving while both directions are parked reaches the other peer.
+func TestRelayParkedFlowPassesReset(t *testing.T) {
+	checkGoroutines(t)
+	client, relayClient := tcpPair(t)
+	relayUp, server := tcpPair(t)
+	rl := newRelayer(0)
+	rl.linger = 10 * time.Millisecond
+	t.Cleanup(rl.close)
+	done := make(chan outcome, 1)
+	rl.start(relayClient, relayUp, 0, func(res outcome) { done <- res })
+	expectTransfer(t, client, server, "hello")
+	waitFor(t, "both directions parked", func() bool {
+		lent, _ := rl.pipes.counts()
+		return lent == 0 && rl.active() == 1
+	})
+	time.Sleep(2 * rl.linger) // let the direction that moved "hello" park too
+	reset(client)
+	expectReset(t, server)
+	select {
+	case res := <-done:
+		if res.reason != reasonReset {
+			t.Errorf("outcome = %+v, want reset", res)
+		}
+	case <-time.After(failAfter):
+		t.Fatal("relay did not end")
+	}
 }

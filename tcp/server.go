@@ -42,6 +42,10 @@ type Config struct {
 	// SniffTimeout bounds the wait for the first bytes; 0:
 	// DefaultSniffTimeout.
 	SniffTimeout time.Duration
+	// MaxPipes bounds the splice pipes (two fds each) lent to directions
+	// that are moving data; a direction that finds none copies through a
+	// 16 KiB buffer instead. 0: 512.
+	MaxPipes int
 	// IsLocal reports router-local addresses for the loop guard. nil: only
 	// the listener addresses and loopback/unspecified addresses on a
 	// listener port are refused.
@@ -57,6 +61,7 @@ type Server struct {
 	ctx    context.Context // parent of upstream dials
 	cancel context.CancelFunc
 	done   chan struct{} // closed when Shutdown starts; wakes accept backoff
+	relays *relayer
 	guard  atomic.Pointer[listen.Guard]
 	route  atomic.Pointer[routing] // Config.Dialer and Sniff; SetDialer replaces them
 
@@ -93,6 +98,7 @@ func New(cfg Config, log *slog.Logger) *Server {
 		cancel: cancel,
 		done:   make(chan struct{}),
 		flows:  make(map[*flow]struct{}),
+		relays: newRelayer(cfg.MaxPipes),
 	}
 	s.guard.Store(listen.NewGuard(nil, cfg.IsLocal))
 	s.route.Store(&routing{dialer: cfg.Dialer, sniff: cfg.Sniff})
@@ -159,6 +165,7 @@ func (s *Server) Shutdown(grace time.Duration) {
 			<-flowsDone
 		}
 		s.cancel()
+		s.relays.close()
 	})
 }
 
@@ -178,11 +185,19 @@ func (s *Server) closeListeners() {
 
 // killFlows resets every remaining flow and aborts dials in progress.
 func (s *Server) killFlows() {
+	type victim struct {
+		f  *flow
+		up *net.TCPConn
+	}
 	s.mu.Lock()
 	s.forced = true
+	victims := make([]victim, 0, len(s.flows))
 	for f := range s.flows {
-		f.kill()
+		victims = append(victims, victim{f, f.upstream})
 	}
 	s.mu.Unlock()
+	for _, v := range victims { // unlocked: a killed relay completes its flow, which takes s.mu
+		v.f.kill(v.up)
+	}
 	s.cancel() // after marking the flows, so an aborted dial is not a dial failure
 }

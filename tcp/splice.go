@@ -1,0 +1,173 @@
+package tcp
+
+import (
+	"errors"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// errQuiet ends a direction's run when nothing arrived for the linger
+// time: the direction parks.
+var errQuiet = errors.New("direction quiet")
+
+// fallbackBuf is the copy buffer of a direction that got no pipe.
+const fallbackBuf = 16 << 10
+
+var fallbackBufs = sync.Pool{New: func() any { b := make([]byte, fallbackBuf); return &b }}
+
+// move copies direction d's source to its destination until the source
+// sends FIN (nil), fails, or stays quiet for the linger time (errQuiet).
+// Waits happen in Go's poller: the source's read deadline bounds the wait
+// for data, the destination has none (data in flight is never dropped for
+// time; the idle timer ends a flow stuck that way).
+func (f *relayFlow) move(d int) error {
+	src, srcRaw, dstRaw := f.conns[d], f.raws[d], f.raws[1-d]
+	linger := f.r.linger
+	var armed time.Time // when the read deadline was last pushed
+	c := carrier{pool: f.r.pipes}
+	defer c.release()
+	for {
+		if now := time.Now(); now.Sub(armed) > linger/4 {
+			if err := src.SetReadDeadline(now.Add(linger)); err != nil {
+				return err
+			}
+			armed = now
+		}
+		n, err := c.fill(srcRaw)
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return errQuiet
+		case err != nil:
+			return err
+		case n == 0:
+			return nil
+		}
+		if err := c.drain(dstRaw); err != nil {
+			return err
+		}
+		f.dirs[d].n += int64(n)
+	}
+}
+
+// carrier holds one direction's bytes between source and destination: a
+// pipe lent by the pool (splice, no copy to user space) or, when no pipe is
+// to be had, a small buffer. It holds either only while it has bytes.
+type carrier struct {
+	pool *pipePool
+	p    *pipe
+	buf  *[]byte
+	off  int // buffered bytes not yet written: (*buf)[off:end]
+	end  int
+}
+
+// fill reads what the source has (waiting for it in Go's poller) and
+// returns how much; 0 at EOF. The carrier is empty when called.
+func (c *carrier) fill(src syscall.RawConn) (int, error) {
+	var n int
+	var err error
+	rerr := src.Read(func(fd uintptr) bool {
+		if c.p == nil && c.buf == nil {
+			if c.p = c.pool.get(); c.p == nil {
+				c.buf = fallbackBufs.Get().(*[]byte)
+			}
+		}
+		for {
+			if c.p != nil {
+				var m int64
+				m, err = unix.Splice(int(fd), nil, c.p.w, nil, pipeSize, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+				n = int(m)
+			} else {
+				n, err = unix.Read(int(fd), *c.buf)
+			}
+			if err != unix.EINTR {
+				break
+			}
+		}
+		if err == unix.EAGAIN {
+			c.release() // nothing to carry while waiting
+			return false
+		}
+		return true
+	})
+	if rerr != nil {
+		return 0, rerr
+	}
+	if err != nil {
+		return 0, os.NewSyscallError("relay read", err)
+	}
+	if c.p != nil {
+		c.p.n = n
+	} else {
+		c.off, c.end = 0, n
+	}
+	return n, nil
+}
+
+// drain writes everything the carrier holds to the destination, waiting in
+// Go's poller while the destination's send buffer is full.
+func (c *carrier) drain(dst syscall.RawConn) error {
+	var err error
+	werr := dst.Write(func(fd uintptr) bool {
+		for c.pending() > 0 {
+			var n int
+			var e error
+			if c.p != nil {
+				var m int64
+				m, e = unix.Splice(c.p.r, nil, int(fd), nil, c.p.n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+				n = int(m)
+			} else {
+				n, e = unix.Write(int(fd), (*c.buf)[c.off:c.end])
+			}
+			switch {
+			case e == unix.EINTR:
+				continue
+			case e == unix.EAGAIN:
+				return false // wait until the destination can take more
+			case e != nil:
+				err = e
+				return true
+			case n == 0:
+				err = io.ErrNoProgress
+				return true
+			}
+			if c.p != nil {
+				c.p.n -= n
+			} else {
+				c.off += n
+			}
+		}
+		return true
+	})
+	if werr != nil {
+		return werr
+	}
+	if err != nil {
+		return os.NewSyscallError("relay write", err)
+	}
+	return nil
+}
+
+func (c *carrier) pending() int {
+	if c.p != nil {
+		return c.p.n
+	}
+	return c.end - c.off
+}
+
+// release gives the pipe or buffer back (a pipe with bytes left is closed
+// by the pool).
+func (c *carrier) release() {
+	if c.p != nil {
+		c.pool.put(c.p)
+		c.p = nil
+	}
+	if c.buf != nil {
+		fallbackBufs.Put(c.buf)
+		c.buf = nil
+	}
+}
