@@ -6,8 +6,8 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
-	"runtime"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 )
