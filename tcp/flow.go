@@ -37,26 +37,44 @@ func (f *flow) kill(up *net.TCPConn) {
 	}
 }
 
+// fdsPerFlow is what a relayed flow holds of the fd budget: its client and
+// upstream sockets. Pipes are taken separately, only while data moves.
+const fdsPerFlow = 2
+
 // dispatch admits a freshly accepted client, or resets it at once when
-// MaxConns flows are active. It never blocks the accept loop.
+// MaxConns flows are active or the fd budget is spent. It never blocks the
+// accept loop.
 func (s *Server) dispatch(c *net.TCPConn) {
 	s.stats.accepted.Add(1)
 	n := s.stats.active.Add(1)
 	if limit := s.cfg.MaxConns; limit > 0 && n > int64(limit) {
 		s.stats.active.Add(-1)
 		s.stats.rejected.Add(1)
-		s.logRejected(c, reasonLimit)
-		reset(c)
+		s.refuse(c, reasonLimit)
+		return
+	}
+	if !s.cfg.FDs.Take(fdsPerFlow) {
+		s.stats.active.Add(-1)
+		s.stats.fdRefused.Add(1)
+		s.refuse(c, reasonFDs)
 		return
 	}
 	f := &flow{client: c, start: time.Now()}
 	if !s.track(f) {
 		s.stats.active.Add(-1)
+		s.cfg.FDs.Give(fdsPerFlow)
 		s.logRejected(c, reasonShutdown)
 		reset(c)
 		return
 	}
 	go s.handle(f)
+}
+
+// refuse resets a client refused at a limit, and says so once per burst.
+func (s *Server) refuse(c *net.TCPConn, reason string) {
+	s.logRejected(c, reason)
+	s.limitLog.note(s.log, reason)
+	reset(c)
 }
 
 // track registers f unless the server is shutting down.
@@ -77,6 +95,7 @@ func (s *Server) finish(f *flow) {
 	delete(s.flows, f)
 	s.mu.Unlock()
 	s.stats.active.Add(-1)
+	s.cfg.FDs.Give(fdsPerFlow)
 	s.flowWG.Done()
 }
 

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gatewayd/gatewayd/internal/fdbudget"
 	"golang.org/x/sys/unix"
 )
 
@@ -51,6 +52,7 @@ func (p *pipe) close() {
 // and gives fds back promptly: pipes that sat unused for a whole
 // pipeTrimEvery period are closed.
 type pipePool struct {
+	fds   *fdbudget.Budget // two per pipe; nil: no budget
 	max   int
 	every time.Duration // trim period: pipeTrimEvery
 
@@ -63,12 +65,15 @@ type pipePool struct {
 	made    uint64 // pipes created, for tests and metrics
 }
 
-func newPipePool(max int) *pipePool {
+func newPipePool(max int, fds *fdbudget.Budget) *pipePool {
 	if max <= 0 {
 		max = defaultMaxPipes
 	}
-	return &pipePool{max: max, every: pipeTrimEvery}
+	return &pipePool{fds: fds, max: max, every: pipeTrimEvery}
 }
+
+// pipeFDs is what one pipe costs of the fd budget.
+const pipeFDs = 2
 
 // get lends an empty pipe, or returns nil when max pipes are lent or a new
 // one cannot be created (e.g. no fds left): the caller copies through a
@@ -83,11 +88,12 @@ func (pp *pipePool) get() *pipe {
 		pp.lent++
 		return p
 	}
-	if pp.closed || pp.lent >= pp.max {
+	if pp.closed || pp.lent >= pp.max || !pp.fds.Take(pipeFDs) {
 		return nil
 	}
 	p, err := newPipe()
 	if err != nil {
+		pp.fds.Give(pipeFDs)
 		return nil
 	}
 	pp.made++
@@ -102,7 +108,7 @@ func (pp *pipePool) put(p *pipe) {
 	defer pp.mu.Unlock()
 	pp.lent--
 	if p.n != 0 || pp.closed {
-		p.close()
+		pp.discard(p)
 		return
 	}
 	pp.free = append(pp.free, p)
@@ -119,7 +125,7 @@ func (pp *pipePool) trimIdle() {
 	defer pp.mu.Unlock()
 	idle := pp.lowFree
 	for _, p := range pp.free[:idle] { // the bottom of the stack: least recently used
-		p.close()
+		pp.discard(p)
 	}
 	pp.free = append(pp.free[:0], pp.free[idle:]...)
 	pp.lowFree = len(pp.free)
@@ -128,6 +134,12 @@ func (pp *pipePool) trimIdle() {
 		return
 	}
 	pp.trim.Reset(pp.every)
+}
+
+// discard closes p for good. Called with pp.mu held.
+func (pp *pipePool) discard(p *pipe) {
+	p.close()
+	pp.fds.Give(pipeFDs)
 }
 
 // counts returns the pipes lent and the spares held.
@@ -143,7 +155,7 @@ func (pp *pipePool) close() {
 	defer pp.mu.Unlock()
 	pp.closed = true
 	for _, p := range pp.free {
-		p.close()
+		pp.discard(p)
 	}
 	pp.free = nil
 	if pp.trim != nil {

@@ -6,7 +6,7 @@ import (
 )
 
 func TestPipePoolBoundedAndTrimmed(t *testing.T) {
-	pp := newPipePool(3)
+	pp := newPipePool(3, nil)
 	pp.every = 20 * time.Millisecond
 	defer pp.close()
 	var lent []*pipe
@@ -38,7 +38,7 @@ func TestPipePoolBoundedAndTrimmed(t *testing.T) {
 }
 
 func TestPipePoolClosesPipeWithBytes(t *testing.T) {
-	pp := newPipePool(1)
+	pp := newPipePool(1, nil)
 	defer pp.close()
 	p := pp.get()
 	p.n = 10 // a flow broke with bytes in it

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/gatewayd/gatewayd/internal/fdbudget"
 )
 
 // Close reasons, as logged.
@@ -19,6 +21,7 @@ const (
 	reasonDial     = "dial error"
 	reasonLoop     = "loop"
 	reasonLimit    = "limit"
+	reasonFDs      = "fd limit"
 	reasonNoDst    = "no destination"
 )
 
@@ -65,8 +68,8 @@ type relayer struct {
 	closed bool
 }
 
-func newRelayer(maxPipes int) *relayer {
-	return &relayer{pipes: newPipePool(maxPipes), linger: lingerActive, flows: make(map[uint64]*relayFlow)}
+func newRelayer(maxPipes int, fds *fdbudget.Budget) *relayer {
+	return &relayer{pipes: newPipePool(maxPipes, fds), linger: lingerActive, flows: make(map[uint64]*relayFlow)}
 }
 
 // relayFlow is one relayed flow: client and upstream, two directions.

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gatewayd/gatewayd/internal/fdbudget"
 	"github.com/gatewayd/gatewayd/internal/listen"
 )
 
@@ -42,6 +43,10 @@ type Config struct {
 	// SniffTimeout bounds the wait for the first bytes; 0:
 	// DefaultSniffTimeout.
 	SniffTimeout time.Duration
+	// FDs is the process's descriptor budget: a flow takes fdsPerFlow
+	// from it when accepted (a client over it is reset at once), a pipe
+	// two while lent. nil: no budget.
+	FDs *fdbudget.Budget
 	// MaxPipes bounds the splice pipes (two fds each) lent to directions
 	// that are moving data; a direction that finds none copies through a
 	// 16 KiB buffer instead. 0: 512.
@@ -58,12 +63,14 @@ type Server struct {
 	log   *slog.Logger
 	stats counters
 
-	ctx    context.Context // parent of upstream dials
-	cancel context.CancelFunc
-	done   chan struct{} // closed when Shutdown starts; wakes accept backoff
-	relays *relayer
-	guard  atomic.Pointer[listen.Guard]
-	route  atomic.Pointer[routing] // Config.Dialer and Sniff; SetDialer replaces them
+	ctx      context.Context // parent of upstream dials
+	cancel   context.CancelFunc
+	done     chan struct{} // closed when Shutdown starts; wakes accept backoff
+	relays   *relayer
+	limitLog limitLog
+	spare    spareFD // for accepting at EMFILE
+	guard    atomic.Pointer[listen.Guard]
+	route    atomic.Pointer[routing] // Config.Dialer and Sniff; SetDialer replaces them
 
 	mu        sync.Mutex
 	listeners []*net.TCPListener
@@ -98,7 +105,7 @@ func New(cfg Config, log *slog.Logger) *Server {
 		cancel: cancel,
 		done:   make(chan struct{}),
 		flows:  make(map[*flow]struct{}),
-		relays: newRelayer(cfg.MaxPipes),
+		relays: newRelayer(cfg.MaxPipes, cfg.FDs),
 	}
 	s.guard.Store(listen.NewGuard(nil, cfg.IsLocal))
 	s.route.Store(&routing{dialer: cfg.Dialer, sniff: cfg.Sniff})
@@ -134,6 +141,7 @@ func (s *Server) Serve() error {
 		return errors.New("serving TCP: no listeners, call Listen first")
 	}
 	s.serving = true
+	s.spare.open()
 	lns := append([]*net.TCPListener(nil), s.listeners...)
 	s.loops.Add(len(lns))
 	s.mu.Unlock()
@@ -166,6 +174,7 @@ func (s *Server) Shutdown(grace time.Duration) {
 		}
 		s.cancel()
 		s.relays.close()
+		s.spare.release()
 	})
 }
 

@@ -30,7 +30,9 @@ func TestServerRelaysToOriginalDestination(t *testing.T) {
 	_ = up.Close()
 	waitFor(t, "flow end", func() bool { return s.Stats().Active == 0 && s.Stats().BytesDown > 0 })
 	want := Stats{Accepted: 1, BytesUp: 4, BytesDown: 5}
-	if got := s.Stats(); got != want {
+	got := s.Stats()
+	got.PipesSpare = 0 // a spare pipe may be kept for the next flow
+	if got != want {
 		t.Errorf("Stats = %+v, want %+v", got, want)
 	}
 }
