@@ -13,7 +13,7 @@ BIN      := bin/gatewayd
 TOOLS    := ip:iproute2 iptables:iptables ip6tables:iptables iptables-restore:iptables \
             sysctl:procps iperf3:iperf3 curl:curl dig:dnsutils dnsmasq:dnsmasq-base ss:iproute2 dnsperf:dnsperf \
             ipset:ipset danted:dante-server tinyproxy:tinyproxy microsocks:microsocks \
-            setpriv:util-linux unshare:util-linux qemu-mipsel-static:qemu-user-static \
+            setpriv:util-linux unshare:util-linux prlimit:util-linux qemu-mipsel-static:qemu-user-static \
             qemu-aarch64-static:qemu-user-static systemd-analyze:systemd systemd-nspawn:systemd-container
 
 .PHONY: all build deps test test-unit demo bench lint cross rootfs clean

@@ -37,9 +37,9 @@ func (f *flow) kill(up *net.TCPConn) {
 	}
 }
 
-// fdsPerFlow is what a relayed flow holds of the fd budget: its client and
+// FDsPerFlow is what a relayed flow holds of the fd budget: its client and
 // upstream sockets. Pipes are taken separately, only while data moves.
-const fdsPerFlow = 2
+const FDsPerFlow = 2
 
 // dispatch admits a freshly accepted client, or resets it at once when
 // MaxConns flows are active or the fd budget is spent. It never blocks the
@@ -53,7 +53,7 @@ func (s *Server) dispatch(c *net.TCPConn) {
 		s.refuse(c, reasonLimit)
 		return
 	}
-	if !s.cfg.FDs.Take(fdsPerFlow) {
+	if !s.cfg.FDs.Take(FDsPerFlow) {
 		s.stats.active.Add(-1)
 		s.stats.fdRefused.Add(1)
 		s.refuse(c, reasonFDs)
@@ -62,7 +62,7 @@ func (s *Server) dispatch(c *net.TCPConn) {
 	f := &flow{client: c, start: time.Now()}
 	if !s.track(f) {
 		s.stats.active.Add(-1)
-		s.cfg.FDs.Give(fdsPerFlow)
+		s.cfg.FDs.Give(FDsPerFlow)
 		s.logRejected(c, reasonShutdown)
 		reset(c)
 		return
@@ -95,7 +95,7 @@ func (s *Server) finish(f *flow) {
 	delete(s.flows, f)
 	s.mu.Unlock()
 	s.stats.active.Add(-1)
-	s.cfg.FDs.Give(fdsPerFlow)
+	s.cfg.FDs.Give(FDsPerFlow)
 	s.flowWG.Done()
 }
 

@@ -16,10 +16,10 @@ const (
 	// gives less where fs.pipe-max-size or the user's pipe page budget is
 	// lower; the pipe still works, only with smaller steps.
 	pipeSize = 1 << 20
-	// defaultMaxPipes bounds the pipes in existence (two fds each). A
+	// DefaultMaxPipes bounds the pipes in existence (two fds each). A
 	// direction that finds none free copies through a small buffer instead,
 	// so the bound costs speed, never a flow.
-	defaultMaxPipes = 512
+	DefaultMaxPipes = 512
 	// pipeTrimEvery is how often spare pipes are closed: every pipe that
 	// stayed in the pool, unused, for a whole period. After a burst the fds
 	// go back within two periods.
@@ -67,7 +67,7 @@ type pipePool struct {
 
 func newPipePool(max int, fds *fdbudget.Budget) *pipePool {
 	if max <= 0 {
-		max = defaultMaxPipes
+		max = DefaultMaxPipes
 	}
 	return &pipePool{fds: fds, max: max, every: pipeTrimEvery}
 }

@@ -43,7 +43,7 @@ type Config struct {
 	// SniffTimeout bounds the wait for the first bytes; 0:
 	// DefaultSniffTimeout.
 	SniffTimeout time.Duration
-	// FDs is the process's descriptor budget: a flow takes fdsPerFlow
+	// FDs is the process's descriptor budget: a flow takes FDsPerFlow
 	// from it when accepted (a client over it is reset at once), a pipe
 	// two while lent. nil: no budget.
 	FDs *fdbudget.Budget

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/dns"
 	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/internal/fdbudget"
 	"github.com/gatewayd/gatewayd/route"
 	"github.com/gatewayd/gatewayd/tcp"
 	"github.com/gatewayd/gatewayd/udp"
@@ -25,6 +26,7 @@ type daemon struct {
 	tcp *tcp.Server
 	udp *udp.Server
 	dns *dns.Server // nil without the DNS hijack
+	fds *fdbudget.Budget
 }
 
 // newDaemon builds the relays for cfg: TCP, UDP and the DNS hijack, routed
@@ -45,8 +47,12 @@ func newDaemon(cfg *gateway.Config, g *gateway.Gateway, log *slog.Logger, level 
 	if d.pol, err = newPolicy(cfg, memoryOf(resolver), log, nil); err != nil {
 		return nil, err
 	}
+	if d.fds, err = fdbudget.ForProcess(); err != nil {
+		log.Warn("no descriptor budget: flows are not refused before the open-file limit", "err", err)
+	}
 	local := &localAddrs{}
 	d.tcp = tcp.New(tcp.Config{
+		FDs:         d.fds,
 		Listen:      cfg.ListenAddrPorts(),
 		IdleTimeout: cfg.TCP.IdleTimeout.Duration,
 		MaxConns:    cfg.TCP.MaxConnections,

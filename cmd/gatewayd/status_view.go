@@ -8,6 +8,7 @@ import (
 	"github.com/gatewayd/gatewayd/dispatch"
 	"github.com/gatewayd/gatewayd/dns"
 	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/internal/fdbudget"
 	"github.com/gatewayd/gatewayd/internal/status"
 	"github.com/gatewayd/gatewayd/outbound"
 	"github.com/gatewayd/gatewayd/tcp"
@@ -30,6 +31,7 @@ type statusView struct {
 	udp *udp.Server
 	dns *dns.Server // nil without the DNS hijack
 	g   *gateway.Gateway
+	fds *fdbudget.Budget // nil: none
 
 	dnsListen []netip.AddrPort // the DNS hijack's listeners
 	pol       atomic.Pointer[statusPolicy]
@@ -44,7 +46,7 @@ type statusPolicy struct {
 }
 
 func newStatusView(d *daemon) *statusView {
-	v := &statusView{tcp: d.tcp, udp: d.udp, dns: d.dns, g: d.g}
+	v := &statusView{tcp: d.tcp, udp: d.udp, dns: d.dns, g: d.g, fds: d.fds}
 	if d.dns != nil {
 		for _, ap := range d.cfg.ListenAddrPorts() {
 			v.dnsListen = append(v.dnsListen, netip.AddrPortFrom(ap.Addr(), d.cfg.DNS.Port))
@@ -69,6 +71,7 @@ func (v *statusView) registry() *status.Registry {
 		status.OutboundCollector(v.outboundStats),
 		status.ActiveFlowsCollector(v.flowsBare),
 		status.RuleReappliesCollector(v.g.Reapplies),
+		status.FDBudgetCollector(v.fds.Stats),
 	)
 	if v.dns != nil {
 		r.Register(

@@ -9,7 +9,9 @@ import (
 	"strings"
 
 	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/internal/fdbudget"
 	"github.com/gatewayd/gatewayd/internal/ipset"
+	"github.com/gatewayd/gatewayd/tcp"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -63,21 +65,27 @@ func newLevelLogger(cfg *gateway.Config, w io.Writer) (*slog.Logger, *slog.Level
 	return slog.New(slog.NewTextHandler(w, opts)), lvl
 }
 
-// fdReserve covers listeners, netlink, logs and exec'd iptables.
-const fdReserve = 64
+// udpFDsPerSession is what a UDP session can hold: its upstream socket and
+// up to two reply sockets (udp.Config.MaxReplySockets' default).
+const udpFDsPerSession = 3
 
 // checkFileLimit warns when the descriptor limit cannot hold the configured
-// flows: two per TCP flow, one per UDP session plus up to two reply sockets.
+// flows: what an idle TCP flow holds (tcp.FDsPerFlow), the splice pipes of
+// the flows moving data, the UDP sessions, and the reserve the budget keeps
+// for self-healing, DNS and the status endpoint. Flows beyond it are not
+// lost silently: the budget refuses them with an RST, counted in /metrics.
 // (Go already raised the soft limit to the hard one at start.)
 func checkFileLimit(cfg *gateway.Config, log *slog.Logger) {
 	var r unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &r); err != nil {
 		return
 	}
-	need := uint64(2*cfg.TCP.MaxConnections + 3*cfg.UDP.MaxSessions + fdReserve)
+	reserve := fdbudget.ReserveFor(int64(r.Cur))
+	need := uint64(tcp.FDsPerFlow*cfg.TCP.MaxConnections + 2*tcp.DefaultMaxPipes +
+		udpFDsPerSession*cfg.UDP.MaxSessions + int(reserve))
 	if r.Cur < need {
-		log.Warn("open file limit is below what tcp.max_connections and udp.max_sessions need; new flows will fail when it is reached (raise LimitNOFILE / procd limits, or lower the maximums)",
-			"limit", r.Cur, "need", need)
+		log.Warn("open file limit is below what tcp.max_connections and udp.max_sessions need; flows beyond it are refused (TCP with an RST) and counted in gatewayd_fd_budget_denied_total (raise LimitNOFILE / procd limits, or lower the maximums)",
+			"limit", r.Cur, "need", need, "reserve", reserve)
 	}
 }
 

@@ -80,6 +80,8 @@ type gw struct {
 	log  *syncBuffer   // the current run's log
 	logs []*syncBuffer // every run's log, for failure output
 	proc *netlab.Proc
+	// wrap runs gatewayd through another program, e.g. prlimit.
+	wrap []string
 }
 
 // newGW writes a config for o; start runs it.
@@ -106,7 +108,8 @@ func (g *gw) start() {
 	g.t.Helper()
 	g.log = &syncBuffer{}
 	g.logs = append(g.logs, g.log)
-	p, err := g.lab.Gateway.Start(context.Background(), g.log, g.bin, "-c", g.cfg)
+	argv := append(slices.Clone(g.wrap), g.bin, "-c", g.cfg)
+	p, err := g.lab.Gateway.Start(context.Background(), g.log, argv[0], argv[1:]...)
 	if err != nil {
 		g.t.Fatal(err)
 	}

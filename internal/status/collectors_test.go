@@ -63,6 +63,7 @@ func TestTCPCollector(t *testing.T) {
 		{"gatewayd_bytes_total", []string{"proto", "tcp", "direction", "up"}, s.BytesUp},
 		{"gatewayd_bytes_total", []string{"proto", "tcp", "direction", "down"}, s.BytesDown},
 		{"gatewayd_tcp_refused_total", []string{"reason", "max_connections"}, s.Rejected},
+		{"gatewayd_tcp_refused_total", []string{"reason", "fd_limit"}, s.FDRefused},
 		{"gatewayd_tcp_refused_total", []string{"reason", "loop"}, s.LoopRefused},
 		{"gatewayd_tcp_refused_total", []string{"reason", "dial_failed"}, s.DialFailed},
 	} {

@@ -37,11 +37,15 @@ func TCPCollector(stats func() tcp.Stats, labels ...Label) Collector {
 		const name, help = "gatewayd_tcp_refused_total", "TCP clients reset instead of relayed, by reason."
 		for _, r := range []keyedCount{
 			{"max_connections", s.Rejected},
+			{"fd_limit", s.FDRefused},
 			{"loop", s.LoopRefused},
 			{"dial_failed", s.DialFailed},
 		} {
 			w.Counter(name, help, float64(r.n), with(labels, L("reason", r.key))...)
 		}
+		const pipes, pipesHelp = "gatewayd_tcp_splice_pipes", "Splice pipes (two fds each): lent to flows moving data, or spare."
+		w.Gauge(pipes, pipesHelp, float64(s.PipesLent), with(labels, L("state", "lent"))...)
+		w.Gauge(pipes, pipesHelp, float64(s.PipesSpare), with(labels, L("state", "spare"))...)
 	}
 }
 
