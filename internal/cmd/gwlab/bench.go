@@ -46,12 +46,24 @@ type phase struct {
 	Name     string
 	Port     uint16
 	Gatewayd bool
+	Baseline bool // runs the -baseline binary instead
 }
 
 var benchPhases = []phase{
-	{"forwarding", 5201, false},
-	{"gatewayd", 5202, true},
-	{"forwarding after", 5203, false},
+	{"forwarding", 5201, false, false},
+	{"gatewayd", 5202, true, false},
+	{"forwarding after", 5203, false, false},
+}
+
+// baselinePhase runs after the others when -baseline names a binary.
+var baselinePhase = phase{"baseline gatewayd", 5204, true, true}
+
+// phases are the TCP phases of this run.
+func (a *app) phases() []phase {
+	if a.opt.baseline == "" {
+		return benchPhases
+	}
+	return append(slices.Clone(benchPhases), baselinePhase)
 }
 
 // runResult is one iperf3 run.
@@ -83,8 +95,10 @@ type caseResult struct {
 	Case   benchCase     `json:"case"`
 	Phases []phaseResult `json:"phases"` // in benchPhases order
 	Ratio  float64       `json:"ratio"`  // gatewayd / forwarding (first phase)
-	Target float64       `json:"target"`
-	Met    bool          `json:"target_met"`
+	// VsBaseline is gatewayd / the -baseline binary; 0 without one.
+	VsBaseline float64 `json:"ratio_vs_baseline,omitempty"`
+	Target     float64 `json:"target"`
+	Met        bool    `json:"target_met"`
 }
 
 type benchReport struct {
@@ -141,11 +155,21 @@ func bench(ctx context.Context, a *app) (err error) {
 		a.log.Warn("the machine is busy with other work; results may be disturbed", "waited", quietTimeout)
 	}
 	var spent time.Duration // on repeating disturbed runs
-	for _, ph := range benchPhases {
+	var base *gatewayd
+	if a.opt.baseline != "" {
+		b := *g
+		b.bin = a.opt.baseline
+		base = &b
+	}
+	for _, ph := range a.phases() {
 		if !a.benchPart("tcp") {
 			break
 		}
-		if err := a.benchPhase(ctx, lab, g, ph, rep.Cases, &spent); err != nil {
+		run := g
+		if ph.Baseline {
+			run = base
+		}
+		if err := a.benchPhase(ctx, lab, run, ph, rep.Cases, &spent); err != nil {
 			return fmt.Errorf("phase %q: %w", ph.Name, err)
 		}
 	}
@@ -158,6 +182,9 @@ func bench(ctx context.Context, a *app) (err error) {
 			cr.Ratio = cr.Phases[1].Gbps / fwd
 		}
 		cr.Met = cr.Ratio >= cr.Target
+		if len(cr.Phases) > 3 && cr.Phases[3].Gbps > 0 {
+			cr.VsBaseline = cr.Phases[1].Gbps / cr.Phases[3].Gbps
+		}
 	}
 	if a.benchPart("policy") {
 		if rep.Policy, err = a.benchPolicy(ctx, lab, dir); err != nil {

@@ -45,6 +45,7 @@ import (
 // options are the command-line settings.
 type options struct {
 	gatewayd string
+	baseline string // bench: another gatewayd binary measured in the same run (TCP part)
 	config   string
 	duration time.Duration
 	runs     int
@@ -70,6 +71,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gwlab", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.gatewayd, "gatewayd", "bin/gatewayd", "path of the built gatewayd binary")
+	fs.StringVar(&o.baseline, "baseline", "", "bench: another gatewayd binary (e.g. the previous release) whose TCP relay is measured in the same run, for a ratio against it")
 	fs.StringVar(&o.config, "config", "configs/gateway.toml", "gatewayd config to start from")
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "bench: length of one iperf3 or dnsperf run")
 	fs.IntVar(&o.runs, "runs", 3, "bench: runs per measurement (medians are reported)")
@@ -163,11 +165,16 @@ func (a *app) prepare(cmd string) error {
 		return fmt.Errorf("missing prerequisites: %s (make deps installs the tools)", strings.Join(missing, ", "))
 	}
 	var err error
-	if a.opt.gatewayd, err = filepath.Abs(a.opt.gatewayd); err != nil {
-		return err
-	}
-	if st, err := os.Stat(a.opt.gatewayd); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
-		return fmt.Errorf("gatewayd binary %s not found or not executable (build it with `make build`)", a.opt.gatewayd)
+	for _, bin := range []*string{&a.opt.gatewayd, &a.opt.baseline} {
+		if *bin == "" {
+			continue // no baseline
+		}
+		if *bin, err = filepath.Abs(*bin); err != nil {
+			return err
+		}
+		if st, err := os.Stat(*bin); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			return fmt.Errorf("gatewayd binary %s not found or not executable (build it with `make build`)", *bin)
+		}
 	}
 	if a.opt.config, err = filepath.Abs(a.opt.config); err != nil {
 		return err

@@ -45,6 +45,7 @@ func (a *app) printTable(rep benchReport) {
 	}
 	_ = tw.Flush()
 	a.printf("\ntargets (gatewayd >= 0.8x forwarding for 1 stream, >= 0.7x for 8 streams): %d of %d cases met\n", met, len(rep.Cases))
+	a.printBaseline(rep)
 	a.printf("%%core: gatewayd's utime+stime over the run's wall time (100 = one CPU); host CPU busy: all %d CPUs, /proc/stat\n",
 		rep.Machine.NProc)
 	var user []string
@@ -91,4 +92,25 @@ func (a *app) printOthers(runs []runResult) {
 	}
 	a.printf("other processes on the machine: at most %.0f%% of a CPU during a kept run; %d run(s) repeated because of them, %d kept although disturbed (> %.0f%%, marked (*))\n",
 		maxOther, repeated, disturbed, disturbedCore)
+}
+
+// printBaseline compares gatewayd with the -baseline binary, case by case.
+func (a *app) printBaseline(rep benchReport) {
+	if a.opt.baseline == "" {
+		return
+	}
+	a.printf("\nagainst the baseline binary %s (same lab, its own phase after the others):\n\n", a.opt.baseline)
+	tw := tabwriter.NewWriter(a.out, 0, 0, 1, ' ', 0)
+	row := func(cells ...string) { fmt.Fprintf(tw, "| %s\t|\n", strings.Join(cells, "\t| ")) }
+	row("case", "gatewayd Gbit/s", "%core", "baseline Gbit/s", "%core", "gatewayd / baseline")
+	row("---", "---:", "---:", "---:", "---:", "---:")
+	for _, cr := range rep.Cases {
+		if len(cr.Phases) < 4 {
+			continue
+		}
+		gw, base := cr.Phases[1], cr.Phases[3]
+		row(cr.Case.Name, fmt.Sprintf("%.2f", gw.Gbps), fmt.Sprintf("%.0f", gw.GatewaydCore),
+			fmt.Sprintf("%.2f", base.Gbps), fmt.Sprintf("%.0f", base.GatewaydCore), fmt.Sprintf("%.3f", cr.VsBaseline))
+	}
+	_ = tw.Flush()
 }
