@@ -53,10 +53,11 @@ const (
 	stateDone
 )
 
-// relayer relays the flows of one Server. A direction with nothing to move
-// holds no goroutine and no pipe: it waits in the relayer's epoll set
-// (parking) and a goroutine is started when its source socket has data, EOF
-// or an error. An idle flow costs its two sockets and a few hundred bytes.
+// relayer relays the flows of one Server. A direction that had nothing to
+// move for lingerActive holds no goroutine and no pipe: it waits in the
+// relayer's epoll set (parking) and a goroutine is started when its source
+// socket has data, EOF or an error. An idle flow costs its two sockets and
+// a few hundred bytes.
 type relayer struct {
 	pipes  *pipePool
 	linger time.Duration
@@ -88,9 +89,12 @@ type relayFlow struct {
 	err    error
 }
 
+// direction is one way of a flow. Its fields other than state belong to
+// whichever goroutine runs it (the state's compare-and-swap hands it over).
 type direction struct {
 	state atomic.Int32
-	n     int64 // bytes delivered; written by whichever goroutine runs the direction
+	n     int64 // bytes delivered
+	inSet bool  // its source socket is in the epoll set
 }
 
 // start relays between client and upstream until both directions are done
@@ -103,7 +107,7 @@ type direction struct {
 func (r *relayer) start(client, upstream *net.TCPConn, idle time.Duration, done func(outcome)) *relayFlow {
 	f := &relayFlow{r: r, conns: [2]*net.TCPConn{client, upstream}, done: done}
 	f.open.Store(2)
-	park, err := r.register(f)
+	err := r.register(f)
 	if err == nil {
 		err = f.syscallConns()
 	}
@@ -112,11 +116,12 @@ func (r *relayer) start(client, upstream *net.TCPConn, idle time.Duration, done 
 		return f
 	}
 	f.idle.arm(f, idle)
+	// Both directions start running, as io.Copy did: a short flow (a
+	// request and its answer) ends before it would park, without one
+	// epoll call.
 	for d := range f.dirs {
-		if err := f.parkNew(park, d); err != nil {
-			f.end(reasonReset, err, true)
-			break
-		}
+		f.dirs[d].state.Store(stateRunning)
+		go f.serve(d)
 	}
 	return f
 }
@@ -133,23 +138,23 @@ func (f *relayFlow) syscallConns() error {
 }
 
 // register gives f its id and makes it wakeable.
-func (r *relayer) register(f *relayFlow) (*parking, error) {
+func (r *relayer) register(f *relayFlow) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return nil, errors.New("relaying: relayer is closed")
+		return errors.New("relaying: relayer is closed")
 	}
 	if r.park == nil {
 		p, err := newParking(r.wake)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		r.park = p
 	}
 	r.nextID++
 	f.id = r.nextID
 	r.flows[f.id] = f
-	return r.park, nil
+	return nil
 }
 
 func (r *relayer) unregister(f *relayFlow) {
@@ -209,26 +214,27 @@ func (f *relayFlow) serve(d int) {
 // errTaken: a direction that was being parked was finished by end meanwhile.
 var errTaken = errors.New("direction finished while parking")
 
-// parkNew puts a new direction into the epoll set.
-func (f *relayFlow) parkNew(park *parking, d int) error {
-	var err error
-	if cerr := f.raws[d].Control(func(fd uintptr) { err = park.add(int(fd), f.id, d) }); cerr != nil {
-		return fmt.Errorf("parking relay direction: %w", cerr)
-	}
-	return err
-}
-
-// repark parks a running direction again. Once its state says parked the
-// direction is no longer this goroutine's, unless re-arming fails and the
-// direction can be taken back.
+// repark parks a running direction: into the epoll set the first time,
+// re-armed after that. Once its state says parked the direction is no
+// longer this goroutine's, unless parking fails and the direction can be
+// taken back.
 func (f *relayFlow) repark(d int) error {
-	f.dirs[d].state.Store(stateParked)
+	dir := &f.dirs[d]
+	add := !dir.inSet
+	dir.inSet = true
+	dir.state.Store(stateParked)
 	var err error
-	cerr := f.raws[d].Control(func(fd uintptr) { err = f.r.park.rearm(int(fd), f.id, d) })
+	cerr := f.raws[d].Control(func(fd uintptr) {
+		if add {
+			err = f.r.park.add(int(fd), f.id, d)
+		} else {
+			err = f.r.park.rearm(int(fd), f.id, d)
+		}
+	})
 	if cerr == nil && err == nil {
 		return nil
 	}
-	if !f.dirs[d].state.CompareAndSwap(stateParked, stateRunning) {
+	if !dir.state.CompareAndSwap(stateParked, stateRunning) {
 		return errTaken
 	}
 	if cerr != nil {

@@ -171,3 +171,8 @@ func closeResolver(h *dns.Handler) {
 		_ = h.Close()
 	}
 }
+
+// flowCount is the flows relayed now: TCP flows and UDP sessions.
+func (d *daemon) flowCount() int {
+	return int(d.tcp.Stats().Active + d.udp.Stats().SessionsActive)
+}

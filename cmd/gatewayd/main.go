@@ -130,6 +130,7 @@ func cmdRun(cfg *gateway.Config, _, stderr io.Writer) error {
 	g.Relays = d.relays()
 	stopReloads := reloadOnHUP(ctx, d, fs, cfg.Path(), log)
 	defer stopReloads()
+	go trimMemory(ctx, d.flowCount, log)
 	log.Info("starting", "version", version, "config", cfg.Path())
 	return fs.run(ctx, g.Run)
 }

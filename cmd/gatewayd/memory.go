@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
+)
+
+const (
+	// trimEvery is how often gatewayd looks for freed memory to give back.
+	trimEvery = 5 * time.Second
+	// trimAbove is how much free heap (freed by the GC, still held by the
+	// runtime) makes gatewayd give it all back to the kernel at once. Go's
+	// own scavenger returns it gradually and keeps up to the next GC goal
+	// (twice the live heap), so after a burst of flows, say thousands of
+	// short-lived goroutine stacks, a router would carry that peak for
+	// minutes; 4 MiB is about what 2 000 idle flows hold.
+	trimAbove = 4 << 20
+	// trimFlowDrop: when the flows fell by this many and to less than half
+	// their peak, their memory is garbage the GC has not seen yet (nothing
+	// allocates while flows idle or close); gatewayd collects and gives it
+	// back at once. 1 000 flows hold about 3 MiB.
+	trimFlowDrop = 1000
+	// heapFree is the runtime metric of free heap not yet returned.
+	heapFree = "/memory/classes/heap/free:bytes"
+)
+
+// trimMemory gives freed memory back to the kernel, checking every
+// trimEvery until ctx is done. flows counts the flows relayed now. A check
+// reads a runtime metric; giving back runs a GC (a few ms for a heap of
+// 50 MiB), so it costs something only after the heap or the flows shrank.
+func trimMemory(ctx context.Context, flows func() int, log *slog.Logger) {
+	tick := time.NewTicker(trimEvery)
+	defer tick.Stop()
+	release := func() {
+		start := time.Now()
+		debug.FreeOSMemory()
+		log.Debug("gave freed memory back to the kernel", "took", time.Since(start), "heap_free_left", freeHeap())
+	}
+	t := trimmer{flows: flows, free: freeHeap, release: release}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			t.check()
+		}
+	}
+}
+
+// trimmer decides when to give memory back.
+type trimmer struct {
+	flows   func() int
+	free    func() uint64
+	release func()
+	peak    int // most flows since the last release
+}
+
+// check releases memory when the free heap is above trimAbove or the flows
+// dropped by trimFlowDrop to under half their peak.
+func (t *trimmer) check() bool {
+	n := t.flows()
+	dropped := t.peak-n >= trimFlowDrop && n < t.peak/2
+	t.peak = max(t.peak, n)
+	if !dropped && t.free() <= trimAbove {
+		return false
+	}
+	t.release()
+	t.peak = n
+	return true
+}
+
+func freeHeap() uint64 {
+	s := []metrics.Sample{{Name: heapFree}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
+}
