@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -130,12 +131,22 @@ func cmdRun(cfg *gateway.Config, _, stderr io.Writer) error {
 	g.Relays = d.relays()
 	stopReloads := reloadOnHUP(ctx, d, fs, cfg.Path(), log)
 	defer stopReloads()
+	// The gateway stops only once no reload runs any more: a reload
+	// finishing after the rules are removed would put them back (the
+	// gateway also refuses one then).
+	runCtx, stopRun := context.WithCancelCause(context.Background())
+	defer stopRun(nil)
+	defer context.AfterFunc(ctx, func() {
+		stopReloads()
+		stopRun(context.Cause(ctx))
+	})()
 	log.Info("starting", "version", version, "config", cfg.Path())
-	return fs.run(ctx, g.Run)
+	return fs.run(runCtx, g.Run)
 }
 
 // reloadOnHUP reloads the config on SIGHUP (`gatewayd reload`, procd's
-// reload, systemd's ExecReload) until ctx is done or stop is called.
+// reload, systemd's ExecReload) until ctx is done or stop is called; stop
+// waits for a reload in progress and may be called more than once.
 func reloadOnHUP(ctx context.Context, d *daemon, fs *failsafe, path string, log *slog.Logger) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -162,10 +173,13 @@ func reloadOnHUP(ctx context.Context, d *daemon, fs *failsafe, path string, log 
 				"rules", len(cfg.Rules), "outbounds", len(cfg.Outbounds))
 		}
 	}()
+	var once sync.Once
 	return func() {
-		signal.Stop(hup)
-		cancel()
-		<-done
+		once.Do(func() {
+			signal.Stop(hup)
+			cancel()
+			<-done
+		})
 	}
 }
 
