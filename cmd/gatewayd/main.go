@@ -7,7 +7,7 @@
 //	gatewayd [run] [-c FILE]   run (default config /etc/gatewayd/gateway.toml)
 //	gatewayd check -c FILE     validate the config; touches nothing
 //	gatewayd rules -c FILE     print what run would install
-//	gatewayd reload -c FILE    validate FILE and make the running gatewayd apply it (SIGHUP)
+//	gatewayd reload -c FILE    validate FILE and make the running gatewayd apply it (control socket)
 //	gatewayd cleanup -c FILE   remove what a previous run left
 //	gatewayd version           print the version
 //
@@ -20,12 +20,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
-	"time"
 
 	"github.com/gatewayd/gatewayd/gateway"
 )
@@ -129,7 +126,7 @@ func cmdRun(cfg *gateway.Config, _, stderr io.Writer) error {
 		return err
 	}
 	g.Relays = d.relays()
-	stopReloads := reloadOnHUP(ctx, d, fs, cfg.Path(), log)
+	stopReloads := startReloads(ctx, d, fs, cfg, log)
 	defer stopReloads()
 	// The gateway stops only once no reload runs any more: a reload
 	// finishing after the rules are removed would put them back (the
@@ -142,45 +139,6 @@ func cmdRun(cfg *gateway.Config, _, stderr io.Writer) error {
 	})()
 	log.Info("starting", "version", version, "config", cfg.Path())
 	return fs.run(runCtx, g.Run)
-}
-
-// reloadOnHUP reloads the config on SIGHUP (`gatewayd reload`, procd's
-// reload, systemd's ExecReload) until ctx is done or stop is called; stop
-// waits for a reload in progress and may be called more than once.
-func reloadOnHUP(ctx context.Context, d *daemon, fs *failsafe, path string, log *slog.Logger) (stop func()) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-			}
-			start := time.Now()
-			cfg, err := d.reload(ctx, path)
-			if err != nil {
-				log.Error("reload rejected; the running config stays", "config", path, "err", err)
-				continue
-			}
-			if err := fs.wd.Reload(); err != nil {
-				log.Warn("the watchdog did not take the reloaded config", "err", err)
-			}
-			log.Info("config reloaded", "config", path, "took", time.Since(start).Round(time.Millisecond),
-				"rules", len(cfg.Rules), "outbounds", len(cfg.Outbounds))
-		}
-	}()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			signal.Stop(hup)
-			cancel()
-			<-done
-		})
-	}
 }
 
 func cmdCleanup(cfg *gateway.Config, stdout, stderr io.Writer) error {
