@@ -46,6 +46,8 @@ type Config struct {
 
 	// path is the file the config was read from ("" for built-in defaults).
 	path string
+	// text is what was read from it ("" for built-in defaults).
+	text string
 	// lines maps dotted keys to the line they were defined on, for errors.
 	lines map[string]int
 }

@@ -96,7 +96,7 @@ func DefaultConfig() *Config {
 // Keys absent from the text keep their defaults.
 func ParseConfig(name, text string) (*Config, error) {
 	c := DefaultConfig()
-	c.path = name
+	c.path, c.text = name, text
 	c.Version = 0 // required in every file
 	c.lines = keyLines(text)
 	for k, n := range arrayTableLines(text) { // rule[2].dst, outbound[0].server
@@ -148,3 +148,7 @@ func (c *Config) KeyError(key string, err error) error {
 
 // Path is the file the config was read from.
 func (c *Config) Path() string { return c.path }
+
+// Text is the TOML the config was parsed from ("" for built-in defaults):
+// parsing it again gives the same config.
+func (c *Config) Text() string { return c.text }

@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gatewayd/gatewayd/gateway"
 )
 
 func runCLI(args ...string) (code int, stdout, stderr string) {
@@ -83,5 +86,29 @@ func TestLocalAddrs(t *testing.T) {
 	}
 	if l.Has(netip.MustParseAddr("198.19.255.254")) {
 		t.Error("198.19.255.254 reported local")
+	}
+}
+
+// TestWriteInstalled: the installed-config file parses to the config
+// written, and rewriting it replaces it.
+func TestWriteInstalled(t *testing.T) {
+	dir := t.TempDir()
+	for _, table := range []int{2026, 2027} {
+		text := fmt.Sprintf("version = 1\nstate_dir = %q\n[routing]\ntable = %d\n", dir, table)
+		cfg, err := gateway.ParseConfig(filepath.Join(t.TempDir(), "gateway.toml"), text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path, err := writeInstalled(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := gateway.LoadConfig(path)
+		if err != nil || got.Routing.Table != table {
+			t.Fatalf("installed config: %+v, %v; want routing.table %d", got, err, table)
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("state dir holds %d files, want only %s", len(ents), installedName)
 	}
 }

@@ -97,8 +97,8 @@ func applyReload(ctx context.Context, d *daemon, fs *failsafe, path string, log 
 		log.Error("reload rejected; the running config stays", "config", path, "err", err)
 		return control.Reply{Error: err.Error()}
 	}
-	if err := fs.wd.Reload(); err != nil {
-		log.Warn("the watchdog did not take the reloaded config", "err", err)
+	if err := fs.reloaded(cfg); err != nil {
+		log.Warn("the watchdog did not take the reloaded config; a failsafe cleanup removes the previous one's rules", "err", err)
 	}
 	took := time.Since(start).Round(time.Millisecond)
 	log.Info("config reloaded", "config", path, "took", took, "rules", len(cfg.Rules), "outbounds", len(cfg.Outbounds))

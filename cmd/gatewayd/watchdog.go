@@ -45,11 +45,50 @@ func lockPath(cfg *gateway.Config) string {
 	return filepath.Join(cfg.StateDir, watchdog.LockName)
 }
 
+// installedName is the file in state_dir that holds the config whose
+// interception the daemon installs: written before the first install and
+// after each applied reload, read by the watchdog (its -c), so that what
+// it removes is what is installed, whatever the config file says by then.
+// Removed on a clean exit.
+const installedName = "installed.toml"
+
+func installedPath(cfg *gateway.Config) string {
+	return filepath.Join(cfg.StateDir, installedName)
+}
+
+// writeInstalled records cfg as installed (atomically: a watchdog reading
+// it sees the old or the new config) and returns the file's path.
+func writeInstalled(cfg *gateway.Config) (string, error) {
+	path := installedPath(cfg)
+	if cfg.Text() == "" {
+		return "", fmt.Errorf("recording the installed config: %s was not read from a file", cfg.Path())
+	}
+	f, err := os.CreateTemp(cfg.StateDir, installedName+".*")
+	if err != nil {
+		return "", fmt.Errorf("recording the installed config: %w", err)
+	}
+	_, werr := f.WriteString(cfg.Text())
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(f.Name(), path)
+	}
+	if werr != nil {
+		_ = os.Remove(f.Name())
+		return "", fmt.Errorf("recording the installed config in %s: %w", path, werr)
+	}
+	return path, nil
+}
+
 // failsafe is the daemon's side: the state lock it holds while it runs
 // and its watchdog.
 type failsafe struct {
 	lock *watchdog.Lock // nil if the state dir could not hold one
 	wd   *watchdog.Handle
+	// installed is the state_dir file the watchdog reads (writeInstalled);
+	// "" if it reads the config file instead.
+	installed string
 	// started: the gateway ran, so interception may be installed;
 	// cleaned: it returned without gateway.ErrInterceptionLeft, so it
 	// removed whatever it installed (or never installed anything, as when
@@ -70,10 +109,14 @@ func startFailsafe(ctx context.Context, cfg *gateway.Config, log *slog.Logger, s
 	case err != nil:
 		log.Warn("running without the state lock: a restart right after a crash may race the watchdog's cleanup", "err", err)
 	}
-	path, err := filepath.Abs(cfg.Path())
+	installed, err := writeInstalled(cfg)
+	path := installed
 	if err != nil {
-		_ = lock.Release()
-		return nil, fmt.Errorf("locating the config for the watchdog: %w", err)
+		log.Warn("the watchdog reads the config file: an edit made to it while gatewayd runs changes what a failsafe cleanup removes", "err", err)
+		if path, err = filepath.Abs(cfg.Path()); err != nil {
+			_ = lock.Release()
+			return nil, fmt.Errorf("locating the config for the watchdog: %w", err)
+		}
 	}
 	wd, err := watchdog.Start(watchdog.Options{
 		Args:   []string{os.Args[0], "watchdog", "-c", path},
@@ -85,7 +128,18 @@ func startFailsafe(ctx context.Context, cfg *gateway.Config, log *slog.Logger, s
 		return nil, err
 	}
 	log.Info("failsafe watchdog started", "pid", wd.Pid(), "mode", cfg.Failsafe.Mode.String())
-	return &failsafe{lock: lock, wd: wd}, nil
+	return &failsafe{lock: lock, wd: wd, installed: installed}, nil
+}
+
+// reloaded records cfg as installed and has the watchdog read it.
+func (f *failsafe) reloaded(cfg *gateway.Config) error {
+	if f.installed == "" {
+		return f.wd.Reload() // it re-reads the config file
+	}
+	if _, err := writeInstalled(cfg); err != nil {
+		return err
+	}
+	return f.wd.Reload()
 }
 
 // run runs the gateway and records how it ended: from its start the
@@ -105,6 +159,9 @@ func (f *failsafe) run(ctx context.Context, run func(context.Context) error) err
 func (f *failsafe) close() {
 	if !f.started || f.cleaned {
 		f.wd.Exit(true)
+		if f.installed != "" {
+			_ = os.Remove(f.installed) // nothing is installed any more
+		}
 		_ = f.lock.Release()
 		return
 	}
@@ -126,7 +183,8 @@ func lockForCleanup(cfg *gateway.Config, log *slog.Logger) (release func()) {
 }
 
 // cmdWatchdog is the hidden `gatewayd watchdog -c FILE` that `run` starts
-// (see package watchdog). It is not meant to be run by hand and refuses to
+// (see package watchdog), FILE being the installed config in state_dir
+// (writeInstalled). It is not meant to be run by hand and refuses to
 // without its pipe.
 func cmdWatchdog(cfg *gateway.Config, _, stderr io.Writer) error {
 	runtime.GOMAXPROCS(watchdogMaxProcs)
@@ -178,7 +236,8 @@ func (t *watchdogTarget) policy(cfg *gateway.Config) (watchdog.Policy, error) {
 	return watchdog.Policy{FailOpen: true, Cleanup: g.Cleanup}, nil
 }
 
-// reload re-reads the config file after the daemon reloaded it.
+// reload re-reads its config file (the installed config the daemon has
+// just rewritten) after the daemon applied a reload.
 func (t *watchdogTarget) reload() (watchdog.Policy, error) {
 	cfg, err := gateway.LoadConfig(t.cfg.Path())
 	if err != nil {
