@@ -8,7 +8,7 @@
 //	gatewayd check -c FILE     validate the config; touches nothing
 //	gatewayd rules -c FILE     print what run would install
 //	gatewayd reload -c FILE    validate FILE and make the running gatewayd apply it (control socket)
-//	gatewayd cleanup -c FILE   remove what a previous run left
+//	gatewayd cleanup [--force] -c FILE  remove what a previous run left (refused while one runs)
 //	gatewayd version           print the version
 //
 // Exit codes: 0 success, 1 runtime failure, 2 usage error, 3 invalid config.
@@ -56,6 +56,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gatewayd "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("c", defaultConfig, "config file")
+	force := new(bool)
+	if cmd == "cleanup" {
+		force = fs.Bool("force", false, "clean up although a process holds the state lock (a stale lock)")
+	}
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -68,7 +72,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	commands := map[string]func(*gateway.Config, io.Writer, io.Writer) error{
-		"run": cmdRun, "check": cmdCheck, "rules": cmdRules, "cleanup": cmdCleanup, "reload": cmdReload,
+		"run": cmdRun, "check": cmdCheck, "rules": cmdRules, "reload": cmdReload,
+		"cleanup": func(cfg *gateway.Config, stdout, stderr io.Writer) error {
+			return cmdCleanup(cfg, *force, stdout, stderr)
+		},
 		"watchdog": cmdWatchdog, // hidden: started by run (watchdog.go)
 	}
 	f, ok := commands[cmd]
@@ -141,8 +148,15 @@ func cmdRun(cfg *gateway.Config, _, stderr io.Writer) error {
 	return fs.run(runCtx, g.Run)
 }
 
-func cmdCleanup(cfg *gateway.Config, stdout, stderr io.Writer) error {
-	defer lockForCleanup(cfg, newLogger(cfg, stderr))()
+// cmdCleanup removes what gatewayd installs. It refuses while a gatewayd
+// holds the state lock (its rules are live; its exit removes them) unless
+// force says the lock's holder is no gatewayd.
+func cmdCleanup(cfg *gateway.Config, force bool, stdout, stderr io.Writer) error {
+	release, err := lockForCleanup(cfg, force, newLogger(cfg, stderr))
+	if err != nil {
+		return err
+	}
+	defer release()
 	g, closeSys, err := newGateway(cfg, newLogger(cfg, stderr))
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/internal/watchdog"
 )
 
 func runCLI(args ...string) (code int, stdout, stderr string) {
@@ -111,4 +113,32 @@ func TestWriteInstalled(t *testing.T) {
 	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
 		t.Errorf("state dir holds %d files, want only %s", len(ents), installedName)
 	}
+}
+
+// TestCleanupLockHeld: a state lock held by a live process that is no
+// watchdog (a running gatewayd) makes cleanup refuse, naming the pid;
+// --force goes ahead without the lock. Nothing here touches the kernel.
+func TestCleanupLockHeld(t *testing.T) {
+	cfg := gateway.DefaultConfig()
+	cfg.StateDir = t.TempDir()
+	l, err := watchdog.TryLock(lockPath(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	log := slog.New(slog.DiscardHandler)
+	if _, err := lockForCleanup(cfg, false, log); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("pid %d holds", os.Getpid())) {
+		t.Errorf("cleanup with the lock held by pid %d: %v; want a refusal naming it", os.Getpid(), err)
+	}
+	release, err := lockForCleanup(cfg, true, log)
+	if err != nil {
+		t.Fatalf("cleanup --force: %v", err)
+	}
+	release()
+	_ = l.Release()
+	release, err = lockForCleanup(cfg, false, log)
+	if err != nil {
+		t.Fatalf("cleanup with the lock free: %v", err)
+	}
+	release()
 }

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gatewayd/gatewayd/gateway"
@@ -37,7 +39,8 @@ const (
 	// for the xtables lock), then gives up: another gatewayd is running.
 	runLockWait = 15 * time.Second
 	// cleanupLockWait: `gatewayd cleanup` waits this long for a watchdog's
-	// cleanup, then cleans up regardless, as it always has.
+	// cleanup, then cleans up regardless (a running daemon's lock is
+	// refused at once instead).
 	cleanupLockWait = 5 * time.Second
 )
 
@@ -169,17 +172,44 @@ func (f *failsafe) close() {
 	f.wd.Exit(false)
 }
 
-// lockForCleanup makes `gatewayd cleanup` wait for a watchdog's cleanup
-// in progress rather than race it. The returned function releases.
-func lockForCleanup(cfg *gateway.Config, log *slog.Logger) (release func()) {
+// lockForCleanup takes the state lock for `gatewayd cleanup`, waiting
+// for a watchdog's cleanup in progress rather than racing it. Any other
+// holder is a running gatewayd whose rules are live: that is refused,
+// naming its pid, unless force (the holder is known not to be one), which
+// cleans up without the lock. The returned function releases.
+func lockForCleanup(cfg *gateway.Config, force bool, log *slog.Logger) (release func(), err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupLockWait)
 	defer cancel()
-	l, err := watchdog.Acquire(ctx, lockPath(cfg), nil)
-	if err != nil {
+	l, err := watchdog.Acquire(ctx, lockPath(cfg), func(holder int) bool {
+		return holder == 0 || isWatchdog(holder) // 0: the pid is being written
+	})
+	var held *watchdog.HeldError
+	switch {
+	case err == nil:
+		return func() { _ = l.Release() }, nil
+	case errors.As(err, &held) && isWatchdog(held.Pid):
+		log.Warn("cleaning up while the watchdog's own cleanup still runs", "watchdog_pid", held.Pid, "waited", cleanupLockWait)
+	case errors.As(err, &held) && !force:
+		return nil, fmt.Errorf("pid %d holds the state lock %s: a gatewayd runs with state_dir %s and its rules are live "+
+			"(stopping it removes them); refusing to remove them under it. Use --force only if pid %d is no gatewayd",
+			held.Pid, held.Path, cfg.StateDir, held.Pid)
+	case errors.As(err, &held):
+		log.Warn("cleaning up although a process holds the state lock (--force)", "pid", held.Pid, "lock", held.Path)
+	default:
 		log.Warn("cleaning up without the state lock", "err", err)
-		return func() {}
 	}
-	return func() { _ = l.Release() }
+	return func() {}, nil
+}
+
+// isWatchdog tells whether pid runs `gatewayd watchdog`, as the failsafe
+// starts it (argv[1]).
+func isWatchdog(pid int) bool {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	if err != nil {
+		return false
+	}
+	argv := strings.Split(string(b), "\x00")
+	return len(argv) > 1 && argv[1] == "watchdog"
 }
 
 // cmdWatchdog is the hidden `gatewayd watchdog -c FILE` that `run` starts
