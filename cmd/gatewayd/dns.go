@@ -1,6 +1,9 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/netip"
 	"regexp"
@@ -55,4 +58,30 @@ func newDNSServer(cfg *gateway.Config, learned func(string, netip.Addr, time.Dur
 		listen = append(listen, netip.AddrPortFrom(ap.Addr(), cfg.DNS.Port))
 	}
 	return dns.NewServer(dns.ServerConfig{Listen: listen, BypassMark: cfg.TProxy.BypassMark}, h, log.With("relay", "dns")), h, nil
+}
+
+// upstreamWarning says, naming the keys to set, that the resolver has no
+// upstream it could ask now: dns.upstreams is empty and dns.resolv_conf is
+// missing or lists no usable nameserver. "" if it has one, or DNS is off.
+// Not an error: on OpenWrt the file appears once the WAN is up.
+func upstreamWarning(cfg *gateway.Config) string {
+	d := cfg.DNS
+	if !d.Enabled || len(d.Upstreams) > 0 || d.ResolvConf == "" {
+		return ""
+	}
+	addrs, err := dns.ResolvConfNameservers(d.ResolvConf)
+	var why string
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		why = "does not exist"
+	case err != nil:
+		why = fmt.Sprintf("cannot be read (%v)", err)
+	case len(addrs) == 0:
+		why = "lists no usable nameserver (loopback and unspecified ones are skipped)"
+	default:
+		return ""
+	}
+	return fmt.Sprintf("no DNS upstream is usable: dns.upstreams is empty and dns.resolv_conf (%s) %s; "+
+		"hijacked DNS queries fail until it lists a nameserver. Set dns.upstreams, or point dns.resolv_conf at a file with nameserver lines",
+		d.ResolvConf, why)
 }

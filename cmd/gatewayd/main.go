@@ -109,6 +109,11 @@ func cmdCheck(cfg *gateway.Config, stdout, stderr io.Writer) error {
 		}
 		_ = h.Close()
 	}
+	if w := upstreamWarning(cfg); w != "" {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", cfg.Path(), w)
+		fmt.Fprintf(stdout, "%s: config OK, with a warning\n", cfg.Path())
+		return nil
+	}
 	fmt.Fprintf(stdout, "%s: config OK\n", cfg.Path())
 	return nil
 }
@@ -128,6 +133,9 @@ func cmdRun(cfg *gateway.Config, _, stderr io.Writer) error {
 	}
 	defer closeSys()
 	checkFileLimit(cfg, log)
+	if w := upstreamWarning(cfg); w != "" {
+		log.Warn(w)
+	}
 	d, err := newDaemon(cfg, g, log, level)
 	if err != nil {
 		return err

@@ -142,3 +142,39 @@ func TestCleanupLockHeld(t *testing.T) {
 	}
 	release()
 }
+
+// TestCheckWarnsWithoutUpstream: a config whose resolver has nothing to
+// ask (no dns.upstreams, dns.resolv_conf missing or without a usable
+// nameserver) passes check, but with a warning naming the keys to set.
+func TestCheckWarnsWithoutUpstream(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "resolv.empty")
+	if err := os.WriteFile(empty, []byte("# no WAN yet\nnameserver 127.0.0.1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	good := filepath.Join(dir, "resolv.good")
+	if err := os.WriteFile(good, []byte("nameserver 198.18.0.53\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, dns string
+		warn      bool
+	}{
+		{"missing resolv_conf", fmt.Sprintf("resolv_conf = %q\n", filepath.Join(dir, "missing")), true},
+		{"resolv_conf without usable nameserver", fmt.Sprintf("resolv_conf = %q\n", empty), true},
+		{"resolv_conf with a nameserver", fmt.Sprintf("resolv_conf = %q\n", good), false},
+		{"upstreams", fmt.Sprintf("resolv_conf = %q\nupstreams = [\"udp://198.18.0.53:53\"]\n", filepath.Join(dir, "missing")), false},
+		{"dns off", fmt.Sprintf("enabled = false\nresolv_conf = %q\n", filepath.Join(dir, "missing")), false},
+	} {
+		cfg := writeConfig(t, "version = 1\n[dns]\n"+tc.dns)
+		code, out, errOut := runCLI("check", "-c", cfg)
+		if code != exitOK || !strings.Contains(out, "config OK") {
+			t.Errorf("%s: code %d, out %q, stderr %q; want config OK", tc.name, code, out, errOut)
+		}
+		warned := strings.Contains(errOut, "warning: no DNS upstream is usable") &&
+			strings.Contains(errOut, "dns.upstreams") && strings.Contains(errOut, "dns.resolv_conf")
+		if warned != tc.warn {
+			t.Errorf("%s: warned about upstreams = %v, want %v; stderr:\n%s", tc.name, warned, tc.warn, errOut)
+		}
+	}
+}

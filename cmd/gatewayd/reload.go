@@ -100,6 +100,9 @@ func applyReload(ctx context.Context, d *daemon, fs *failsafe, path string, log 
 	if err := fs.reloaded(cfg); err != nil {
 		log.Warn("the watchdog did not take the reloaded config; a failsafe cleanup removes the previous one's rules", "err", err)
 	}
+	if w := upstreamWarning(cfg); w != "" {
+		log.Warn(w)
+	}
 	took := time.Since(start).Round(time.Millisecond)
 	log.Info("config reloaded", "config", path, "took", took, "rules", len(cfg.Rules), "outbounds", len(cfg.Outbounds))
 	return control.Reply{OK: true, Detail: fmt.Sprintf("%d rules, %d outbounds, took %v", len(cfg.Rules), len(cfg.Outbounds), took)}
