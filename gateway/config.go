@@ -50,6 +50,9 @@ type Config struct {
 	text string
 	// lines maps dotted keys to the line they were defined on, for errors.
 	lines map[string]int
+	// elems maps the lines of arrays of tables to their element
+	// ("rule[1]"), for errors the toml decoder reports.
+	elems map[int]string
 }
 
 // LANConfig names the interfaces whose incoming traffic is intercepted.

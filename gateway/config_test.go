@@ -18,7 +18,7 @@ func TestShippedConfigIsTheDefault(t *testing.T) {
 		t.Fatalf("shipped config rejected: %v", err)
 	}
 	want := DefaultConfig()
-	got.path, got.lines, got.text, want.path, want.lines = "", nil, "", "", nil
+	got.path, got.lines, got.text, got.elems, want.path, want.lines = "", nil, "", nil, "", nil
 	if len(got.Mangle.ExtraV4)+len(got.Mangle.ExtraV6) == 0 { // [] in the file, nil by default
 		got.Mangle.ExtraV4, got.Mangle.ExtraV6 = nil, nil
 	}

@@ -26,22 +26,32 @@ func dnsConfig(cfg *gateway.Config) dns.Config {
 	}
 }
 
-// dnsKey finds the snake_case field a dns.New error starts with.
-var dnsKey = regexp.MustCompile(`^([a-z_]+)`)
+// dnsKey splits a dns.New error into the field it starts with, indexed as
+// config errors name keys ("upstreams[1]", `split["lan"][0]`), and the rest.
+var dnsKey = regexp.MustCompile(`(?s)^([a-z_]+(?:\[[^\]]*\])*): (.*)$`)
+
+// keyedError is an error whose message has its leading key taken off (the
+// ConfigError carries it); it still unwraps to the original.
+type keyedError struct {
+	msg string
+	err error
+}
+
+func (e *keyedError) Error() string { return e.msg }
+func (e *keyedError) Unwrap() error { return e.err }
 
 // newResolver builds the resolver; learned (may be nil) hears what
 // addresses names resolve to. Its errors become config errors naming the
-// dns.* key and its line.
+// dns.* key (and entry) and its line.
 func newResolver(cfg *gateway.Config, learned func(string, netip.Addr, time.Duration), log *slog.Logger) (*dns.Handler, error) {
 	dc := dnsConfig(cfg)
 	dc.Learned = learned
 	h, err := dns.New(dc, log)
 	if err != nil {
-		key := "dns"
 		if m := dnsKey.FindStringSubmatch(err.Error()); m != nil {
-			key = "dns." + m[1]
+			return nil, cfg.KeyError("dns."+m[1], &keyedError{msg: m[2], err: err})
 		}
-		return nil, cfg.KeyError(key, err)
+		return nil, cfg.KeyError("dns", err)
 	}
 	return h, nil
 }

@@ -178,3 +178,20 @@ func TestCheckWarnsWithoutUpstream(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckDNSKeyErrors: the resolver's errors name the entry as config
+// errors name keys everywhere ("dns.upstreams[0]", as "rule[1].port"),
+// on the key's line, without repeating it in the message.
+func TestCheckDNSKeyErrors(t *testing.T) {
+	for _, tc := range []struct{ name, dns, want string }{
+		{"upstream", "upstreams = [\"198.18.0.53\", \"udp://x:53\"]\n", `:3: dns.upstreams[1]: upstream "udp://x:53"`},
+		{"split", "upstreams = [\"198.18.0.53\"]\n[dns.split]\n\"lan\" = [\"bogus://1\"]\n", `:5: dns.split["lan"][0]: upstream "bogus://1"`},
+		{"rebind_allow", "upstreams = [\"198.18.0.53\"]\nrebind_allow = [\"a b\"]\n", `:4: dns.rebind_allow[0]: domain "a b"`},
+	} {
+		cfg := writeConfig(t, "version = 1\n[dns]\n"+tc.dns)
+		code, _, errOut := runCLI("check", "-c", cfg)
+		if code != exitConfig || !strings.Contains(errOut, cfg+tc.want) {
+			t.Errorf("%s: code %d, stderr %q; want %d and %q", tc.name, code, errOut, exitConfig, cfg+tc.want)
+		}
+	}
+}
