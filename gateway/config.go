@@ -84,9 +84,15 @@ type MangleConfig struct {
 	ExtraV6 []string `toml:"extra_rules_v6"`
 }
 
-// BypassConfig lists destinations that are never intercepted.
+// BypassConfig lists destinations that are never intercepted (see
+// Config.BypassList).
 type BypassConfig struct {
+	// Destinations replaces the default list (DefaultBypass).
 	Destinations []netip.Prefix `toml:"destinations"`
+	// ExtraDestinations are added to Destinations.
+	ExtraDestinations []netip.Prefix `toml:"extra_destinations"`
+	// Intercept are carved out of the two: intercepted after all.
+	Intercept []netip.Prefix `toml:"intercept"`
 }
 
 // TCPConfig tunes the TCP relay.

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"reflect"
 	"strings"
@@ -23,6 +24,11 @@ func TestShippedConfigIsTheDefault(t *testing.T) {
 		got.Mangle.ExtraV4, got.Mangle.ExtraV6 = nil, nil
 	}
 	for _, l := range []*[]string{&got.DNS.Upstreams, &got.DNS.BlockLists, &got.DNS.RebindAllow} {
+		if len(*l) == 0 {
+			*l = nil
+		}
+	}
+	for _, l := range []*[]netip.Prefix{&got.Bypass.ExtraDestinations, &got.Bypass.Intercept} {
 		if len(*l) == 0 {
 			*l = nil
 		}
