@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -158,21 +159,47 @@ func cmdRun(cfg *gateway.Config, _, stderr io.Writer) error {
 
 // cmdCleanup removes what gatewayd installs. It refuses while a gatewayd
 // holds the state lock (its rules are live; its exit removes them) unless
-// force says the lock's holder is no gatewayd.
+// force says the lock's holder is no gatewayd. What a gatewayd that died
+// recorded as installed (installed.toml in state_dir) is removed first:
+// the config file may have been edited since.
 func cmdCleanup(cfg *gateway.Config, force bool, stdout, stderr io.Writer) error {
-	release, err := lockForCleanup(cfg, force, newLogger(cfg, stderr))
+	log := newLogger(cfg, stderr)
+	release, locked, err := lockForCleanup(cfg, force, log)
 	if err != nil {
 		return err
 	}
 	defer release()
-	g, closeSys, err := newGateway(cfg, newLogger(cfg, stderr))
+	installed, err := gateway.LoadConfig(installedPath(cfg))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		installed = nil
+	case err != nil:
+		log.Warn("cannot read what the last gatewayd installed; removing what the config file says", "err", err)
+		installed = nil
+	case installed.StateDir != cfg.StateDir:
+		installed = nil // not this state_dir's record
+	}
+	for _, c := range []*gateway.Config{installed, cfg} {
+		if c == nil {
+			continue
+		}
+		if err := cleanupFor(c, log); err != nil {
+			return err
+		}
+	}
+	if installed != nil && locked { // else a live gatewayd may own it (--force)
+		_ = os.Remove(installedPath(cfg)) // nothing is installed any more
+	}
+	fmt.Fprintln(stdout, "gatewayd: cleanup done")
+	return nil
+}
+
+// cleanupFor removes what gatewayd installs for cfg.
+func cleanupFor(cfg *gateway.Config, log *slog.Logger) error {
+	g, closeSys, err := newGateway(cfg, log)
 	if err != nil {
 		return err
 	}
 	defer closeSys()
-	if err := g.Cleanup(); err != nil {
-		return err
-	}
-	fmt.Fprintln(stdout, "gatewayd: cleanup done")
-	return nil
+	return g.Cleanup()
 }

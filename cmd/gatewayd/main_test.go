@@ -127,18 +127,18 @@ func TestCleanupLockHeld(t *testing.T) {
 	}
 	defer l.Release()
 	log := slog.New(slog.DiscardHandler)
-	if _, err := lockForCleanup(cfg, false, log); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("pid %d holds", os.Getpid())) {
+	if _, _, err := lockForCleanup(cfg, false, log); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("pid %d holds", os.Getpid())) {
 		t.Errorf("cleanup with the lock held by pid %d: %v; want a refusal naming it", os.Getpid(), err)
 	}
-	release, err := lockForCleanup(cfg, true, log)
-	if err != nil {
-		t.Fatalf("cleanup --force: %v", err)
+	release, locked, err := lockForCleanup(cfg, true, log)
+	if err != nil || locked {
+		t.Fatalf("cleanup --force: locked %v, %v; want to go ahead without the lock", locked, err)
 	}
 	release()
 	_ = l.Release()
-	release, err = lockForCleanup(cfg, false, log)
-	if err != nil {
-		t.Fatalf("cleanup with the lock free: %v", err)
+	release, locked, err = lockForCleanup(cfg, false, log)
+	if err != nil || !locked {
+		t.Fatalf("cleanup with the lock free: locked %v, %v", locked, err)
 	}
 	release()
 }

@@ -176,8 +176,9 @@ func (f *failsafe) close() {
 // for a watchdog's cleanup in progress rather than racing it. Any other
 // holder is a running gatewayd whose rules are live: that is refused,
 // naming its pid, unless force (the holder is known not to be one), which
-// cleans up without the lock. The returned function releases.
-func lockForCleanup(cfg *gateway.Config, force bool, log *slog.Logger) (release func(), err error) {
+// cleans up without the lock. locked says whether the lock is held; the
+// returned function releases it.
+func lockForCleanup(cfg *gateway.Config, force bool, log *slog.Logger) (release func(), locked bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupLockWait)
 	defer cancel()
 	l, err := watchdog.Acquire(ctx, lockPath(cfg), func(holder int) bool {
@@ -186,11 +187,11 @@ func lockForCleanup(cfg *gateway.Config, force bool, log *slog.Logger) (release 
 	var held *watchdog.HeldError
 	switch {
 	case err == nil:
-		return func() { _ = l.Release() }, nil
+		return func() { _ = l.Release() }, true, nil
 	case errors.As(err, &held) && isWatchdog(held.Pid):
 		log.Warn("cleaning up while the watchdog's own cleanup still runs", "watchdog_pid", held.Pid, "waited", cleanupLockWait)
 	case errors.As(err, &held) && !force:
-		return nil, fmt.Errorf("pid %d holds the state lock %s: a gatewayd runs with state_dir %s and its rules are live "+
+		return nil, false, fmt.Errorf("pid %d holds the state lock %s: a gatewayd runs with state_dir %s and its rules are live "+
 			"(stopping it removes them); refusing to remove them under it. Use --force only if pid %d is no gatewayd",
 			held.Pid, held.Path, cfg.StateDir, held.Pid)
 	case errors.As(err, &held):
@@ -198,7 +199,7 @@ func lockForCleanup(cfg *gateway.Config, force bool, log *slog.Logger) (release 
 	default:
 		log.Warn("cleaning up without the state lock", "err", err)
 	}
-	return func() {}, nil
+	return func() {}, false, nil
 }
 
 // isWatchdog tells whether pid runs `gatewayd watchdog`, as the failsafe

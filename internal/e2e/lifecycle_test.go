@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -126,6 +128,11 @@ func TestCleanupRefusedWhileRunning(t *testing.T) {
 		t.Fatalf("cleanup --force: %v\n%s", err, out)
 	}
 	g.waitLog("self-healing: interception re-applied", 20*time.Second)
+	// The running gatewayd's record of what it installed (its watchdog's
+	// target) is left to it.
+	if _, err := os.Stat(filepath.Join(filepath.Dir(g.cfg), "state", "installed.toml")); err != nil {
+		t.Errorf("cleanup --force took the running gatewayd's installed.toml: %v", err)
+	}
 	g.stop()
 	sameState(t, lab, before, "after cleanup --force and SIGTERM")
 }

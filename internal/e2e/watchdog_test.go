@@ -416,3 +416,24 @@ func TestWatchdogCleansWhatIsInstalled(t *testing.T) {
 	sameState(t, lab, before, "after SIGKILL + the restarted watchdog's cleanup")
 	mustContain(t, "gatewayd log", g.log.String(), "watchdog: interception removed")
 }
+
+// TestCleanupAfterCrashRemovesWhatIsInstalled: with failsafe.mode =
+// "closed" a crash leaves the rules; the config file is edited (another
+// routing.table) before `gatewayd cleanup` runs, which still removes what
+// the crashed gatewayd installed.
+func TestCleanupAfterCrashRemovesWhatIsInstalled(t *testing.T) {
+	lab := netlab.NewT(t)
+	serveAll(t, lab)
+	before := kernelState(t, lab)
+	g := newGW(t, lab, opts{})
+	appendConfig(t, g.cfg, "[failsafe]\nmode = \"closed\"\n")
+	g.start()
+	wpid := watchdogOf(t, g.proc.Pid())
+	g.kill()
+	waitExited(t, "watchdog", wpid)
+	appendConfig(t, g.cfg, "[routing]\ntable = 2027\npriority = 9001\n")
+	if out, err := g.cmd("cleanup"); err != nil {
+		t.Fatalf("cleanup: %v\n%s", err, out)
+	}
+	sameState(t, lab, before, "after crash, config edit and cleanup")
+}
