@@ -267,12 +267,12 @@ procd_set_param limits nofile=65536 65536
 procd_close_instance
 gatewayd check -c /etc/gatewayd/gateway.toml
 procd_send_signal gatewayd * HUP
-gatewayd cleanup -c /etc/gatewayd/gateway.toml
+gatewayd cleanup --force -c /etc/gatewayd/gateway.toml
 EOF
 if ! sh -n "$initd"; then
 	bad "init.d: syntax"
 elif procd start_service reload_service stop_service && diff -u "$tmp/want" "$tmp/procd.log" >"$tmp/diff"; then
-	ok "init.d: start (respawn, reload_signal HUP), reload (SIGHUP), stop (cleanup)"
+	ok "init.d: start (respawn, reload_signal HUP), reload (SIGHUP), stop (cleanup --force)"
 else
 	bad "init.d: procd calls differ:
 $(cat "$tmp/diff")"

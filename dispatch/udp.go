@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"container/list"
 	"net/netip"
 	"sync"
 	"time"
@@ -61,13 +62,18 @@ func (d *Dispatcher) checkReject(r int) int {
 
 type flowKey struct{ client, dst netip.AddrPort }
 
+// flowRoute is a remembered flow, an element of its shard's recency list.
 type flowRoute struct {
+	key   flowKey
 	route int
 	seen  time.Time
 }
 
 // flowCache remembers UDP flows' routes, in shards to keep the listener
-// read loops apart. A full shard drops its idle flows, then all of them.
+// read loops apart. A full shard forgets its least recently seen flow
+// (an idle-expired one if there is any): never a live flow other than
+// the oldest, whose later datagrams (no server name in them) would
+// otherwise be routed afresh.
 type flowCache struct {
 	max    int
 	shards [flowShards]flowShard
@@ -75,9 +81,12 @@ type flowCache struct {
 
 const flowShards = 16
 
+// flowShard keeps its flows in a map and in a list ordered by when they
+// were last seen, most recent first.
 type flowShard struct {
-	mu sync.Mutex
-	m  map[flowKey]flowRoute
+	mu  sync.Mutex
+	m   map[flowKey]*list.Element // of *flowRoute
+	lru list.List
 }
 
 func newFlowCache(size int) *flowCache {
@@ -86,7 +95,7 @@ func newFlowCache(size int) *flowCache {
 	}
 	c := &flowCache{max: max(size/flowShards, 1)}
 	for i := range c.shards {
-		c.shards[i].m = make(map[flowKey]flowRoute)
+		c.shards[i].m = make(map[flowKey]*list.Element)
 	}
 	return c
 }
@@ -99,13 +108,17 @@ func (c *flowCache) get(k flowKey, now time.Time) (int, bool) {
 	sh := c.shard(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	fr, ok := sh.m[k]
-	if !ok || now.Sub(fr.seen) > flowTTL {
+	e, ok := sh.m[k]
+	if !ok {
+		return 0, false
+	}
+	fr := e.Value.(*flowRoute)
+	if now.Sub(fr.seen) > flowTTL {
 		return 0, false
 	}
 	if now.Sub(fr.seen) > time.Second { // refresh at most once a second
 		fr.seen = now
-		sh.m[k] = fr
+		sh.lru.MoveToFront(e)
 	}
 	return fr.route, true
 }
@@ -114,15 +127,24 @@ func (c *flowCache) put(k flowKey, r int, now time.Time) {
 	sh := c.shard(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if len(sh.m) >= c.max {
-		for k, fr := range sh.m {
-			if now.Sub(fr.seen) > flowTTL {
-				delete(sh.m, k)
-			}
-		}
-		if len(sh.m) >= c.max {
-			clear(sh.m)
-		}
+	if e, ok := sh.m[k]; ok {
+		fr := e.Value.(*flowRoute)
+		fr.route, fr.seen = r, now
+		sh.lru.MoveToFront(e)
+		return
 	}
-	sh.m[k] = flowRoute{route: r, seen: now}
+	// Idle-expired flows are at the back: drop them, then the oldest
+	// live one if the shard is still full.
+	for e := sh.lru.Back(); e != nil && now.Sub(e.Value.(*flowRoute).seen) > flowTTL; e = sh.lru.Back() {
+		sh.remove(e)
+	}
+	for len(sh.m) >= c.max {
+		sh.remove(sh.lru.Back())
+	}
+	sh.m[k] = sh.lru.PushFront(&flowRoute{key: k, route: r, seen: now})
+}
+
+func (sh *flowShard) remove(e *list.Element) {
+	delete(sh.m, e.Value.(*flowRoute).key)
+	sh.lru.Remove(e)
 }

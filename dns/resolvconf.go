@@ -163,3 +163,10 @@ func parseResolvConf(rd io.Reader) ([]netip.AddrPort, error) {
 	}
 	return out, sc.Err()
 }
+
+// ResolvConfNameservers reads the usable nameservers of a resolv.conf-style
+// file as ResolvConf would: loopback and unspecified ones skipped, port 53.
+// A missing file gives an error wrapping fs.ErrNotExist.
+func ResolvConfNameservers(path string) ([]netip.AddrPort, error) {
+	return readResolvConf(path)
+}

@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -22,10 +23,14 @@ const (
 // replySockets caches one transparent socket per queried resolver address
 // (dst:53), from which UDP answers are sent.
 type replySockets struct {
-	mark uint32
-	mu   sync.Mutex
-	m    map[netip.AddrPort]*replySocket
+	mark   uint32
+	mu     sync.Mutex
+	m      map[netip.AddrPort]*replySocket
+	closed bool // by closeAll: a late answer opens nothing again
 }
+
+// errRepliesClosed: the server has shut down; the answer is dropped.
+var errRepliesClosed = errors.New("dns server shut down: reply sockets closed")
 
 type replySocket struct {
 	c    *net.UDPConn
@@ -63,6 +68,9 @@ func (r *replySockets) socket(src netip.AddrPort) (*replySocket, error) {
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.closed {
+		return nil, errRepliesClosed
+	}
 	if rs, ok := r.m[src]; ok {
 		rs.used = now
 		return rs, nil
@@ -97,9 +105,13 @@ func (r *replySockets) expireLocked(now time.Time) {
 	}
 }
 
+// closeAll closes every reply socket, for good: a resolver goroutine that
+// outlived Shutdown's grace gets errRepliesClosed instead of opening one
+// that nothing would close.
 func (r *replySockets) closeAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.closed = true
 	for k, rs := range r.m {
 		_ = rs.c.Close()
 		delete(r.m, k)

@@ -46,8 +46,13 @@ type Config struct {
 
 	// path is the file the config was read from ("" for built-in defaults).
 	path string
+	// text is what was read from it ("" for built-in defaults).
+	text string
 	// lines maps dotted keys to the line they were defined on, for errors.
 	lines map[string]int
+	// elems maps the lines of arrays of tables to their element
+	// ("rule[1]"), for errors the toml decoder reports.
+	elems map[int]string
 }
 
 // LANConfig names the interfaces whose incoming traffic is intercepted.
@@ -79,9 +84,15 @@ type MangleConfig struct {
 	ExtraV6 []string `toml:"extra_rules_v6"`
 }
 
-// BypassConfig lists destinations that are never intercepted.
+// BypassConfig lists destinations that are never intercepted (see
+// Config.BypassList).
 type BypassConfig struct {
+	// Destinations replaces the default list (DefaultBypass).
 	Destinations []netip.Prefix `toml:"destinations"`
+	// ExtraDestinations are added to Destinations.
+	ExtraDestinations []netip.Prefix `toml:"extra_destinations"`
+	// Intercept are carved out of the two: intercepted after all.
+	Intercept []netip.Prefix `toml:"intercept"`
 }
 
 // TCPConfig tunes the TCP relay.

@@ -129,3 +129,28 @@ func bracketDelta(s string) int {
 	}
 	return d
 }
+
+// arrayElems maps each line inside an element of an array of tables to
+// that element as config errors name it (its [[header]] and key lines:
+// 6 -> "rule[1]").
+func arrayElems(text string) map[int]string {
+	elems := map[int]string{}
+	scanKeys(text, func(n int, _, elem, _ string) {
+		if elem != "" {
+			elems[n] = elem
+		}
+	})
+	return elems
+}
+
+// indexKey names a key the toml decoder reports without its element
+// ("rule.port", defined on line) the way config errors name keys of
+// arrays of tables ("rule[1].port"); other keys are returned as they are.
+func indexKey(elems map[int]string, key string, line int) string {
+	elem := elems[line]
+	table, _, ok := strings.Cut(elem, "[")
+	if !ok || !strings.HasPrefix(key, table+".") {
+		return key
+	}
+	return elem + key[len(table):]
+}

@@ -96,19 +96,20 @@ func DefaultConfig() *Config {
 // Keys absent from the text keep their defaults.
 func ParseConfig(name, text string) (*Config, error) {
 	c := DefaultConfig()
-	c.path = name
+	c.path, c.text = name, text
 	c.Version = 0 // required in every file
 	c.lines = keyLines(text)
 	for k, n := range arrayTableLines(text) { // rule[2].dst, outbound[0].server
 		c.lines[k] = n
 	}
+	c.elems = arrayElems(text)
 	md, err := toml.Decode(text, c)
 	if err != nil {
 		return nil, c.decodeError(err)
 	}
 	if u := md.Undecoded(); len(u) > 0 {
 		k := u[0].String()
-		return nil, c.errorf(k, "unknown key")
+		return nil, c.errorf(indexKey(c.elems, k, c.lines[k]), "unknown key")
 	}
 	if err := c.validate(); err != nil {
 		return nil, err
@@ -120,7 +121,7 @@ func ParseConfig(name, text string) (*Config, error) {
 func (c *Config) decodeError(err error) error {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
-		return &ConfigError{File: c.path, Key: pe.LastKey, Line: pe.Position.Line, Msg: pe.Message}
+		return &ConfigError{File: c.path, Key: indexKey(c.elems, pe.LastKey, pe.Position.Line), Line: pe.Position.Line, Msg: pe.Message}
 	}
 	// Type mismatches are plain errors: `toml: line 3 (last key "tcp.x"): ...`.
 	msg := strings.TrimPrefix(err.Error(), "toml: ")
@@ -130,7 +131,7 @@ func (c *Config) decodeError(err error) error {
 		if i := strings.Index(msg, "):"); i >= 0 {
 			msg = strings.TrimSpace(msg[i+2:])
 		}
-		return &ConfigError{File: c.path, Key: key, Line: line, Msg: msg}
+		return &ConfigError{File: c.path, Key: indexKey(c.elems, key, line), Line: line, Msg: msg}
 	}
 	return &ConfigError{File: c.path, Msg: msg}
 }
@@ -143,8 +144,31 @@ func (c *Config) errorf(key, format string, args ...any) error {
 // KeyError is a config error about key (dotted, e.g. "dns.split"), found
 // by a later stage than decoding; it carries the key's line.
 func (c *Config) KeyError(key string, err error) error {
-	return c.errorf(key, "%v", err)
+	return &ConfigError{File: c.path, Key: key, Line: c.keyLine(key), Msg: err.Error()}
+}
+
+// keyLine is the line key is on; for an entry of a list or table
+// ("dns.upstreams[1]", `dns.split["lan"][0]`) the line of the key that
+// holds it.
+func (c *Config) keyLine(key string) int {
+	if n := c.lines[key]; n > 0 {
+		return n
+	}
+	base, rest, ok := strings.Cut(key, "[")
+	if !ok {
+		return 0
+	}
+	if name, _, ok := strings.Cut(rest, "]"); ok && strings.HasPrefix(name, `"`) {
+		if n := c.lines[base+"."+strings.Trim(name, `"`)]; n > 0 {
+			return n
+		}
+	}
+	return c.lines[base]
 }
 
 // Path is the file the config was read from.
 func (c *Config) Path() string { return c.path }
+
+// Text is the TOML the config was parsed from ("" for built-in defaults):
+// parsing it again gives the same config.
+func (c *Config) Text() string { return c.text }

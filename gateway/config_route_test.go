@@ -134,14 +134,18 @@ func TestRouteConfigErrors(t *testing.T) {
 		line       int // of the key, counted from "version = 1" on line 1
 		key, want  string
 	}{
-		// Decoding errors: the toml library knows the line.
-		{"server not ip:port", outboundBlock(`name = "p"`, `type = "socks5"`, `server = "proxy.lan:1080"`), 5, "outbound.server", "ParseAddr"},
-		{"bad prefix", rule(`dst = ["198.18.0.0/33"]`, `outbound = "direct"`), 3, "rule.dst", ""},
-		{"bad port", proxy + rule(`port = ["0"]`, `outbound = "proxy"`), 7, "rule.port", `"0" is not a port`},
-		{"reversed range", rule(`port = ["90-80"]`, `outbound = "direct"`), 3, "rule.port", "start is after end"},
+		// Decoding errors: the toml library knows the line; the key is
+		// indexed as in validation errors (one form everywhere).
+		{"server not ip:port", outboundBlock(`name = "p"`, `type = "socks5"`, `server = "proxy.lan:1080"`), 5, "outbound[0].server", "ParseAddr"},
+		{"bad prefix", rule(`dst = ["198.18.0.0/33"]`, `outbound = "direct"`), 3, "rule[0].dst", ""},
+		{"bad port", proxy + rule(`port = ["0"]`, `outbound = "proxy"`), 7, "rule[0].port", `"0" is not a port`},
+		{"bad port second rule", rule(`port = [1]`, `outbound = "direct"`) + rule(`port = ["0"]`, `outbound = "direct"`), 6, "rule[1].port", `"0" is not a port`},
+		{"reversed range", rule(`port = ["90-80"]`, `outbound = "direct"`), 3, "rule[0].port", "start is after end"},
 		{"bad quic", "[route]\nquic = \"block\"\n", 3, "route.quic", `"block": want "allow" or "reject"`},
-		{"unknown rule key", rule(`dest = ["198.18.0.0/24"]`, `outbound = "direct"`), 3, "rule.dest", "unknown key"},
-		{"bare int timeout", outboundBlock(`name = "p"`, `type = "direct"`, `timeout = 5`), 5, "outbound.timeout", "want a duration string"},
+		{"unknown rule key", rule(`dest = ["198.18.0.0/24"]`, `outbound = "direct"`), 3, "rule[0].dest", "unknown key"},
+		{"unknown key second rule", rule(`port = [1]`, `outbound = "direct"`) + rule(`dest = ["198.18.0.0/24"]`, `outbound = "direct"`), 6, "rule[1].dest", "unknown key"},
+		{"bare int timeout", outboundBlock(`name = "p"`, `type = "direct"`, `timeout = 5`), 5, "outbound[0].timeout", "want a duration string"},
+		{"type mismatch second outbound", proxy + outboundBlock(`name = "p"`, `type = "direct"`, `timeout = 5`), 9, "outbound[1].timeout", "want a duration string"},
 		// Validation errors: keys are indexed.
 		{"builtin name", outboundBlock(`name = "direct"`, `type = "direct"`), 3, "outbound[0].name", `"direct" is built in`},
 		{"bad name", outboundBlock(`name = "My Proxy"`, `type = "direct"`), 3, "outbound[0].name", "lowercase"},

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"reflect"
 	"strings"
@@ -18,11 +19,16 @@ func TestShippedConfigIsTheDefault(t *testing.T) {
 		t.Fatalf("shipped config rejected: %v", err)
 	}
 	want := DefaultConfig()
-	got.path, got.lines, want.path, want.lines = "", nil, "", nil
+	got.path, got.lines, got.text, got.elems, want.path, want.lines = "", nil, "", nil, "", nil
 	if len(got.Mangle.ExtraV4)+len(got.Mangle.ExtraV6) == 0 { // [] in the file, nil by default
 		got.Mangle.ExtraV4, got.Mangle.ExtraV6 = nil, nil
 	}
 	for _, l := range []*[]string{&got.DNS.Upstreams, &got.DNS.BlockLists, &got.DNS.RebindAllow} {
+		if len(*l) == 0 {
+			*l = nil
+		}
+	}
+	for _, l := range []*[]netip.Prefix{&got.Bypass.ExtraDestinations, &got.Bypass.Intercept} {
 		if len(*l) == 0 {
 			*l = nil
 		}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"strings"
 )
@@ -139,9 +140,23 @@ func (c *Config) validateMangle() error {
 }
 
 func (c *Config) validateBypass() error {
-	for _, p := range c.Bypass.Destinations {
-		if p != p.Masked() {
-			return c.errorf("bypass.destinations", "%s has host bits set; did you mean %s?", p, p.Masked())
+	for _, l := range []struct {
+		key  string
+		list []netip.Prefix
+	}{
+		{"bypass.destinations", c.Bypass.Destinations},
+		{"bypass.extra_destinations", c.Bypass.ExtraDestinations},
+		{"bypass.intercept", c.Bypass.Intercept},
+	} {
+		for _, p := range l.list {
+			if p != p.Masked() {
+				return c.errorf(l.key, "%s has host bits set; did you mean %s?", p, p.Masked())
+			}
+		}
+	}
+	for _, p := range c.Bypass.Intercept {
+		if !c.bypassedBy(p) {
+			return c.errorf("bypass.intercept", "%s is not in the bypass list (bypass.destinations, bypass.extra_destinations), so it is intercepted anyway", p)
 		}
 	}
 	return nil

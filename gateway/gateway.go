@@ -102,7 +102,37 @@ func (g *Gateway) installEnv(ctx context.Context) (Env, error) {
 	}
 	g.Log.Info("interception installed", "lan", g.Config.LAN.Interfaces, "bypassed_lan_subnets", env.LANSubnets,
 		"mode", g.Config.Mangle.Mode, "table", g.Config.Routing.Table, "fast_path", env.FastPath)
+	g.logLeftAlone()
 	return env, nil
+}
+
+// logLeftAlone logs what the rules forward as usual besides the LAN
+// subnets and the router's own addresses: the families without a listener
+// address and the bypass list in effect (bypass.intercept carved out).
+func (g *Gateway) logLeftAlone() {
+	c := g.Config
+	families := []string{}
+	var bypassed []netip.Prefix
+	for _, f := range Families {
+		if !c.Intercepts(f) {
+			families = append(families, f.String())
+		}
+	}
+	for _, p := range c.BypassList() {
+		if f := familyOf(p); c.Intercepts(f) {
+			bypassed = append(bypassed, p)
+		}
+	}
+	g.Log.Info("left alone (forwarded as usual)", "families", families, "destinations", bypassed,
+		"intercepted_from_bypass", c.Bypass.Intercept)
+}
+
+// familyOf is the family of prefix p (::ffff:0:0/96 is IPv6).
+func familyOf(p netip.Prefix) Family {
+	if p.Addr().Is4() {
+		return IPv4
+	}
+	return IPv6
 }
 
 // install applies routing, the fast path's sets and the mangle rules for

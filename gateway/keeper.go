@@ -42,6 +42,9 @@ type keeper struct {
 
 	mu   sync.Mutex // held by check and Reconfigure: one of them applies at a time
 	last applied
+	// stopped is set (under mu) when Run stops keeping the rules, before
+	// it removes them: no Reconfigure may install anything after that.
+	stopped bool
 }
 
 // Reapplies counts how often the keeper re-applied the interception.
@@ -53,7 +56,9 @@ func (g *Gateway) Reapplies() uint64 {
 }
 
 // startKeeper starts keeping the rules applied for env; stop waits for it
-// to end.
+// to end and then for a Reconfigure in progress, and refuses every later
+// one (ErrNotRunning), so that nothing re-applies the rules once Run
+// removes them.
 func (g *Gateway) startKeeper(ctx context.Context, env Env) (stop func(), err error) {
 	k := &keeper{g: g, quiet: slog.New(slog.DiscardHandler)}
 	if err := k.snapshot(env); err != nil {
@@ -67,7 +72,13 @@ func (g *Gateway) startKeeper(ctx context.Context, env Env) (stop func(), err er
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); k.run(ctx, events) }()
-	return func() { cancel(); <-done }, nil
+	return func() {
+		cancel()
+		<-done
+		k.mu.Lock()
+		k.stopped = true
+		k.mu.Unlock()
+	}, nil
 }
 
 // snapshot records what the kernel shows right after an apply.

@@ -8,7 +8,8 @@ import (
 	"slices"
 )
 
-// ErrNotRunning: Reconfigure needs a running Gateway.
+// ErrNotRunning: Reconfigure needs a running Gateway; it is refused before
+// Run keeps the rules and once Run has begun to stop.
 var ErrNotRunning = errors.New("gatewayd is not running")
 
 // Reconfigure applies a reloaded config to the running interception: the
@@ -23,11 +24,14 @@ func (g *Gateway) Reconfigure(ctx context.Context, cfg *Config, direct []netip.P
 	if k == nil {
 		return ErrNotRunning
 	}
+	k.mu.Lock() // g.Config is only written and read under it while Run runs
+	defer k.mu.Unlock()
+	if k.stopped {
+		return ErrNotRunning
+	}
 	if keys := RestartKeys(g.Config, cfg); len(keys) > 0 {
 		return fmt.Errorf("reloading: %v changed, which needs a restart", keys)
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
 	old, oldDirect := g.Config, g.Direct
 	err := g.apply(ctx, k, cfg, direct)
 	if err == nil {

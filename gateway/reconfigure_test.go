@@ -71,3 +71,30 @@ func TestReconfigureNeedsRun(t *testing.T) {
 		t.Errorf("Reconfigure before Run: %v", err)
 	}
 }
+
+// TestReconfigureAfterRunRefused: a reload that lands while gatewayd stops
+// (after Run removed the rules) is refused and installs nothing: the LAN
+// stays on plain forwarding.
+func TestReconfigureAfterRunRefused(t *testing.T) {
+	relay := newFakeRelay()
+	g, sys := newTestGateway(t, relay, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	select {
+	case <-relay.serving:
+	case err := <-done:
+		t.Fatalf("Run returned early: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	next := *g.Config
+	if err := g.Reconfigure(context.Background(), &next, nil); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("Reconfigure after Run returned = %v, want ErrNotRunning", err)
+	}
+	if d := sys.dump(t); strings.Contains(d, chainPrefix) || sys.nl.String() != "" {
+		t.Errorf("a reconfigure after stop re-installed the interception:\n%s", d)
+	}
+}

@@ -147,7 +147,7 @@ func dnsRules(c *Config, f Family, tmark string) []string {
 func bypassFor(c *Config, f Family, env Env) []netip.Prefix {
 	seen := map[netip.Prefix]bool{}
 	var out []netip.Prefix
-	lists := [][]netip.Prefix{env.LANSubnets, c.Bypass.Destinations}
+	lists := [][]netip.Prefix{env.LANSubnets, c.BypassList()}
 	if env.FastPath && bypassInSet(c) {
 		lists = lists[:1]
 	}
@@ -179,7 +179,7 @@ func (c *Config) FastPathEntries(direct []netip.Prefix) []netip.Prefix {
 	if !bypassInSet(c) {
 		return direct
 	}
-	return append(slices.Clone(direct), c.Bypass.Destinations...)
+	return append(slices.Clone(direct), c.BypassList()...)
 }
 
 // a renders one "-A chain args..." line.

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/netip"
 	"regexp"
@@ -23,22 +26,32 @@ func dnsConfig(cfg *gateway.Config) dns.Config {
 	}
 }
 
-// dnsKey finds the snake_case field a dns.New error starts with.
-var dnsKey = regexp.MustCompile(`^([a-z_]+)`)
+// dnsKey splits a dns.New error into the field it starts with, indexed as
+// config errors name keys ("upstreams[1]", `split["lan"][0]`), and the rest.
+var dnsKey = regexp.MustCompile(`(?s)^([a-z_]+(?:\[[^\]]*\])*): (.*)$`)
+
+// keyedError is an error whose message has its leading key taken off (the
+// ConfigError carries it); it still unwraps to the original.
+type keyedError struct {
+	msg string
+	err error
+}
+
+func (e *keyedError) Error() string { return e.msg }
+func (e *keyedError) Unwrap() error { return e.err }
 
 // newResolver builds the resolver; learned (may be nil) hears what
 // addresses names resolve to. Its errors become config errors naming the
-// dns.* key and its line.
+// dns.* key (and entry) and its line.
 func newResolver(cfg *gateway.Config, learned func(string, netip.Addr, time.Duration), log *slog.Logger) (*dns.Handler, error) {
 	dc := dnsConfig(cfg)
 	dc.Learned = learned
 	h, err := dns.New(dc, log)
 	if err != nil {
-		key := "dns"
 		if m := dnsKey.FindStringSubmatch(err.Error()); m != nil {
-			key = "dns." + m[1]
+			return nil, cfg.KeyError("dns."+m[1], &keyedError{msg: m[2], err: err})
 		}
-		return nil, cfg.KeyError(key, err)
+		return nil, cfg.KeyError("dns", err)
 	}
 	return h, nil
 }
@@ -55,4 +68,30 @@ func newDNSServer(cfg *gateway.Config, learned func(string, netip.Addr, time.Dur
 		listen = append(listen, netip.AddrPortFrom(ap.Addr(), cfg.DNS.Port))
 	}
 	return dns.NewServer(dns.ServerConfig{Listen: listen, BypassMark: cfg.TProxy.BypassMark}, h, log.With("relay", "dns")), h, nil
+}
+
+// upstreamWarning says, naming the keys to set, that the resolver has no
+// upstream it could ask now: dns.upstreams is empty and dns.resolv_conf is
+// missing or lists no usable nameserver. "" if it has one, or DNS is off.
+// Not an error: on OpenWrt the file appears once the WAN is up.
+func upstreamWarning(cfg *gateway.Config) string {
+	d := cfg.DNS
+	if !d.Enabled || len(d.Upstreams) > 0 || d.ResolvConf == "" {
+		return ""
+	}
+	addrs, err := dns.ResolvConfNameservers(d.ResolvConf)
+	var why string
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		why = "does not exist"
+	case err != nil:
+		why = fmt.Sprintf("cannot be read (%v)", err)
+	case len(addrs) == 0:
+		why = "lists no usable nameserver (loopback and unspecified ones are skipped)"
+	default:
+		return ""
+	}
+	return fmt.Sprintf("no DNS upstream is usable: dns.upstreams is empty and dns.resolv_conf (%s) %s; "+
+		"hijacked DNS queries fail until it lists a nameserver. Set dns.upstreams, or point dns.resolv_conf at a file with nameserver lines",
+		d.ResolvConf, why)
 }

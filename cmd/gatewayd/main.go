@@ -7,8 +7,8 @@
 //	gatewayd [run] [-c FILE]   run (default config /etc/gatewayd/gateway.toml)
 //	gatewayd check -c FILE     validate the config; touches nothing
 //	gatewayd rules -c FILE     print what run would install
-//	gatewayd reload -c FILE    validate FILE and make the running gatewayd apply it (SIGHUP)
-//	gatewayd cleanup -c FILE   remove what a previous run left
+//	gatewayd reload -c FILE    validate FILE and make the running gatewayd apply it (control socket)
+//	gatewayd cleanup [--force] -c FILE  remove what a previous run left (refused while one runs)
 //	gatewayd version           print the version
 //
 // Exit codes: 0 success, 1 runtime failure, 2 usage error, 3 invalid config.
@@ -24,7 +24,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/gatewayd/gatewayd/gateway"
 )
@@ -58,6 +57,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gatewayd "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("c", defaultConfig, "config file")
+	force := new(bool)
+	if cmd == "cleanup" {
+		force = fs.Bool("force", false, "clean up although a process holds the state lock (a stale lock)")
+	}
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -70,7 +73,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	commands := map[string]func(*gateway.Config, io.Writer, io.Writer) error{
-		"run": cmdRun, "check": cmdCheck, "rules": cmdRules, "cleanup": cmdCleanup, "reload": cmdReload,
+		"run": cmdRun, "check": cmdCheck, "rules": cmdRules, "reload": cmdReload,
+		"cleanup": func(cfg *gateway.Config, stdout, stderr io.Writer) error {
+			return cmdCleanup(cfg, *force, stdout, stderr)
+		},
 		"watchdog": cmdWatchdog, // hidden: started by run (watchdog.go)
 	}
 	f, ok := commands[cmd]
@@ -104,6 +110,11 @@ func cmdCheck(cfg *gateway.Config, stdout, stderr io.Writer) error {
 		}
 		_ = h.Close()
 	}
+	if w := upstreamWarning(cfg); w != "" {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", cfg.Path(), w)
+		fmt.Fprintf(stdout, "%s: config OK, with a warning\n", cfg.Path())
+		return nil
+	}
 	fmt.Fprintf(stdout, "%s: config OK\n", cfg.Path())
 	return nil
 }
@@ -123,63 +134,73 @@ func cmdRun(cfg *gateway.Config, _, stderr io.Writer) error {
 	}
 	defer closeSys()
 	checkFileLimit(cfg, log)
+	if w := upstreamWarning(cfg); w != "" {
+		log.Warn(w)
+	}
 	d, err := newDaemon(cfg, g, log, level)
 	if err != nil {
 		return err
 	}
 	g.Relays = d.relays()
-	stopReloads := reloadOnHUP(ctx, d, fs, cfg.Path(), log)
+	stopReloads := startReloads(ctx, d, fs, cfg, log)
 	defer stopReloads()
 	go trimMemory(ctx, d.flowCount, log)
+	// The gateway stops only once no reload runs any more: a reload
+	// finishing after the rules are removed would put them back (the
+	// gateway also refuses one then).
+	runCtx, stopRun := context.WithCancelCause(context.Background())
+	defer stopRun(nil)
+	defer context.AfterFunc(ctx, func() {
+		stopReloads()
+		stopRun(context.Cause(ctx))
+	})()
 	log.Info("starting", "version", version, "config", cfg.Path())
-	return fs.run(ctx, g.Run)
+	return fs.run(runCtx, g.Run)
 }
 
-// reloadOnHUP reloads the config on SIGHUP (`gatewayd reload`, procd's
-// reload, systemd's ExecReload) until ctx is done or stop is called.
-func reloadOnHUP(ctx context.Context, d *daemon, fs *failsafe, path string, log *slog.Logger) (stop func()) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-			}
-			start := time.Now()
-			cfg, err := d.reload(ctx, path)
-			if err != nil {
-				log.Error("reload rejected; the running config stays", "config", path, "err", err)
-				continue
-			}
-			if err := fs.wd.Reload(); err != nil {
-				log.Warn("the watchdog did not take the reloaded config", "err", err)
-			}
-			log.Info("config reloaded", "config", path, "took", time.Since(start).Round(time.Millisecond),
-				"rules", len(cfg.Rules), "outbounds", len(cfg.Outbounds))
-		}
-	}()
-	return func() {
-		signal.Stop(hup)
-		cancel()
-		<-done
+// cmdCleanup removes what gatewayd installs. It refuses while a gatewayd
+// holds the state lock (its rules are live; its exit removes them) unless
+// force says the lock's holder is no gatewayd. What a gatewayd that died
+// recorded as installed (installed.toml in state_dir) is removed first:
+// the config file may have been edited since.
+func cmdCleanup(cfg *gateway.Config, force bool, stdout, stderr io.Writer) error {
+	log := newLogger(cfg, stderr)
+	release, locked, err := lockForCleanup(cfg, force, log)
+	if err != nil {
+		return err
 	}
+	defer release()
+	installed, err := gateway.LoadConfig(installedPath(cfg))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		installed = nil
+	case err != nil:
+		log.Warn("cannot read what the last gatewayd installed; removing what the config file says", "err", err)
+		installed = nil
+	case installed.StateDir != cfg.StateDir:
+		installed = nil // not this state_dir's record
+	}
+	for _, c := range []*gateway.Config{installed, cfg} {
+		if c == nil {
+			continue
+		}
+		if err := cleanupFor(c, log); err != nil {
+			return err
+		}
+	}
+	if installed != nil && locked { // else a live gatewayd may own it (--force)
+		_ = os.Remove(installedPath(cfg)) // nothing is installed any more
+	}
+	fmt.Fprintln(stdout, "gatewayd: cleanup done")
+	return nil
 }
 
-func cmdCleanup(cfg *gateway.Config, stdout, stderr io.Writer) error {
-	defer lockForCleanup(cfg, newLogger(cfg, stderr))()
-	g, closeSys, err := newGateway(cfg, newLogger(cfg, stderr))
+// cleanupFor removes what gatewayd installs for cfg.
+func cleanupFor(cfg *gateway.Config, log *slog.Logger) error {
+	g, closeSys, err := newGateway(cfg, log)
 	if err != nil {
 		return err
 	}
 	defer closeSys()
-	if err := g.Cleanup(); err != nil {
-		return err
-	}
-	fmt.Fprintln(stdout, "gatewayd: cleanup done")
-	return nil
+	return g.Cleanup()
 }

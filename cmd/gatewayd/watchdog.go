@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gatewayd/gatewayd/gateway"
@@ -37,7 +39,8 @@ const (
 	// for the xtables lock), then gives up: another gatewayd is running.
 	runLockWait = 15 * time.Second
 	// cleanupLockWait: `gatewayd cleanup` waits this long for a watchdog's
-	// cleanup, then cleans up regardless, as it always has.
+	// cleanup, then cleans up regardless (a running daemon's lock is
+	// refused at once instead).
 	cleanupLockWait = 5 * time.Second
 )
 
@@ -45,11 +48,50 @@ func lockPath(cfg *gateway.Config) string {
 	return filepath.Join(cfg.StateDir, watchdog.LockName)
 }
 
+// installedName is the file in state_dir that holds the config whose
+// interception the daemon installs: written before the first install and
+// after each applied reload, read by the watchdog (its -c), so that what
+// it removes is what is installed, whatever the config file says by then.
+// Removed on a clean exit.
+const installedName = "installed.toml"
+
+func installedPath(cfg *gateway.Config) string {
+	return filepath.Join(cfg.StateDir, installedName)
+}
+
+// writeInstalled records cfg as installed (atomically: a watchdog reading
+// it sees the old or the new config) and returns the file's path.
+func writeInstalled(cfg *gateway.Config) (string, error) {
+	path := installedPath(cfg)
+	if cfg.Text() == "" {
+		return "", fmt.Errorf("recording the installed config: %s was not read from a file", cfg.Path())
+	}
+	f, err := os.CreateTemp(cfg.StateDir, installedName+".*")
+	if err != nil {
+		return "", fmt.Errorf("recording the installed config: %w", err)
+	}
+	_, werr := f.WriteString(cfg.Text())
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(f.Name(), path)
+	}
+	if werr != nil {
+		_ = os.Remove(f.Name())
+		return "", fmt.Errorf("recording the installed config in %s: %w", path, werr)
+	}
+	return path, nil
+}
+
 // failsafe is the daemon's side: the state lock it holds while it runs
 // and its watchdog.
 type failsafe struct {
 	lock *watchdog.Lock // nil if the state dir could not hold one
 	wd   *watchdog.Handle
+	// installed is the state_dir file the watchdog reads (writeInstalled);
+	// "" if it reads the config file instead.
+	installed string
 	// started: the gateway ran, so interception may be installed;
 	// cleaned: it returned without gateway.ErrInterceptionLeft, so it
 	// removed whatever it installed (or never installed anything, as when
@@ -70,10 +112,14 @@ func startFailsafe(ctx context.Context, cfg *gateway.Config, log *slog.Logger, s
 	case err != nil:
 		log.Warn("running without the state lock: a restart right after a crash may race the watchdog's cleanup", "err", err)
 	}
-	path, err := filepath.Abs(cfg.Path())
+	installed, err := writeInstalled(cfg)
+	path := installed
 	if err != nil {
-		_ = lock.Release()
-		return nil, fmt.Errorf("locating the config for the watchdog: %w", err)
+		log.Warn("the watchdog reads the config file: an edit made to it while gatewayd runs changes what a failsafe cleanup removes", "err", err)
+		if path, err = filepath.Abs(cfg.Path()); err != nil {
+			_ = lock.Release()
+			return nil, fmt.Errorf("locating the config for the watchdog: %w", err)
+		}
 	}
 	wd, err := watchdog.Start(watchdog.Options{
 		Args:   []string{os.Args[0], "watchdog", "-c", path},
@@ -85,7 +131,18 @@ func startFailsafe(ctx context.Context, cfg *gateway.Config, log *slog.Logger, s
 		return nil, err
 	}
 	log.Info("failsafe watchdog started", "pid", wd.Pid(), "mode", cfg.Failsafe.Mode.String())
-	return &failsafe{lock: lock, wd: wd}, nil
+	return &failsafe{lock: lock, wd: wd, installed: installed}, nil
+}
+
+// reloaded records cfg as installed and has the watchdog read it.
+func (f *failsafe) reloaded(cfg *gateway.Config) error {
+	if f.installed == "" {
+		return f.wd.Reload() // it re-reads the config file
+	}
+	if _, err := writeInstalled(cfg); err != nil {
+		return err
+	}
+	return f.wd.Reload()
 }
 
 // run runs the gateway and records how it ended: from its start the
@@ -105,6 +162,9 @@ func (f *failsafe) run(ctx context.Context, run func(context.Context) error) err
 func (f *failsafe) close() {
 	if !f.started || f.cleaned {
 		f.wd.Exit(true)
+		if f.installed != "" {
+			_ = os.Remove(f.installed) // nothing is installed any more
+		}
 		_ = f.lock.Release()
 		return
 	}
@@ -112,21 +172,50 @@ func (f *failsafe) close() {
 	f.wd.Exit(false)
 }
 
-// lockForCleanup makes `gatewayd cleanup` wait for a watchdog's cleanup
-// in progress rather than race it. The returned function releases.
-func lockForCleanup(cfg *gateway.Config, log *slog.Logger) (release func()) {
+// lockForCleanup takes the state lock for `gatewayd cleanup`, waiting
+// for a watchdog's cleanup in progress rather than racing it. Any other
+// holder is a running gatewayd whose rules are live: that is refused,
+// naming its pid, unless force (the holder is known not to be one), which
+// cleans up without the lock. locked says whether the lock is held; the
+// returned function releases it.
+func lockForCleanup(cfg *gateway.Config, force bool, log *slog.Logger) (release func(), locked bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupLockWait)
 	defer cancel()
-	l, err := watchdog.Acquire(ctx, lockPath(cfg), nil)
-	if err != nil {
+	l, err := watchdog.Acquire(ctx, lockPath(cfg), func(holder int) bool {
+		return holder == 0 || isWatchdog(holder) // 0: the pid is being written
+	})
+	var held *watchdog.HeldError
+	switch {
+	case err == nil:
+		return func() { _ = l.Release() }, true, nil
+	case errors.As(err, &held) && isWatchdog(held.Pid):
+		log.Warn("cleaning up while the watchdog's own cleanup still runs", "watchdog_pid", held.Pid, "waited", cleanupLockWait)
+	case errors.As(err, &held) && !force:
+		return nil, false, fmt.Errorf("pid %d holds the state lock %s: a gatewayd runs with state_dir %s and its rules are live "+
+			"(stopping it removes them); refusing to remove them under it. Use --force only if pid %d is no gatewayd",
+			held.Pid, held.Path, cfg.StateDir, held.Pid)
+	case errors.As(err, &held):
+		log.Warn("cleaning up although a process holds the state lock (--force)", "pid", held.Pid, "lock", held.Path)
+	default:
 		log.Warn("cleaning up without the state lock", "err", err)
-		return func() {}
 	}
-	return func() { _ = l.Release() }
+	return func() {}, false, nil
+}
+
+// isWatchdog tells whether pid runs `gatewayd watchdog`, as the failsafe
+// starts it (argv[1]).
+func isWatchdog(pid int) bool {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	if err != nil {
+		return false
+	}
+	argv := strings.Split(string(b), "\x00")
+	return len(argv) > 1 && argv[1] == "watchdog"
 }
 
 // cmdWatchdog is the hidden `gatewayd watchdog -c FILE` that `run` starts
-// (see package watchdog). It is not meant to be run by hand and refuses to
+// (see package watchdog), FILE being the installed config in state_dir
+// (writeInstalled). It is not meant to be run by hand and refuses to
 // without its pipe.
 func cmdWatchdog(cfg *gateway.Config, _, stderr io.Writer) error {
 	runtime.GOMAXPROCS(watchdogMaxProcs)
@@ -178,7 +267,8 @@ func (t *watchdogTarget) policy(cfg *gateway.Config) (watchdog.Policy, error) {
 	return watchdog.Policy{FailOpen: true, Cleanup: g.Cleanup}, nil
 }
 
-// reload re-reads the config file after the daemon reloaded it.
+// reload re-reads its config file (the installed config the daemon has
+// just rewritten) after the daemon applied a reload.
 func (t *watchdogTarget) reload() (watchdog.Policy, error) {
 	cfg, err := gateway.LoadConfig(t.cfg.Path())
 	if err != nil {

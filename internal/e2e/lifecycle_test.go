@@ -2,8 +2,12 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatewayd/gatewayd/internal/netlab"
 )
@@ -101,4 +105,34 @@ func TestCrashThenCleanupAndRestart(t *testing.T) {
 	}
 	g.stop()
 	sameState(t, lab, before, "after restart + SIGTERM")
+}
+
+// TestCleanupRefusedWhileRunning: `gatewayd cleanup` while gatewayd runs
+// names the daemon's pid and leaves its rules alone; with --force it
+// removes them (the daemon's self-healing then puts them back), and the
+// daemon's own exit still restores everything.
+func TestCleanupRefusedWhileRunning(t *testing.T) {
+	lab := netlab.NewT(t)
+	serveAll(t, lab)
+	before := kernelState(t, lab)
+	g := newGW(t, lab, opts{})
+	g.start()
+	during := kernelState(t, lab)
+	out, err := g.cmd("cleanup")
+	if err == nil || !strings.Contains(out, fmt.Sprintf("pid %d", g.proc.Pid())) || !strings.Contains(out, "--force") {
+		t.Errorf("cleanup while gatewayd (pid %d) runs: %v\n%s\nwant a refusal naming the pid and --force", g.proc.Pid(), err, out)
+	}
+	sameState(t, lab, during, "after a refused cleanup")
+
+	if out, err := g.cmd("cleanup", "--force"); err != nil || !strings.Contains(out, "cleanup done") {
+		t.Fatalf("cleanup --force: %v\n%s", err, out)
+	}
+	g.waitLog("self-healing: interception re-applied", 20*time.Second)
+	// The running gatewayd's record of what it installed (its watchdog's
+	// target) is left to it.
+	if _, err := os.Stat(filepath.Join(filepath.Dir(g.cfg), "state", "installed.toml")); err != nil {
+		t.Errorf("cleanup --force took the running gatewayd's installed.toml: %v", err)
+	}
+	g.stop()
+	sameState(t, lab, before, "after cleanup --force and SIGTERM")
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -110,6 +111,65 @@ func TestReloadKeepsFlowsAndAppliesRules(t *testing.T) {
 		if !isReset(err) {
 			t.Errorf("the running rule set was lost: %s now %v", rejected, err)
 		}
+	}
+	g.stop()
+}
+
+// resetBy tells whether a TCP flow from the client to dst is reset (a
+// reject rule) rather than answered.
+func resetBy(t *testing.T, lab *netlab.Lab, dst netip.AddrPort) bool {
+	t.Helper()
+	c, err := dial(lab.Client, dst)
+	if err != nil {
+		return isReset(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(ioGuard))
+	_, err = c.Read(make([]byte, 1))
+	return isReset(err)
+}
+
+// TestReloadOtherFile: `gatewayd reload -c OTHER` makes the running
+// gatewayd apply OTHER (not the file it was started with) and prints
+// that it did; one it refuses (a restart-only key changed) exits non-zero
+// with the daemon's reason and changes nothing.
+func TestReloadOtherFile(t *testing.T) {
+	lab := netlab.NewT(t)
+	serveAll(t, lab)
+	g := newGW(t, lab, opts{})
+	g.start()
+	state := filepath.Join(filepath.Dir(g.cfg), "state")
+	rejected := netip.AddrPortFrom(lab.Remotes[1].V4, echoPort)
+	other := filepath.Join(t.TempDir(), "other.toml")
+	text := configText(state, opts{}) + fmt.Sprintf("[[rule]]\ndst = [\"%s/32\"]\noutbound = \"reject\"\n", rejected.Addr())
+	if err := os.WriteFile(other, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := lab.Gateway.Run(ctx, g.bin, "reload", "-c", other)
+	if err != nil || !strings.Contains(out, "applied "+other) {
+		t.Fatalf("gatewayd reload -c %s: %v\n%s", other, err, out)
+	}
+	if !resetBy(t, lab, rejected) {
+		t.Errorf("flow to %s after reload -c %s not reset: the other file's reject rule is not applied", rejected, other)
+	}
+	if got := peerSeen(t, lab, lab.Remotes[0].V4); got != lab.GatewayWAN.V4 {
+		t.Errorf("other remote after the reload seen from %s, want through gatewayd", got)
+	}
+
+	before := kernelState(t, lab)
+	restart := filepath.Join(t.TempDir(), "restart.toml")
+	if err := os.WriteFile(restart, []byte(configText(state, opts{})+"[routing]\ntable = 2027\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = lab.Gateway.Run(ctx, g.bin, "reload", "-c", restart)
+	if err == nil || !strings.Contains(out, "refused") || !strings.Contains(out, "routing.table") {
+		t.Errorf("gatewayd reload -c %s (routing.table changed): %v\n%s; want a refusal naming routing.table", restart, err, out)
+	}
+	sameState(t, lab, before, "after a refused reload")
+	if !resetBy(t, lab, rejected) {
+		t.Errorf("the applied rule set was lost by a refused reload")
 	}
 	g.stop()
 }

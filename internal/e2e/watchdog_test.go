@@ -391,3 +391,49 @@ func procFields(t *testing.T, pid int, name string) map[string]string {
 	}
 	return m
 }
+
+// TestWatchdogCleansWhatIsInstalled: the config file is edited while
+// gatewayd runs with a change only a restart applies (routing.table); a
+// watchdog started after that (the first one died and was restarted)
+// still removes what is installed, not what the file now says, when
+// gatewayd is SIGKILLed.
+func TestWatchdogCleansWhatIsInstalled(t *testing.T) {
+	lab := netlab.NewT(t)
+	serveAll(t, lab)
+	before := kernelState(t, lab)
+	g := newGW(t, lab, opts{})
+	g.start()
+	appendConfig(t, g.cfg, "[routing]\ntable = 2027\npriority = 9001\n")
+	wpid := watchdogOf(t, g.proc.Pid())
+	if err := syscall.Kill(wpid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitExited(t, "first watchdog", wpid)
+	g.waitLog("watchdog restarted", 20*time.Second)
+	wpid = watchdogOf(t, g.proc.Pid())
+	g.kill()
+	waitExited(t, "restarted watchdog", wpid)
+	sameState(t, lab, before, "after SIGKILL + the restarted watchdog's cleanup")
+	mustContain(t, "gatewayd log", g.log.String(), "watchdog: interception removed")
+}
+
+// TestCleanupAfterCrashRemovesWhatIsInstalled: with failsafe.mode =
+// "closed" a crash leaves the rules; the config file is edited (another
+// routing.table) before `gatewayd cleanup` runs, which still removes what
+// the crashed gatewayd installed.
+func TestCleanupAfterCrashRemovesWhatIsInstalled(t *testing.T) {
+	lab := netlab.NewT(t)
+	serveAll(t, lab)
+	before := kernelState(t, lab)
+	g := newGW(t, lab, opts{})
+	appendConfig(t, g.cfg, "[failsafe]\nmode = \"closed\"\n")
+	g.start()
+	wpid := watchdogOf(t, g.proc.Pid())
+	g.kill()
+	waitExited(t, "watchdog", wpid)
+	appendConfig(t, g.cfg, "[routing]\ntable = 2027\npriority = 9001\n")
+	if out, err := g.cmd("cleanup"); err != nil {
+		t.Fatalf("cleanup: %v\n%s", err, out)
+	}
+	sameState(t, lab, before, "after crash, config edit and cleanup")
+}
