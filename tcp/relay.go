@@ -121,7 +121,7 @@ func (r *relayer) start(client, upstream *net.TCPConn, idle time.Duration, done 
 	// epoll call.
 	for d := range f.dirs {
 		f.dirs[d].state.Store(stateRunning)
-		go f.serve(d)
+		go f.serve(d, &carrier{pool: r.pipes})
 	}
 	return f
 }
@@ -169,7 +169,7 @@ func (r *relayer) wake(id uint64, d int) {
 	f := r.flows[id]
 	r.mu.Unlock()
 	if f != nil && f.dirs[d].state.CompareAndSwap(stateParked, stateRunning) {
-		go f.serve(d)
+		f.pass(d)
 	}
 }
 
@@ -192,10 +192,15 @@ func (r *relayer) close() {
 	r.pipes.close()
 }
 
-// serve moves direction d's bytes while it has any, then parks it again or
-// finishes it.
-func (f *relayFlow) serve(d int) {
-	err := f.move(d)
+// serve moves direction d's bytes, starting with what c holds, while it
+// has any, then parks it again or finishes it.
+func (f *relayFlow) serve(d int, c *carrier) {
+	f.after(d, f.move(d, c))
+}
+
+// after acts on how a run of direction d ended: quiet (park it again), the
+// source's FIN (nil: pass it on) or an error (reset the flow).
+func (f *relayFlow) after(d int, err error) {
 	switch {
 	case errors.Is(err, errQuiet):
 		err = f.repark(d)

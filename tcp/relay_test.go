@@ -332,10 +332,17 @@ func TestRelayIdleFlowsHoldNoGoroutineNorPipe(t *testing.T) {
 		lent, _ := rl.pipes.counts()
 		return lent == 0 && runtime.NumGoroutine() <= before+1 // +1: the poller
 	})
-	// Parked flows wake up and still work both ways, then end cleanly.
+	// Parked flows wake up and still work both ways, served by the poller
+	// alone: a goroutine started for them would linger now.
+	rl.linger = time.Hour
 	for _, p := range pairs {
 		expectTransfer(t, p.client, p.server, "again")
 		expectTransfer(t, p.server, p.client, "and back")
+	}
+	if n := runtime.NumGoroutine(); n > before+1 {
+		t.Errorf("%d goroutines after small messages woke every parked flow, want %d (the poller)", n, before+1)
+	}
+	for _, p := range pairs { // and they end cleanly
 		_ = p.client.CloseWrite()
 		_ = p.server.CloseWrite()
 	}
