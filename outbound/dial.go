@@ -16,9 +16,13 @@ import (
 var longAgo = time.Unix(1, 0)
 
 // newDialer returns a dialer whose sockets carry mark (and opts). MPTCP is
-// off: the relay splices plain TCP sockets.
+// off: the relay splices plain TCP sockets. TCP keepalive is the upstream
+// one (sockopt.UpstreamKeepAlive).
 func newDialer(mark uint32, opts ...sockopt.Option) *net.Dialer {
-	d := &net.Dialer{Control: sockopt.Chain(append([]sockopt.Option{sockopt.Mark(mark)}, opts...)...)}
+	d := &net.Dialer{
+		Control:         sockopt.Chain(append([]sockopt.Option{sockopt.Mark(mark)}, opts...)...),
+		KeepAliveConfig: sockopt.UpstreamKeepAlive(),
+	}
 	d.SetMultipathTCP(false)
 	return d
 }

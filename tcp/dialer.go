@@ -36,8 +36,8 @@ type RouteDialer interface {
 // DirectDialer connects straight to the original destination. Every socket
 // carries SO_MARK=Mark (0 sets no mark) so the TPROXY rules let it pass;
 // the mark must not intersect the TPROXY fwmark/mask. Timeout bounds the
-// connect (0: only the context bounds it). MPTCP is off; keepalive is left
-// at Go's defaults.
+// connect (0: only the context bounds it). MPTCP is off; keepalive is
+// sockopt.UpstreamKeepAlive.
 type DirectDialer struct {
 	Mark    uint32
 	Timeout time.Duration
@@ -46,7 +46,7 @@ type DirectDialer struct {
 // DialTCP implements Dialer.
 func (d DirectDialer) DialTCP(ctx context.Context, f Flow) (*net.TCPConn, error) {
 	dst := f.Dst
-	nd := net.Dialer{Timeout: d.Timeout, Control: sockopt.Chain(sockopt.Mark(d.Mark))}
+	nd := net.Dialer{Timeout: d.Timeout, Control: sockopt.Chain(sockopt.Mark(d.Mark)), KeepAliveConfig: sockopt.UpstreamKeepAlive()}
 	nd.SetMultipathTCP(false)
 	return sockopt.DialTCP(ctx, &nd, dst, dst.String())
 }

@@ -10,11 +10,12 @@ import (
 	"github.com/gatewayd/gatewayd/internal/sockopt"
 )
 
-// Listen opens a transparent listener (IP_TRANSPARENT, no MPTCP) on every
+// Listen opens a transparent listener (IP_TRANSPARENT, no MPTCP, no
+// keepalive probes to clients) on every
 // Config.Listen address. On failure it closes the ones it opened and names
 // the address that failed. Needs CAP_NET_RAW or CAP_NET_ADMIN.
 func (s *Server) Listen(ctx context.Context) error {
-	lc := net.ListenConfig{Control: sockopt.Chain(sockopt.Transparent)}
+	lc := net.ListenConfig{Control: sockopt.Chain(sockopt.Transparent), KeepAlive: sockopt.NoClientKeepAlive}
 	lc.SetMultipathTCP(false)
 	return listen.Open(ctx, &lc, s.cfg.Listen, s.addListeners, s.log)
 }

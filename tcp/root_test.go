@@ -62,6 +62,27 @@ func TestListenTransparent(t *testing.T) {
 	}
 }
 
+// Clients get no keepalive probes from gatewayd.
+func TestListenNoClientKeepAlive(t *testing.T) {
+	needRoot(t)
+	s := New(Config{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}}, testLogger(t))
+	if err := s.Listen(context.Background()); err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	defer s.Close()
+	ln := s.listeners[0] // not served: the test accepts itself
+	c := dial(t, ln.Addr())
+	defer c.Close()
+	accepted, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatalf("accepting: %v", err)
+	}
+	defer accepted.Close()
+	if on, _ := keepAlive(t, accepted); on != 0 {
+		t.Errorf("accepted client socket has SO_KEEPALIVE %d, want 0", on)
+	}
+}
+
 func transparentBit(ln *net.TCPListener) (int, error) {
 	raw, err := ln.SyscallConn()
 	if err != nil {

@@ -202,3 +202,54 @@ func TestIsTemporaryAccept(t *testing.T) {
 }
 
 func errEMFILE() error { return os.NewSyscallError("accept4", unix.EMFILE) }
+
+// BenchmarkServerShortFlows: one op is a whole short flow through the
+// server on loopback (accept, dial, a request and its answer, both closes),
+// 32 clients at a time, as the scale bench's connection-rate cell does in
+// the lab.
+func BenchmarkServerShortFlows(b *testing.B) {
+	ln := listenLoopback(b)
+	go func() { // the upstream: answer each request, then close
+		for {
+			c, err := ln.AcceptTCP()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64)
+				if _, err := c.Read(buf); err == nil {
+					_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+				}
+			}()
+		}
+	}()
+	up := ln.Addr().(*net.TCPAddr).AddrPort()
+	s := New(Config{Dialer: dialerFunc(func(ctx context.Context, _ netip.AddrPort) (*net.TCPConn, error) {
+		return DirectDialer{Timeout: failAfter}.DialTCP(ctx, Flow{Dst: up})
+	})}, nil)
+	front := listenLoopback(b)
+	s.listeners = append(s.listeners, front)
+	go func() { _ = s.Serve() }()
+	b.Cleanup(func() { s.Shutdown(0) })
+	addr := front.Addr().(*net.TCPAddr)
+	b.SetParallelism(16) // 32 clients on 2 CPUs
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		buf := make([]byte, 128)
+		for pb.Next() {
+			c, err := net.DialTCP("tcp", nil, addr)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+			for {
+				if _, err := c.Read(buf); err != nil {
+					break
+				}
+			}
+			c.Close()
+		}
+	})
+}
