@@ -20,12 +20,12 @@ const RouteHold = -2
 // Hold bounds. A client sends the Initials of one flight back to back, so
 // the timeout only matters for a flow that never completes its
 // ClientHello; the bounds keep a flood of such flows from holding memory,
-// or one client from taking every slot. maxHeldDatagrams leaves room for
-// the datagram that decides: together they fit the queue of a session
-// whose upstream is still opening.
+// or one client from taking every slot. The held bytes, with the datagram
+// that decides, fit the queue of a session whose upstream is still opening
+// (maxPendingBytes).
 const (
 	holdTimeout           = 100 * time.Millisecond
-	maxHeldDatagrams      = maxPending - 1
+	maxHeldDatagrams      = 7
 	maxHeldBytes          = 16 << 10
 	maxHeldFlowsPerClient = 16
 	holdShards            = 16 // by client address: a client's flood stays in its shard

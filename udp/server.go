@@ -86,9 +86,12 @@ type Server struct {
 	// routing is Config.Router and Dialer; SetRouting replaces them.
 	routing atomic.Pointer[routing]
 
-	holds    holds // datagrams of flows the Router has not routed yet (RouteHold)
-	sessions *table[sessionKey, *session]
-	replies  *table[netip.AddrPort, *replySock]
+	// pendingBytes is what the queues of sessions still opening their
+	// upstreams hold, against maxPendingTotal.
+	pendingBytes atomic.Int64
+	holds        holds // datagrams of flows the Router has not routed yet (RouteHold)
+	sessions     *table[sessionKey, *session]
+	replies      *table[netip.AddrPort, *replySock]
 	// Session readers' batches (*downBatch) of one datagram and of
 	// sessionBatch datagrams.
 	smallBatches, bigBatches sync.Pool

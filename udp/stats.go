@@ -24,7 +24,7 @@ type Stats struct {
 	DropNoOrigDst   uint64 // no or garbled original-destination control message
 	DropLoop        uint64 // original destination is gatewayd itself
 	DropFamily      uint64 // destination family differs from the client's
-	DropQueue       uint64 // client datagrams beyond the queue of a session still opening its upstream
+	DropQueue       uint64 // client datagrams beyond the byte budget (per session, global) of sessions still opening their upstreams
 	DropDial        uint64 // queued client datagrams lost because the upstream could not be opened
 	DropRejected    uint64 // the Router's route was RouteReject
 	DropSendUp      uint64 // sending to the remote failed
