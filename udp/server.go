@@ -99,8 +99,12 @@ type Server struct {
 	linger                   time.Duration // bufferLinger; shorter in tests
 	// openReply binds a reply socket; a seam for unprivileged tests.
 	openReply func(remote netip.AddrPort) (*net.UDPConn, error)
+	// raw sends replies without a socket per remote (rawreply.go); nil:
+	// bound reply sockets only (tests that fake those).
+	raw        *rawReplier
+	rawBatches sync.Pool // *rawBatch for one-datagram deliveries
 
-	warnedNoOrigDst, warnedReply atomic.Bool
+	warnedNoOrigDst, warnedReply, warnedRaw atomic.Bool
 
 	mu        sync.Mutex
 	listeners []*net.UDPConn
@@ -146,6 +150,8 @@ func New(cfg Config, log *slog.Logger) *Server {
 	s.smallBatches.New = func() any { return newDownBatch(1) }
 	s.bigBatches.New = func() any { return newDownBatch(sessionBatch) }
 	s.openReply = s.openReplySocket
+	s.raw = newRawReplier(cfg.BypassMark)
+	s.rawBatches.New = func() any { return newRawBatch() }
 	s.linger = bufferLinger
 	s.guard.Store(listen.NewGuard(nil, cfg.IsLocal))
 	s.routing.Store(&routing{router: cfg.Router, dialer: cfg.Dialer})
@@ -210,6 +216,9 @@ func (s *Server) Shutdown(grace time.Duration) {
 		for _, rs := range s.replies.drain() {
 			_ = rs.conn.Close()
 		}
+		if s.raw != nil {
+			s.raw.close()
+		}
 	})
 }
 
@@ -262,6 +271,9 @@ func (s *Server) sweep(now int64) {
 	}
 	for _, rs := range s.replies.expire(cutoff) {
 		_ = rs.conn.Close()
+	}
+	if s.raw != nil {
+		s.raw.expire(cutoff)
 	}
 }
 

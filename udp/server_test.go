@@ -216,6 +216,7 @@ func newMemServer(t *testing.T, cfg Config, d *memDialer) *Server {
 	t.Helper()
 	cfg.Dialer = d
 	s := New(cfg, testLogger(t))
+	s.raw = nil // bound (faked) reply sockets only
 	s.openReply = func(netip.AddrPort) (*net.UDPConn, error) { return nil, errors.New("no reply sockets here") }
 	t.Cleanup(func() { s.Shutdown(0) })
 	return s
@@ -466,6 +467,7 @@ func TestDescriptorsReturnToBaseline(t *testing.T) {
 		})
 	}
 	s := New(Config{Dialer: DirectDialer{}}, testLogger(t))
+	s.raw = nil // bound (faked) reply sockets only
 	s.openReply = func(netip.AddrPort) (*net.UDPConn, error) {
 		return net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	}

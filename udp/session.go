@@ -64,6 +64,7 @@ type session struct {
 	rawIn *rawSock     // the descriptor up's datagrams are read from in batches, if any
 
 	lastDst atomic.Uint64 // hash of the last destination, skips the set on repeats
+	mtu     atomic.Int32  // of the route to the client, for raw replies; 0: not looked up
 
 	upDatagrams, upBytes     atomic.Uint64
 	downDatagrams, downBytes atomic.Uint64
