@@ -179,7 +179,7 @@ func TestDirectDialerMark(t *testing.T) {
 // whose loopback is up and also carries addrs, then returns the thread to
 // the original namespace. Sockets f opens stay in the new namespace, which
 // is held open until the test ends.
-func inFreshNetns(t *testing.T, addrs []netip.Prefix, f func()) {
+func inFreshNetns(t testing.TB, addrs []netip.Prefix, f func()) {
 	t.Helper()
 	runtime.LockOSThread()
 	orig, err := netns.Get()
