@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -17,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gatewayd/gatewayd/internal/listen"
 	"github.com/gatewayd/gatewayd/internal/netlab"
 )
 
@@ -47,6 +49,7 @@ func TestUDPManyRemotes(t *testing.T) {
 	g := newGW(t, lab, opts{})
 	g.start()
 	pid := g.proc.Pid()
+	requireReplyTracked(t, lab)
 	baseFds, baseRSS := fdCount(t, pid), rssKiB(t, pid)
 	t.Logf("gatewayd at start: %d fds, RSS %d KiB", baseFds, baseRSS)
 	for _, v6 := range []bool{false, true} {
@@ -72,7 +75,55 @@ func TestUDPManyRemotes(t *testing.T) {
 		}
 		closeServers()
 	}
+	// The check itself: one datagram from a source the client never
+	// talked to, per family, is what the rule drops.
+	for _, a := range []netip.Addr{lab.Remotes[0].V4, lab.Remotes[0].V6} {
+		err := lab.Gateway.Do(func() error {
+			c, err := listen.ReplySocket(netip.AddrPortFrom(a, manyRemotesPort-1), 0)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			client := lab.ClientAddr.V4
+			if a.Is6() {
+				client = lab.ClientAddr.V6
+			}
+			// The drop in OUTPUT shows as EPERM.
+			if _, err = c.WriteToUDPAddrPort([]byte("canary"), netip.AddrPortFrom(client, 9)); !errors.Is(err, syscall.EPERM) {
+				return fmt.Errorf("sent (%v), want EPERM from the DROP rule", err)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("canary from %s: %v", a, err)
+		}
+	}
+	for _, bin := range []string{"iptables", "ip6tables"} {
+		out, err := lab.Gateway.Run(context.Background(), bin, "-w", "5", "-L", "OUTPUT", "-v", "-x", "-n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) > 2 && f[2] == "DROP" && f[0] != "1" {
+				t.Errorf("%s: %s datagrams to the client dropped as not ESTABLISHED, want 1 (the canary): %s", bin, f[0], line)
+			}
+		}
+	}
 	g.stop()
+}
+
+// requireReplyTracked makes the gateway drop UDP towards the LAN that is
+// not ESTABLISHED in conntrack: a reply whose source is not exactly the
+// address:port the client sent to would start a new entry and be lost.
+// (It also turns conntrack on in the gateway namespace.)
+func requireReplyTracked(t *testing.T, lab *netlab.Lab) {
+	t.Helper()
+	for _, bin := range []string{"iptables", "ip6tables"} {
+		if _, err := lab.Gateway.Run(context.Background(), bin, "-w", "5", "-A", "OUTPUT", "-o", netlab.LANBridge,
+			"-p", "udp", "-m", "conntrack", "!", "--ctstate", "ESTABLISHED", "-j", "DROP"); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // serveUDPEchoMany binds a socket to every target in ns, each echoing
