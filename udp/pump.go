@@ -180,6 +180,8 @@ func (s *Server) deliverBatch(ss *session, slot *replySlot, b *downBatch, now in
 		switch {
 		case rs == nil && s.raw != nil && !errors.Is(rerr, errLocalSource) && s.addRaw(ss, b.raw, p, remote):
 			// No bound socket (at the fd limit?): the raw sockets will do.
+			slot.unbulk()
+			have = false // try again after the next bulkAfter
 		case rs == nil:
 			s.countReplyError(remote, rerr, 1)
 		case rs.raw == nil:

@@ -274,6 +274,7 @@ type rawBatch struct {
 
 	// Results since the last take.
 	sentN, sentBytes, dropped int
+	tooBig                    bool // a packet was refused with EMSGSIZE: the MTU shrank
 
 	// One sendmmsg call (the RawConn.Write callback).
 	from, to, res int
@@ -381,6 +382,7 @@ func (b *rawBatch) flush() error {
 			continue
 		}
 		b.done(m, false) // refused (EMSGSIZE, EPERM from a firewall, ...)
+		b.tooBig = b.tooBig || b.errno == unix.EMSGSIZE
 		b.next++
 	}
 	b.n, b.next = 0, 0
@@ -419,10 +421,10 @@ func (b *rawBatch) done(m int, ok bool) {
 }
 
 // take returns and resets the results.
-func (b *rawBatch) take() (sent, bytes, dropped int) {
-	sent, bytes, dropped = b.sentN, b.sentBytes, b.dropped
-	b.sentN, b.sentBytes, b.dropped = 0, 0, 0
-	return sent, bytes, dropped
+func (b *rawBatch) take() (sent, bytes, dropped int, tooBig bool) {
+	sent, bytes, dropped, tooBig = b.sentN, b.sentBytes, b.dropped, b.tooBig
+	b.sentN, b.sentBytes, b.dropped, b.tooBig = 0, 0, 0, false
+	return sent, bytes, dropped, tooBig
 }
 
 // send is the RawConn.Write callback: one non-blocking sendmmsg.

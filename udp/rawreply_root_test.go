@@ -87,6 +87,14 @@ func TestRawRepliesInNetns(t *testing.T) {
 	if fds := fdCount(t); fds > fdsBefore+2*rawPerFamily() {
 		t.Errorf("%d descriptors after %d remotes, %d before", fds, 2*len(sizes), fdsBefore)
 	}
+	// The raw path allocates nothing per datagram.
+	ss := &session{client: localAddr(results[0].client)}
+	var slot replySlot
+	remote := netip.MustParseAddrPort("198.18.0.9:4000")
+	p := payloadOf(100, 0)
+	if n := testing.AllocsPerRun(100, func() { slot = replySlot{}; s.deliver(ss, &slot, p, remote, s.now()) }); n != 0 {
+		t.Errorf("%v allocations per raw reply, want 0", n)
+	}
 	for i := range s.raw.fams {
 		socks := s.raw.fams[i].socks.Load()
 		if socks == nil {
@@ -199,4 +207,56 @@ func threadCPU(tb testing.TB) int64 {
 		tb.Fatal(err)
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// A remote that streams (more than bulkAfter datagrams in a row) moves to
+// a bound reply socket, in order; if no bound socket can be had (the fd
+// limit), its datagrams keep going by raw socket.
+func TestStreamingRemoteGetsBoundSocket(t *testing.T) {
+	needRoot(t)
+	checkGoroutines(t)
+	local := netip.MustParseAddr("198.18.0.1")
+	remote := netip.MustParseAddrPort("198.18.0.9:443")
+	for _, bindFails := range []bool{false, true} {
+		s := New(Config{BypassMark: bypassMark}, testLogger(t))
+		binds := 0
+		if bindFails {
+			s.openReply = func(netip.AddrPort) (*net.UDPConn, error) { binds++; return nil, unix.EMFILE }
+		}
+		const n = 2 * bulkAfter
+		var client *net.UDPConn
+		inFreshNetns(t, []netip.Prefix{netip.PrefixFrom(local, 32)}, func() {
+			var err error
+			client, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 0)))
+			if err != nil {
+				t.Fatalf("listening: %v", err)
+			}
+			if err := client.SetReadBuffer(1 << 20); err != nil {
+				t.Fatal(err)
+			}
+			ss := &session{client: localAddr(client)}
+			var slot replySlot
+			for i := range n {
+				s.deliver(ss, &slot, []byte(fmt.Sprint(i)), remote, s.now())
+			}
+		})
+		for i := range n {
+			if from := expectDatagram(t, client, fmt.Sprint(i)); from != remote {
+				t.Errorf("datagram %d from %s, want %s", i, from, remote)
+			}
+		}
+		st := s.Stats()
+		wantRaw, wantSockets := uint64(bulkAfter), uint64(1)
+		if bindFails {
+			wantRaw, wantSockets = n, 0
+		}
+		if st.DatagramsDown != n || st.DatagramsDownRaw != wantRaw || st.ReplySockets != wantSockets || st.DropReplySocket != 0 {
+			t.Errorf("bind fails=%v: Stats = %+v, want %d datagrams, %d raw, %d reply sockets", bindFails, st, n, wantRaw, wantSockets)
+		}
+		if bindFails && binds != 1 {
+			t.Errorf("%d binds tried for %d datagrams, want 1 (then bulkAfter more by raw socket)", binds, n)
+		}
+		s.Shutdown(0)
+		_ = client.Close()
+	}
 }

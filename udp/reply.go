@@ -62,6 +62,10 @@ func (slot *replySlot) bulk(remote netip.AddrPort) bool {
 	return slot.run > bulkAfter
 }
 
+// unbulk restarts the run: no bound socket could be had, so the raw
+// sockets serve the remote, and the next bulkAfter datagrams try none.
+func (slot *replySlot) unbulk() { slot.run = 0 }
+
 // deliver sends a datagram that remote sent to the session's upstream on to
 // the client, from a reply socket bound to remote. A socket closed by the
 // sweeper or an eviction between lookup and send is replaced once.
@@ -76,6 +80,8 @@ func (s *Server) deliver(ss *session, slot *replySlot, p []byte, remote netip.Ad
 			// No bound socket (at the fd limit?): the raw sockets will do.
 			if s.raw == nil || errors.Is(err, errLocalSource) || !s.deliverRaw(ss, p, remote, now) {
 				s.countReplyError(remote, err, 1)
+			} else {
+				slot.unbulk()
 			}
 			return
 		}
@@ -221,7 +227,10 @@ func (s *Server) flushRaw(ss *session, b *rawBatch, now int64) {
 			b.abandon()
 		}
 	}
-	sent, bytes, dropped := b.take()
+	sent, bytes, dropped, tooBig := b.take()
+	if tooBig {
+		ss.mtu.Store(0) // the route's MTU shrank: look again
+	}
 	if sent > 0 {
 		ss.touch(now)
 		s.countDown(ss, sent, bytes)

@@ -2,8 +2,10 @@
 // learn each datagram's original destination from a control message, and a
 // full-cone relay. Every client address:port gets one session with one
 // upstream socket for all its destinations; whatever any remote sends to
-// that socket reaches the client from a transparent reply socket bound to
-// the remote's address.
+// that socket reaches the client from the remote's address:port: from a
+// few raw sockets shared by all remotes (gatewayd writes the headers), or,
+// for a remote that streams, from a transparent reply socket bound to the
+// remote's address.
 package udp
 
 import (
