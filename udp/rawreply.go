@@ -56,15 +56,21 @@ type rawReplier struct {
 	mark   uint32
 	fams   [2]rawFamily // IPv4, IPv6
 	fragID atomic.Uint32
+	// open opens one raw socket: openRawSender, a seam for tests.
+	open func(v6 bool, mark uint32) (*rawSender, error)
 }
 
 type rawFamily struct {
-	socks    atomic.Pointer[[]*rawSender] // nil until opened, and after an idle period
-	used     atomic.Int64                 // server clock at the last sender call
-	mu       sync.Mutex
-	failedAt time.Time // last failed open
-	closed   bool
+	socks   atomic.Pointer[[]*rawSender] // nil until opened, and after an idle period
+	used    atomic.Int64                 // server clock at a recent sender call (to the ms)
+	retryAt atomic.Int64                 // server clock before which a failed open is not retried
+	mu      sync.Mutex
+	closed  bool
 }
+
+// errRawUnavailable: the last open of a family's raw sockets failed and
+// rawRetry has not passed.
+var errRawUnavailable = errors.New("raw reply sockets unavailable")
 
 // rawSender is one raw socket.
 type rawSender struct {
@@ -74,7 +80,7 @@ type rawSender struct {
 }
 
 func newRawReplier(mark uint32) *rawReplier {
-	r := &rawReplier{mark: mark}
+	r := &rawReplier{mark: mark, open: openRawSender}
 	r.fragID.Store(rand.Uint32())
 	return r
 }
@@ -90,11 +96,14 @@ func (r *rawReplier) sender(v6 bool, h uint64, now int64) (*rawSender, error) {
 	if v6 {
 		fam = &r.fams[1]
 	}
-	if fam.used.Load() < now {
+	if now-fam.used.Load() > int64(time.Millisecond) { // not a store per datagram
 		fam.used.Store(now)
 	}
 	if socks := fam.socks.Load(); socks != nil {
 		return (*socks)[h%uint64(len(*socks))], nil
+	}
+	if now < fam.retryAt.Load() {
+		return nil, errRawUnavailable
 	}
 	fam.mu.Lock()
 	defer fam.mu.Unlock()
@@ -104,17 +113,14 @@ func (r *rawReplier) sender(v6 bool, h uint64, now int64) (*rawSender, error) {
 	if fam.closed {
 		return nil, errors.New("raw reply sockets closed")
 	}
-	if !fam.failedAt.IsZero() && time.Since(fam.failedAt) < rawRetry {
-		return nil, errors.New("raw reply sockets unavailable")
-	}
 	socks := make([]*rawSender, 0, rawPerFamily())
 	for range rawPerFamily() {
-		s, err := openRawSender(v6, r.mark)
+		s, err := r.open(v6, r.mark)
 		if err != nil {
 			for _, s := range socks {
 				_ = s.f.Close()
 			}
-			fam.failedAt = time.Now()
+			fam.retryAt.Store(now + int64(rawRetry))
 			return nil, err
 		}
 		socks = append(socks, s)

@@ -192,16 +192,16 @@ func (s *Server) deliverRaw(ss *session, p []byte, remote netip.AddrPort, now in
 // client in b, or counts why it cannot be sent. It reports false, doing
 // nothing, if the raw sockets cannot be had.
 func (s *Server) addRaw(ss *session, b *rawBatch, p []byte, remote netip.AddrPort) bool {
-	if !s.spoofable(remote.Addr()) {
-		s.stats.dropLocalSource.Add(1)
-		return true
-	}
 	snd, err := s.raw.sender(remote.Addr().Is6(), hashAddrPort(ss.client, 0), s.now())
 	if err != nil {
 		if s.warnedRaw.CompareAndSwap(false, true) {
 			s.log.Warn("udp raw reply sockets failed, replying from bound sockets (logged once)", "err", err)
 		}
 		return false
+	}
+	if !s.spoofable(remote.Addr()) {
+		s.stats.dropLocalSource.Add(1)
+		return true
 	}
 	var id uint32
 	mtu := s.replyMTU(ss, len(p))

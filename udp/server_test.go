@@ -587,3 +587,35 @@ func TestSpoofable(t *testing.T) {
 		t.Errorf("Stats = %+v, want one local-source drop", st)
 	}
 }
+
+// Without raw sockets (no CAP_NET_RAW, say) replies go by bound reply
+// sockets; the failure is logged once and the open is not retried for
+// every datagram.
+func TestRawUnavailableFallsBackToBound(t *testing.T) {
+	checkGoroutines(t)
+	var logs logBuffer
+	var opens atomic.Int64
+	h := startHarnessWith(t, Config{}, logs.logger(), func(s *Server) {
+		s.raw = newRawReplier(0)
+		s.raw.open = func(bool, uint32) (*rawSender, error) {
+			opens.Add(1)
+			return nil, unix.EPERM
+		}
+	})
+	client := listenUDP(t, "127.0.0.1:0")
+	sendTo(t, client, h.addr, "ping")
+	mapping := expectDatagram(t, h.backend, "ping")
+	for i := range 5 {
+		sendTo(t, h.backend, mapping, fmt.Sprint("pong ", i))
+		expectDatagram(t, client, fmt.Sprint("pong ", i))
+	}
+	if n := opens.Load(); n != 1 {
+		t.Errorf("raw sockets opened %d times, want 1 (then not before rawRetry)", n)
+	}
+	if st := h.s.Stats(); st.DatagramsDownRaw != 0 || st.DatagramsDown != 5 || st.ReplySockets != 1 {
+		t.Errorf("Stats = %+v, want 5 datagrams down by one bound socket", st)
+	}
+	if n := strings.Count(logs.String(), "udp raw reply sockets failed"); n != 1 {
+		t.Errorf("raw failure logged %d times, want once:\n%s", n, logs.String())
+	}
+}
