@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -324,4 +325,37 @@ func rssKiB(t *testing.T, pid int) int {
 	}
 	t.Fatalf("no VmRSS in /proc/%d/status", pid)
 	return 0
+}
+
+// TestUDPStreamingRemote: a remote that answers many datagrams in a row
+// gets a bound reply socket after bulkAfter (64) raw replies, per family;
+// every reply arrives from it.
+func TestUDPStreamingRemote(t *testing.T) {
+	lab := netlab.NewT(t)
+	serveUDPAll(t, lab)
+	g := newGW(t, lab, opts{})
+	g.start()
+	ep := netip.MustParseAddrPort("127.0.0.1:9090")
+	const n = 300
+	for i, v6 := range []bool{false, true} {
+		c := clientUDP(t, lab, v6)
+		dst := netip.AddrPortFrom(lab.Remotes[0].V4, udpEchoPort)
+		if v6 {
+			dst = netip.AddrPortFrom(lab.Remotes[0].V6, udpEchoPort)
+		}
+		for j := range n {
+			payload := bytes.Repeat([]byte{byte(j)}, 1200)
+			if src, _ := exchange(t, c, dst, payload); src != dst {
+				t.Fatalf("v6=%v: reply %d from %s, want %s", v6, j, src, dst)
+			}
+		}
+		m := scrape(t, lab, ep)
+		if got := m.value(t, "gatewayd_udp_raw_replies_total"); got != float64(64*(i+1)) {
+			t.Errorf("v6=%v: %v raw replies, want the first 64 of each family's stream", v6, got)
+		}
+		if got := m.value(t, "gatewayd_udp_reply_sockets"); got != float64(i+1) {
+			t.Errorf("v6=%v: %v bound reply sockets, want one per streaming remote", v6, got)
+		}
+	}
+	g.stop()
 }
