@@ -85,8 +85,10 @@ func newRawReplier(mark uint32) *rawReplier {
 	return r
 }
 
-// rawPerFamily is the number of raw sockets per family.
-func rawPerFamily() int { return min(max(runtime.GOMAXPROCS(0), 1), 4) }
+// rawPerFamily is the number of raw sockets per family: one per CPU, up
+// to two (a home router has two to four; a send holds its socket only
+// for the sendmmsg, so two already take most of the waiting away).
+func rawPerFamily() int { return min(max(runtime.GOMAXPROCS(0), 1), 2) }
 
 // sender returns the raw socket of v6's family for a session whose client
 // hashes to h, opening the family's sockets if needed; an error if they
