@@ -76,6 +76,16 @@ func TestUDPManyRemotes(t *testing.T) {
 		}
 		closeServers()
 	}
+	// Fragmented raw replies pass conntrack's reassembly as well: 60 KB
+	// both ways, under the same rule.
+	for _, v6 := range []bool{false, true} {
+		dst := netip.AddrPortFrom(lab.Remotes[0].V4, udpEchoPort)
+		if v6 {
+			dst = netip.AddrPortFrom(lab.Remotes[0].V6, udpEchoPort)
+		}
+		serveUDPEcho(t, lab.Server, dst)
+		exchange(t, clientUDP(t, lab, v6), dst, bytes.Repeat([]byte("fragment"), 60000/8))
+	}
 	// The check itself: one datagram from a source the client never
 	// talked to, per family, is what the rule drops.
 	for _, a := range []netip.Addr{lab.Remotes[0].V4, lab.Remotes[0].V6} {
