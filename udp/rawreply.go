@@ -19,9 +19,9 @@ import (
 // Replies without a descriptor per remote. A client that talks to
 // thousands of remotes (a BitTorrent DHT node, a P2P game) would otherwise
 // cost a transparent socket bound to each remote's address:port. Instead
-// its replies leave from a few raw sockets per family (IPPROTO_RAW, so the
-// header is included: send only, they receive nothing), with gatewayd
-// writing the IP and UDP headers. The packets are the ones a bound socket
+// its replies leave from one or two raw sockets per family (IPPROTO_RAW,
+// so the header is included: send only, they receive nothing), with
+// gatewayd writing the IP and UDP headers. The packets are the ones a bound socket
 // would send: source the remote's address:port (the client's original
 // destination, so they match the reply direction of the client's
 // conntrack entry), destination the client, SO_MARK the bypass mark
