@@ -350,6 +350,7 @@ func TestSockaddrRoundTrip(t *testing.T) {
 func batchServer(t testing.TB, clients []netip.AddrPort, sink netip.AddrPort) *Server {
 	t.Helper()
 	s := New(Config{Dialer: DirectDialer{}}, nil)
+	s.raw = nil // bound (faked) reply sockets only
 	s.openReply = func(netip.AddrPort) (*net.UDPConn, error) {
 		return net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	}

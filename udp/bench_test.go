@@ -29,6 +29,7 @@ func newHotPath(tb testing.TB) *hotPath {
 	}
 	h.oob = origDstCmsg(h.dst)
 	h.s = New(Config{Dialer: DirectDialer{}}, nil)
+	h.s.raw = nil // bound (faked) reply sockets only
 	h.s.openReply = func(netip.AddrPort) (*net.UDPConn, error) {
 		return net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	}

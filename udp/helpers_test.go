@@ -194,6 +194,7 @@ func startHarnessWith(t *testing.T, cfg Config, log *slog.Logger, setup func(*Se
 		log = testLogger(t)
 	}
 	h.s = New(cfg, log)
+	h.s.raw = nil // bound (faked) reply sockets only
 	h.s.openReply = func(remote netip.AddrPort) (*net.UDPConn, error) {
 		select {
 		case h.remotes <- remote:

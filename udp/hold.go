@@ -20,17 +20,22 @@ const RouteHold = -2
 // Hold bounds. A client sends the Initials of one flight back to back, so
 // the timeout only matters for a flow that never completes its
 // ClientHello; the bounds keep a flood of such flows from holding memory,
-// or one client from taking every slot. maxHeldDatagrams leaves room for
-// the datagram that decides: together they fit the queue of a session
-// whose upstream is still opening.
+// or one client from taking every slot. The held datagrams (at most
+// maxHeldBytes plus their pendingOverhead) and a deciding datagram of up
+// to 47 KiB fit the queue of a session whose upstream is still opening
+// (maxPendingBytes); a QUIC Initial is about 1.2 KiB.
 const (
 	holdTimeout           = 100 * time.Millisecond
-	maxHeldDatagrams      = maxPending - 1
+	maxHeldDatagrams      = 7
 	maxHeldBytes          = 16 << 10
 	maxHeldFlowsPerClient = 16
 	holdShards            = 16 // by client address: a client's flood stays in its shard
 	maxHeldFlowsPerShard  = 64 // 1024 flows in all
 )
+
+// The bound above, checked by the compiler (a negative constant does not
+// convert to uint).
+const _ = uint(maxPendingBytes - (maxHeldBytes + maxHeldDatagrams*pendingOverhead) - (47<<10 + pendingOverhead))
 
 // flowKey is one client's flow to one destination.
 type flowKey struct{ client, dst netip.AddrPort }

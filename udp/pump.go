@@ -35,11 +35,12 @@ const shrinkAfter = 64
 type downBatch struct {
 	rb  *recvBatch
 	sb  *sendBatch
+	raw *rawBatch
 	big bool
 }
 
 func newDownBatch(n int) *downBatch {
-	return &downBatch{rb: newRecvBatch(n, 0), sb: newSendBatch(n), big: n > 1}
+	return &downBatch{rb: newRecvBatch(n, 0), sb: newSendBatch(n), raw: newRawBatch(), big: n > 1}
 }
 
 // getBatch takes a small or big batch from its pool.
@@ -139,8 +140,10 @@ func (s *Server) burst(ss *session, up Upstream, slot *replySlot, linger bool) e
 }
 
 // deliverBatch sends the datagrams of the last read on to the client:
-// consecutive ones from the same remote leave together from its reply
-// socket (sendmmsg, and UDP GSO as they all go to the client).
+// those of remotes that are not streaming go by raw socket, all in one
+// sendmmsg; consecutive ones from a streaming remote leave together from
+// its bound reply socket (sendmmsg, and UDP GSO as they all go to the
+// client).
 func (s *Server) deliverBatch(ss *session, slot *replySlot, b *downBatch, now int64) {
 	rb, sb := b.rb, b.sb
 	var (
@@ -149,6 +152,7 @@ func (s *Server) deliverBatch(ss *session, slot *replySlot, b *downBatch, now in
 		rerr   error          // why rs is nil
 		have   bool           // remote is set
 	)
+	defer s.flushRaw(ss, b.raw, now)
 	for i := range rb.n {
 		if rb.flags(i)&unix.MSG_TRUNC != 0 {
 			s.stats.dropTruncated.Add(1)
@@ -160,6 +164,12 @@ func (s *Server) deliverBatch(ss *session, slot *replySlot, b *downBatch, now in
 			continue
 		}
 		p := rb.datagram(i)
+		if s.raw != nil && !slot.bulk(from) && s.addRaw(ss, b.raw, p, from) {
+			continue
+		}
+		if b.raw.n > 0 {
+			s.flushRaw(ss, b.raw, now) // the remote's raw datagrams go first
+		}
 		if !have || from != remote {
 			s.flushDown(ss, slot, sb, remote, now)
 			remote, have = from, true
@@ -168,6 +178,10 @@ func (s *Server) deliverBatch(ss *session, slot *replySlot, b *downBatch, now in
 			}
 		}
 		switch {
+		case rs == nil && s.raw != nil && !errors.Is(rerr, errLocalSource) && s.addRaw(ss, b.raw, p, remote):
+			// No bound socket (at the fd limit?): the raw sockets will do.
+			slot.unbulk()
+			have = false // try again after the next bulkAfter
 		case rs == nil:
 			s.countReplyError(remote, rerr, 1)
 		case rs.raw == nil:

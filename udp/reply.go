@@ -43,17 +43,46 @@ func (r *replySock) touch(now int64) {
 type replySlot struct {
 	remote netip.AddrPort
 	rs     *replySock
+
+	// The run of datagrams from one remote, which decides between the raw
+	// sockets and a bound one (bulkAfter).
+	runRemote netip.AddrPort
+	run       int
 }
+
+// bulk counts a datagram from remote and reports whether remote has sent
+// more than bulkAfter in a row: it then gets a bound reply socket.
+func (slot *replySlot) bulk(remote netip.AddrPort) bool {
+	if slot.runRemote != remote {
+		slot.runRemote, slot.run = remote, 0
+	}
+	if slot.run <= bulkAfter {
+		slot.run++
+	}
+	return slot.run > bulkAfter
+}
+
+// unbulk restarts the run: no bound socket could be had, so the raw
+// sockets serve the remote, and the next bulkAfter datagrams try none.
+func (slot *replySlot) unbulk() { slot.run = 0 }
 
 // deliver sends a datagram that remote sent to the session's upstream on to
 // the client, from a reply socket bound to remote. A socket closed by the
 // sweeper or an eviction between lookup and send is replaced once.
 func (s *Server) deliver(ss *session, slot *replySlot, p []byte, remote netip.AddrPort, now int64) {
 	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
+	if s.raw != nil && !slot.bulk(remote) && s.deliverRaw(ss, p, remote, now) {
+		return
+	}
 	for range 2 {
 		rs, err := s.replyFor(slot, remote, now)
 		if err != nil {
-			s.countReplyError(remote, err, 1)
+			// No bound socket (at the fd limit?): the raw sockets will do.
+			if s.raw == nil || errors.Is(err, errLocalSource) || !s.deliverRaw(ss, p, remote, now) {
+				s.countReplyError(remote, err, 1)
+			} else {
+				slot.unbulk()
+			}
 			return
 		}
 		_, err = rs.conn.WriteToUDPAddrPort(p, ss.client)
@@ -144,4 +173,70 @@ func (s *Server) openReplySocket(remote netip.AddrPort) (*net.UDPConn, error) {
 		return nil, fmt.Errorf("binding reply socket to %s: %w", remote, errLocalSource)
 	}
 	return listen.ReplySocket(remote, s.cfg.BypassMark)
+}
+
+// deliverRaw sends one datagram from remote (unmapped) to the session's
+// client by raw socket. It reports false, doing nothing, if the raw
+// sockets cannot be had: the caller uses a bound socket.
+func (s *Server) deliverRaw(ss *session, p []byte, remote netip.AddrPort, now int64) bool {
+	b := s.rawBatches.Get().(*rawBatch)
+	defer s.rawBatches.Put(b)
+	if !s.addRaw(ss, b, p, remote) {
+		return false
+	}
+	s.flushRaw(ss, b, now)
+	return true
+}
+
+// addRaw queues one datagram from remote (unmapped) to the session's
+// client in b, or counts why it cannot be sent. It reports false, doing
+// nothing, if the raw sockets cannot be had.
+func (s *Server) addRaw(ss *session, b *rawBatch, p []byte, remote netip.AddrPort) bool {
+	snd, err := s.raw.sender(remote.Addr().Is6(), hashAddrPort(ss.client, 0), s.now())
+	if err != nil {
+		if s.warnedRaw.CompareAndSwap(false, true) {
+			s.log.Warn("udp raw reply sockets failed, replying from bound sockets (logged once)", "err", err)
+		}
+		return false
+	}
+	if !s.spoofable(remote.Addr()) {
+		s.stats.dropLocalSource.Add(1)
+		return true
+	}
+	var id uint32
+	mtu := s.replyMTU(ss, len(p))
+	if len(p)+ipv6HdrLen+udpHdrLen > mtu {
+		id = s.raw.nextFragID()
+	}
+	if !b.add(snd, remote, ss.client, p, mtu, id) {
+		s.stats.dropSendDown.Add(1)
+	}
+	return true
+}
+
+// flushRaw sends what b holds and counts it for the session.
+func (s *Server) flushRaw(ss *session, b *rawBatch, now int64) {
+	if b.n > 0 && b.flush() != nil {
+		// The socket was closed (expired while idle, or Shutdown): try
+		// the family's current one once.
+		snd, err := s.raw.sender(b.snd.inet6, hashAddrPort(ss.client, 0), s.now())
+		if err == nil {
+			b.snd = snd
+		}
+		if err != nil || b.flush() != nil {
+			b.abandon()
+		}
+	}
+	sent, bytes, dropped, tooBig := b.take()
+	if tooBig {
+		ss.mtu.Store(0) // the route's MTU shrank: look again
+	}
+	if sent > 0 {
+		ss.touch(now)
+		s.countDown(ss, sent, bytes)
+		s.stats.datagramsDownRaw.Add(uint64(sent))
+	}
+	if dropped > 0 {
+		s.stats.dropSendDown.Add(uint64(dropped))
+	}
 }

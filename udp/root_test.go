@@ -179,7 +179,7 @@ func TestDirectDialerMark(t *testing.T) {
 // whose loopback is up and also carries addrs, then returns the thread to
 // the original namespace. Sockets f opens stay in the new namespace, which
 // is held open until the test ends.
-func inFreshNetns(t *testing.T, addrs []netip.Prefix, f func()) {
+func inFreshNetns(t testing.TB, addrs []netip.Prefix, f func()) {
 	t.Helper()
 	runtime.LockOSThread()
 	orig, err := netns.Get()
@@ -306,13 +306,15 @@ func TestReplySocketsForeignAddress(t *testing.T) {
 }
 
 // The reply cache opens one socket per remote (mapped or not), reuses it,
-// and the datagram reaches the client from the remote's address.
+// and the datagram reaches the client from the remote's address. (With
+// the raw sockets off: the path of streaming remotes.)
 func TestReplyCacheInNetns(t *testing.T) {
 	needRoot(t)
 	checkGoroutines(t)
 	local := netip.MustParseAddr("198.18.0.1")
 	remote := netip.MustParseAddrPort("198.18.0.9:4500")
 	s := New(Config{BypassMark: bypassMark}, testLogger(t))
+	s.raw = nil
 	defer s.Shutdown(0)
 	var client *net.UDPConn
 	var ss *session

@@ -2,8 +2,10 @@
 // learn each datagram's original destination from a control message, and a
 // full-cone relay. Every client address:port gets one session with one
 // upstream socket for all its destinations; whatever any remote sends to
-// that socket reaches the client from a transparent reply socket bound to
-// the remote's address.
+// that socket reaches the client from the remote's address:port: from a
+// few raw sockets shared by all remotes (gatewayd writes the headers), or,
+// for a remote that streams, from a transparent reply socket bound to the
+// remote's address.
 package udp
 
 import (
@@ -86,9 +88,12 @@ type Server struct {
 	// routing is Config.Router and Dialer; SetRouting replaces them.
 	routing atomic.Pointer[routing]
 
-	holds    holds // datagrams of flows the Router has not routed yet (RouteHold)
-	sessions *table[sessionKey, *session]
-	replies  *table[netip.AddrPort, *replySock]
+	// pendingBytes is what the queues of sessions still opening their
+	// upstreams hold, against maxPendingTotal.
+	pendingBytes atomic.Int64
+	holds        holds // datagrams of flows the Router has not routed yet (RouteHold)
+	sessions     *table[sessionKey, *session]
+	replies      *table[netip.AddrPort, *replySock]
 	// Session readers' batches (*downBatch) of one datagram and of
 	// sessionBatch datagrams.
 	smallBatches, bigBatches sync.Pool
@@ -96,8 +101,12 @@ type Server struct {
 	linger                   time.Duration // bufferLinger; shorter in tests
 	// openReply binds a reply socket; a seam for unprivileged tests.
 	openReply func(remote netip.AddrPort) (*net.UDPConn, error)
+	// raw sends replies without a socket per remote (rawreply.go); nil:
+	// bound reply sockets only (tests that fake those).
+	raw        *rawReplier
+	rawBatches sync.Pool // *rawBatch for one-datagram deliveries
 
-	warnedNoOrigDst, warnedReply atomic.Bool
+	warnedNoOrigDst, warnedReply, warnedRaw atomic.Bool
 
 	mu        sync.Mutex
 	listeners []*net.UDPConn
@@ -143,6 +152,8 @@ func New(cfg Config, log *slog.Logger) *Server {
 	s.smallBatches.New = func() any { return newDownBatch(1) }
 	s.bigBatches.New = func() any { return newDownBatch(sessionBatch) }
 	s.openReply = s.openReplySocket
+	s.raw = newRawReplier(cfg.BypassMark)
+	s.rawBatches.New = func() any { return newRawBatch() }
 	s.linger = bufferLinger
 	s.guard.Store(listen.NewGuard(nil, cfg.IsLocal))
 	s.routing.Store(&routing{router: cfg.Router, dialer: cfg.Dialer})
@@ -207,6 +218,9 @@ func (s *Server) Shutdown(grace time.Duration) {
 		for _, rs := range s.replies.drain() {
 			_ = rs.conn.Close()
 		}
+		if s.raw != nil {
+			s.raw.close()
+		}
 	})
 }
 
@@ -259,6 +273,9 @@ func (s *Server) sweep(now int64) {
 	}
 	for _, rs := range s.replies.expire(cutoff) {
 		_ = rs.conn.Close()
+	}
+	if s.raw != nil {
+		s.raw.expire(cutoff)
 	}
 }
 

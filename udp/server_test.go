@@ -3,6 +3,7 @@ package udp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -215,6 +216,7 @@ func newMemServer(t *testing.T, cfg Config, d *memDialer) *Server {
 	t.Helper()
 	cfg.Dialer = d
 	s := New(cfg, testLogger(t))
+	s.raw = nil // bound (faked) reply sockets only
 	s.openReply = func(netip.AddrPort) (*net.UDPConn, error) { return nil, errors.New("no reply sockets here") }
 	t.Cleanup(func() { s.Shutdown(0) })
 	return s
@@ -311,38 +313,102 @@ func TestDrops(t *testing.T) {
 	}
 }
 
-// While the upstream is opening, datagrams queue (up to maxPending) and go
-// out in order, before any later one.
+// While the upstream is opening, datagrams queue by bytes (up to
+// maxPendingBytes) and go out in order, before any later one. Many small
+// datagrams fit; what exceeds the budget is dropped and counted.
 func TestPendingQueue(t *testing.T) {
 	checkGoroutines(t)
 	d := &memDialer{gate: make(chan struct{})}
 	s := newMemServer(t, Config{}, d)
 	client := clientN(1)
 	oob := origDstCmsg(remoteDst)
-	const sent = maxPending + 5
+	// 500 small datagrams (a DHT node greeting 500 remotes) fit, then
+	// 1000-byte ones until the budget is spent.
+	const small, big = 500, 100
 	var want []string
-	for i := range sent {
-		msg := string(rune('a' + i))
+	var charged int64
+	for i := range small + big {
+		msg := fmt.Sprintf("%04d", i)
+		if i >= small {
+			msg += strings.Repeat("x", 996)
+		}
 		s.handleDatagram([]byte(msg), oob, 0, client)
-		if i < maxPending {
+		if cost := pendingCost([]byte(msg)); charged+cost <= maxPendingBytes {
+			charged += cost
 			want = append(want, msg)
 		}
 	}
-	if st := s.Stats(); st.DropQueue != sent-maxPending || st.DatagramsUp != 0 {
-		t.Errorf("while opening: %+v, want %d queue drops, nothing sent", st, sent-maxPending)
+	if len(want) <= small {
+		t.Fatalf("test broken: only %d datagrams fit the budget", len(want))
+	}
+	queued := uint64(len(want))
+	if st := s.Stats(); st.DropQueue != small+big-queued || st.DatagramsUp != 0 {
+		t.Errorf("while opening: %+v, want %d queue drops, nothing sent", st, small+big-queued)
+	}
+	if got := s.pendingBytes.Load(); got != charged {
+		t.Errorf("pending bytes %d, want %d", got, charged)
 	}
 	close(d.gate)
-	waitFor(t, "queue flush", func() bool { return s.Stats().DatagramsUp == maxPending })
+	waitFor(t, "queue flush", func() bool { return s.Stats().DatagramsUp == queued })
+	if got := s.pendingBytes.Load(); got != 0 {
+		t.Errorf("pending bytes %d after the flush, want 0", got)
+	}
 	s.handleDatagram([]byte("late"), oob, 0, client)
 	want = append(want, "late")
 	got, dsts := d.upstream(client).sent()
 	if strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Errorf("upstream got %q, want %q", got, want)
+		t.Errorf("upstream got %d datagrams, want %d in order", len(got), len(want))
 	}
 	for _, dst := range dsts {
 		if dst != remoteDst {
 			t.Errorf("sent to %s, want %s", dst, remoteDst)
 		}
+	}
+}
+
+// A single datagram of the largest size queues too: an empty queue takes
+// one datagram whatever its length.
+func TestPendingQueueTakesOneHugeDatagram(t *testing.T) {
+	checkGoroutines(t)
+	d := &memDialer{gate: make(chan struct{})}
+	s := newMemServer(t, Config{}, d)
+	huge := make([]byte, maxDatagram-28)
+	s.handleDatagram(huge, origDstCmsg(remoteDst), 0, clientN(1))
+	s.handleDatagram(huge, origDstCmsg(remoteDst), 0, clientN(1))
+	if st := s.Stats(); st.DropQueue != 1 {
+		t.Errorf("DropQueue = %d, want 1 (the second)", st.DropQueue)
+	}
+	close(d.gate)
+	waitFor(t, "queue flush", func() bool { return s.Stats().DatagramsUp == 1 })
+}
+
+// All queues together stay within maxPendingTotal: once it is spent, new
+// sessions start with nothing queued, and the budget comes back as the
+// upstreams open (or the sessions close).
+func TestPendingQueueGlobalBound(t *testing.T) {
+	checkGoroutines(t)
+	d := &memDialer{gate: make(chan struct{})}
+	s := newMemServer(t, Config{}, d)
+	oob := origDstCmsg(remoteDst)
+	payload := make([]byte, 1024-pendingOverhead) // costs exactly 1 KiB
+	const perSession = maxPendingBytes / 1024
+	const fill = maxPendingTotal / maxPendingBytes // sessions that fill the budget
+	const clients = fill + 10
+	for c := range clients {
+		for range perSession {
+			s.handleDatagram(payload, oob, 0, clientN(c))
+		}
+		if got := s.pendingBytes.Load(); got > maxPendingTotal {
+			t.Fatalf("after client %d: %d bytes pending, more than %d", c, got, maxPendingTotal)
+		}
+	}
+	if st := s.Stats(); st.DropQueue != (clients-fill)*perSession || st.SessionsTotal != clients {
+		t.Errorf("Stats = %+v, want %d queue drops and %d sessions", st, (clients-fill)*perSession, clients)
+	}
+	close(d.gate)
+	waitFor(t, "queues flushed", func() bool { return s.Stats().DatagramsUp == fill*perSession })
+	if got := s.pendingBytes.Load(); got != 0 {
+		t.Errorf("pending bytes %d after the flush, want 0", got)
 	}
 }
 
@@ -401,6 +467,7 @@ func TestDescriptorsReturnToBaseline(t *testing.T) {
 		})
 	}
 	s := New(Config{Dialer: DirectDialer{}}, testLogger(t))
+	s.raw = nil // bound (faked) reply sockets only
 	s.openReply = func(netip.AddrPort) (*net.UDPConn, error) {
 		return net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	}
@@ -518,5 +585,37 @@ func TestSpoofable(t *testing.T) {
 	s.deliver(ss, &replySlot{}, []byte("x"), netip.MustParseAddrPort("[::ffff:198.18.0.1]:53"), 0)
 	if st := s.Stats(); st.DropLocalSource != 1 || st.DropReplySocket != 0 || st.DatagramsDown != 0 {
 		t.Errorf("Stats = %+v, want one local-source drop", st)
+	}
+}
+
+// Without raw sockets (no CAP_NET_RAW, say) replies go by bound reply
+// sockets; the failure is logged once and the open is not retried for
+// every datagram.
+func TestRawUnavailableFallsBackToBound(t *testing.T) {
+	checkGoroutines(t)
+	var logs logBuffer
+	var opens atomic.Int64
+	h := startHarnessWith(t, Config{}, logs.logger(), func(s *Server) {
+		s.raw = newRawReplier(0)
+		s.raw.open = func(bool, uint32) (*rawSender, error) {
+			opens.Add(1)
+			return nil, unix.EPERM
+		}
+	})
+	client := listenUDP(t, "127.0.0.1:0")
+	sendTo(t, client, h.addr, "ping")
+	mapping := expectDatagram(t, h.backend, "ping")
+	for i := range 5 {
+		sendTo(t, h.backend, mapping, fmt.Sprint("pong ", i))
+		expectDatagram(t, client, fmt.Sprint("pong ", i))
+	}
+	if n := opens.Load(); n != 1 {
+		t.Errorf("raw sockets opened %d times, want 1 (then not before rawRetry)", n)
+	}
+	if st := h.s.Stats(); st.DatagramsDownRaw != 0 || st.DatagramsDown != 5 || st.ReplySockets != 1 {
+		t.Errorf("Stats = %+v, want 5 datagrams down by one bound socket", st)
+	}
+	if n := strings.Count(logs.String(), "udp raw reply sockets failed"); n != 1 {
+		t.Errorf("raw failure logged %d times, want once:\n%s", n, logs.String())
 	}
 }

@@ -18,9 +18,21 @@ const (
 	reasonError    = "error"
 )
 
-// maxPending is how many client datagrams a session queues while its
-// upstream is being opened; more are dropped (DropQueue).
-const maxPending = 8
+// While a session's upstream is being opened, its client's datagrams queue
+// by bytes, not by count: a client that greets thousands of remotes at once
+// (a BitTorrent DHT node, a P2P game) sends hundreds of small datagrams in
+// that time. A session queues up to maxPendingBytes, and all sessions
+// together up to maxPendingTotal, so a flood of new sessions cannot hold
+// more; the rest are dropped (DropQueue). Each queued datagram is charged
+// its length plus pendingOverhead for its copy's header and rounding.
+const (
+	maxPendingBytes = 64 << 10
+	maxPendingTotal = 8 << 20
+	pendingOverhead = 64
+)
+
+// pendingCost is what queueing p charges against the budgets.
+func pendingCost(p []byte) int64 { return int64(len(p)) + pendingOverhead }
 
 // maxTrackedDsts bounds the set of distinct destinations a session
 // remembers for its log line, so a client scanning ports costs no more.
@@ -52,17 +64,20 @@ type session struct {
 	rawIn *rawSock     // the descriptor up's datagrams are read from in batches, if any
 
 	lastDst atomic.Uint64 // hash of the last destination, skips the set on repeats
+	mtu     atomic.Int32  // of the route to the client, for raw replies; 0: not looked up
 
 	upDatagrams, upBytes     atomic.Uint64
 	downDatagrams, downBytes atomic.Uint64
 
-	mu       sync.Mutex
-	closed   bool
-	reason   string
-	err      error
-	pending  []pendingDatagram
-	firstDst netip.AddrPort
-	dsts     map[netip.AddrPort]struct{}
+	mu           sync.Mutex
+	closed       bool
+	reason       string
+	err          error
+	pending      []pendingDatagram
+	pendingBytes int64         // what pending is charged, also counted in pendingTotal
+	pendingTotal *atomic.Int64 // the server's pendingBytes
+	firstDst     netip.AddrPort
+	dsts         map[netip.AddrPort]struct{}
 }
 
 func (ss *session) lastActive() int64 { return ss.last.Load() }
@@ -88,13 +103,38 @@ func (ss *session) close(reason string, err error) bool {
 		return false
 	}
 	ss.closed, ss.reason, ss.err = true, reason, err
-	ss.pending = nil
+	ss.dropPendingLocked()
 	up := ss.up
 	ss.mu.Unlock()
 	ss.cancel()
 	if up != nil {
 		_ = up.Close()
 	}
+	return true
+}
+
+// dropPendingLocked forgets the queued datagrams and gives their bytes
+// back to the server's budget. ss.mu must be held.
+func (ss *session) dropPendingLocked() {
+	ss.pending = nil
+	if ss.pendingBytes != 0 && ss.pendingTotal != nil {
+		ss.pendingTotal.Add(-ss.pendingBytes)
+	}
+	ss.pendingBytes = 0
+}
+
+// chargeLocked reserves cost bytes of the per-session and the global
+// pending budgets; false if either is spent. An empty queue takes one
+// datagram of any size. ss.mu must be held (or ss not shared yet).
+func (ss *session) chargeLocked(cost int64) bool {
+	if ss.pendingBytes > 0 && ss.pendingBytes+cost > maxPendingBytes {
+		return false
+	}
+	if ss.pendingTotal.Add(cost) > maxPendingTotal {
+		ss.pendingTotal.Add(-cost)
+		return false
+	}
+	ss.pendingBytes += cost
 	return true
 }
 
@@ -123,18 +163,28 @@ func (ss *session) noteDst(dst netip.AddrPort, h uint64) {
 func (s *Server) newSession(key sessionKey, now int64, p []byte, dst netip.AddrPort) (*session, bool) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	ss := &session{
-		key:      key,
-		client:   key.client,
-		start:    time.Now(),
-		cancel:   cancel,
-		pending:  []pendingDatagram{{payload: append([]byte(nil), p...), dst: dst}},
-		firstDst: dst, // set before the session is listed (Sessions)
+		key:          key,
+		client:       key.client,
+		start:        time.Now(),
+		cancel:       cancel,
+		firstDst:     dst, // set before the session is listed (Sessions)
+		pendingTotal: &s.pendingBytes,
 	}
 	ss.last.Store(now)
+	// Queued before the session is listed, so no later datagram overtakes
+	// it. With the global budget spent a new session starts empty.
+	queued := ss.chargeLocked(pendingCost(p))
+	if queued {
+		ss.pending = []pendingDatagram{{payload: append([]byte(nil), p...), dst: dst}}
+	}
 	got, added := s.sessions.add(key, ss)
 	if !added {
+		ss.dropPendingLocked()
 		cancel()
 		return got, false
+	}
+	if !queued {
+		s.stats.dropQueue.Add(1)
 	}
 	s.stats.sessionsTotal.Add(1)
 	for s.sessions.len() > s.cfg.MaxSessions {
@@ -184,7 +234,7 @@ func (s *Server) enqueue(ss *session, p []byte, dst netip.AddrPort) (bool, error
 		return false, errSessionClosed
 	case ss.ready.Load():
 		return false, nil
-	case len(ss.pending) >= maxPending:
+	case !ss.chargeLocked(pendingCost(p)):
 		s.stats.dropQueue.Add(1)
 		return true, nil
 	}
@@ -237,7 +287,8 @@ func (s *Server) attach(ss *session, up Upstream, err error) bool {
 		return false
 	case err != nil:
 		s.stats.dropDial.Add(uint64(len(ss.pending)))
-		ss.closed, ss.reason, ss.err, ss.pending = true, reasonError, err, nil
+		ss.closed, ss.reason, ss.err = true, reasonError, err
+		ss.dropPendingLocked()
 		return false
 	}
 	ss.up = up
@@ -248,7 +299,7 @@ func (s *Server) attach(ss *session, up Upstream, err error) bool {
 		}
 		s.countUp(ss, 1, len(d.payload))
 	}
-	ss.pending = nil
+	ss.dropPendingLocked()
 	ss.raw, ss.rawIn = batchSockets(up)
 	ss.ready.Store(true)
 	return true

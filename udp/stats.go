@@ -16,15 +16,18 @@ type Stats struct {
 
 	DatagramsUp   uint64 // client -> remote
 	DatagramsDown uint64 // remote -> client
-	BytesUp       uint64 // client -> remote payload bytes
-	BytesDown     uint64 // remote -> client payload bytes
+	// DatagramsDownRaw counts the DatagramsDown sent from a raw reply
+	// socket (no descriptor per remote) rather than a bound one.
+	DatagramsDownRaw uint64
+	BytesUp          uint64 // client -> remote payload bytes
+	BytesDown        uint64 // remote -> client payload bytes
 
 	DropTruncated   uint64 // datagram larger than the receive buffer (MSG_TRUNC)
 	DropCtrunc      uint64 // control data truncated (MSG_CTRUNC)
 	DropNoOrigDst   uint64 // no or garbled original-destination control message
 	DropLoop        uint64 // original destination is gatewayd itself
 	DropFamily      uint64 // destination family differs from the client's
-	DropQueue       uint64 // client datagrams beyond the queue of a session still opening its upstream
+	DropQueue       uint64 // client datagrams beyond the byte budget (per session, global) of sessions still opening their upstreams
 	DropDial        uint64 // queued client datagrams lost because the upstream could not be opened
 	DropRejected    uint64 // the Router's route was RouteReject
 	DropSendUp      uint64 // sending to the remote failed
@@ -42,10 +45,11 @@ type counters struct {
 	flowsHeld       atomic.Uint64
 	holdTimeouts    atomic.Uint64
 
-	datagramsUp   atomic.Uint64
-	datagramsDown atomic.Uint64
-	bytesUp       atomic.Uint64
-	bytesDown     atomic.Uint64
+	datagramsUp      atomic.Uint64
+	datagramsDown    atomic.Uint64
+	datagramsDownRaw atomic.Uint64
+	bytesUp          atomic.Uint64
+	bytesDown        atomic.Uint64
 
 	dropTruncated   atomic.Uint64
 	dropCtrunc      atomic.Uint64
@@ -75,10 +79,11 @@ func (s *Server) Stats() Stats {
 		FlowsHeld:       c.flowsHeld.Load(),
 		HoldTimeouts:    c.holdTimeouts.Load(),
 
-		DatagramsUp:   c.datagramsUp.Load(),
-		DatagramsDown: c.datagramsDown.Load(),
-		BytesUp:       c.bytesUp.Load(),
-		BytesDown:     c.bytesDown.Load(),
+		DatagramsUp:      c.datagramsUp.Load(),
+		DatagramsDown:    c.datagramsDown.Load(),
+		DatagramsDownRaw: c.datagramsDownRaw.Load(),
+		BytesUp:          c.bytesUp.Load(),
+		BytesDown:        c.bytesDown.Load(),
 
 		DropTruncated:   c.dropTruncated.Load(),
 		DropCtrunc:      c.dropCtrunc.Load(),

@@ -91,6 +91,7 @@ func TestUDPCollector(t *testing.T) {
 		{"gatewayd_udp_sessions_closed_total", []string{"reason", "idle"}, s.SessionsExpired},
 		{"gatewayd_udp_sessions_closed_total", []string{"reason", "evicted"}, s.SessionsEvicted},
 		{"gatewayd_udp_reply_sockets", nil, s.ReplySockets},
+		{"gatewayd_udp_raw_replies_total", nil, s.DatagramsDownRaw},
 		{"gatewayd_udp_drops_total", []string{"reason", "loop"}, s.DropLoop},
 		{"gatewayd_udp_drops_total", []string{"reason", "send_down_failed"}, s.DropSendDown},
 	} {

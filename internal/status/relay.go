@@ -68,8 +68,11 @@ func UDPCollector(stats func() udp.Stats, labels ...Label) Collector {
 		w.Counter(closedName, closedHelp, float64(s.SessionsEvicted), with(labels, L("reason", "evicted"))...)
 		w.Counter(closedName, closedHelp, float64(s.SessionsExpired), with(labels, L("reason", "idle"))...)
 
-		w.Gauge("gatewayd_udp_reply_sockets", "Transparent UDP reply sockets open now.",
+		w.Gauge("gatewayd_udp_reply_sockets", "Transparent UDP reply sockets open now (bound to a remote that streams).",
 			float64(s.ReplySockets), labels...)
+		w.Counter("gatewayd_udp_raw_replies_total",
+			"UDP datagrams to clients sent from the raw reply sockets (no descriptor per remote); part of direction=down.",
+			float64(s.DatagramsDownRaw), labels...)
 		w.Counter("gatewayd_udp_flows_held_total",
 			"UDP flows whose first datagrams were held until the route was known (a QUIC ClientHello over several Initials).",
 			float64(s.FlowsHeld), labels...)
