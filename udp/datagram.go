@@ -198,6 +198,9 @@ func (s *Server) relay(key sessionKey, dst netip.AddrPort, p []byte, now int64) 
 				ss.noteDst(dst, dstHash)
 				return
 			}
+			if ss == nil {
+				return // no descriptor for it: counted
+			}
 		}
 		ss.touch(now)
 		ss.noteDst(dst, dstHash)

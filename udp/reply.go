@@ -133,15 +133,19 @@ func (s *Server) reply(remote netip.AddrPort, now int64) (*replySock, error) {
 		rs.touch(now)
 		return rs, nil
 	}
+	if !s.cfg.FDs.Take(1) {
+		return nil, fmt.Errorf("binding reply socket to %s: %w", remote, errFDBudget)
+	}
 	conn, err := s.openReply(remote)
 	if err != nil {
+		s.cfg.FDs.Give(1)
 		return nil, err
 	}
 	rs := &replySock{conn: conn, raw: newRawSock(conn)}
 	rs.last.Store(now)
 	got, added := s.replies.add(remote, rs)
 	if !added {
-		_ = conn.Close()
+		s.closeReply(rs)
 		got.touch(now)
 		return got, nil
 	}
@@ -150,9 +154,18 @@ func (s *Server) reply(remote netip.AddrPort, now int64) (*replySock, error) {
 		if !ok {
 			break
 		}
-		_ = victim.conn.Close()
+		s.closeReply(victim)
 	}
 	return rs, nil
+}
+
+// errFDBudget: the descriptor budget is spent.
+var errFDBudget = errors.New("descriptor budget spent")
+
+// closeReply closes a bound reply socket and gives its descriptor back.
+func (s *Server) closeReply(rs *replySock) {
+	_ = rs.conn.Close()
+	s.cfg.FDs.Give(1)
 }
 
 // spoofable reports whether gatewayd may send from a as if it were the

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gatewayd/gatewayd/internal/fdbudget"
 	"github.com/gatewayd/gatewayd/internal/listen"
 )
 
@@ -67,6 +68,13 @@ type Config struct {
 	// MaxReplySockets bounds the reply socket cache, least recently used
 	// first out. <= 0: 2*MaxSessions.
 	MaxReplySockets int
+	// FDs is the process's descriptor budget: a session takes one for its
+	// upstream socket, a bound reply socket one. At the budget a new
+	// session takes over the descriptor of the least recently active
+	// session, which is evicted (UDP recycles its own descriptors, never
+	// TCP's), and a remote that would get a bound reply socket stays on the
+	// raw ones. nil: no budget.
+	FDs *fdbudget.Budget
 	// IsLocal reports router-local addresses, for the loop guard and to
 	// refuse spoofing them. It must be safe for concurrent use. nil: only
 	// listener addresses and loopback/unspecified addresses on a listener
@@ -216,7 +224,7 @@ func (s *Server) Shutdown(grace time.Duration) {
 		s.cancel()
 		s.sessWG.Wait()
 		for _, rs := range s.replies.drain() {
-			_ = rs.conn.Close()
+			s.closeReply(rs)
 		}
 		if s.raw != nil {
 			s.raw.close()
@@ -272,7 +280,7 @@ func (s *Server) sweep(now int64) {
 		}
 	}
 	for _, rs := range s.replies.expire(cutoff) {
-		_ = rs.conn.Close()
+		s.closeReply(rs)
 	}
 	if s.raw != nil {
 		s.raw.expire(cutoff)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gatewayd/gatewayd/internal/fdbudget"
 	"net"
 	"net/netip"
 	"strings"
@@ -617,5 +618,42 @@ func TestRawUnavailableFallsBackToBound(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "udp raw reply sockets failed"); n != 1 {
 		t.Errorf("raw failure logged %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+// At the descriptor budget a new session takes over the descriptor of the
+// least recently active one (evicted), so UDP never holds more than it had
+// when the budget ran out; with no session to take from, the datagram is
+// dropped and counted.
+func TestSessionsAtTheFDBudget(t *testing.T) {
+	checkGoroutines(t)
+	const budget, burst = 5, 200
+	fds := fdbudget.New(budget)
+	d := &memDialer{}
+	s := newMemServer(t, Config{MaxSessions: 1000, FDs: fds}, d)
+	oob := origDstCmsg(remoteDst)
+	for i := range burst {
+		s.handleDatagram([]byte("x"), oob, 0, clientN(i))
+		if used := fds.Stats().Used; used > budget {
+			t.Fatalf("after %d clients: %d descriptors used, budget %d", i+1, used, budget)
+		}
+		if _, ok := s.sessions.get(sessionKey{client: clientN(i)}); !ok {
+			t.Fatalf("client %d got no session", i)
+		}
+	}
+	if st := s.Stats(); st.SessionsActive != budget || st.SessionsEvicted != burst-budget || st.DropFDs != 0 {
+		t.Errorf("Stats = %+v, want %d active, %d evicted, no fd drops", st, budget, burst-budget)
+	}
+	waitFor(t, "evicted upstreams closed", func() bool { return d.open.Load() <= budget })
+
+	// TCP took what UDP gave back: nothing left to take over.
+	s.Shutdown(0)
+	if used := fds.Stats().Used; used != 0 {
+		t.Fatalf("%d descriptors still held after Shutdown", used)
+	}
+	s2 := newMemServer(t, Config{MaxSessions: 1000, FDs: fdbudget.New(0)}, &memDialer{})
+	s2.handleDatagram([]byte("x"), oob, 0, clientN(0))
+	if st := s2.Stats(); st.SessionsActive != 0 || st.DropFDs != 1 {
+		t.Errorf("with an empty budget: Stats = %+v, want no session and 1 fd drop", st)
 	}
 }

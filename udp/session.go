@@ -64,6 +64,7 @@ type session struct {
 	rawIn *rawSock     // the descriptor up's datagrams are read from in batches, if any
 
 	lastDst atomic.Uint64 // hash of the last destination, skips the set on repeats
+	holdsFD atomic.Bool   // holds a descriptor of Config.FDs for its upstream
 	mtu     atomic.Int32  // of the route to the client, for raw replies; 0: not looked up
 
 	upDatagrams, upBytes     atomic.Uint64
@@ -159,8 +160,14 @@ func (ss *session) noteDst(dst netip.AddrPort, h uint64) {
 
 // newSession creates the session for client with its first datagram
 // queued, makes room for it and starts its goroutine. If another read loop
-// created one first, it returns that one and false: the caller sends.
+// created one first, it returns that one and false: the caller sends. If
+// the session can have no descriptor, it returns nil and false, the
+// datagram dropped and counted.
 func (s *Server) newSession(key sessionKey, now int64, p []byte, dst netip.AddrPort) (*session, bool) {
+	if !s.takeFD() {
+		s.stats.dropFDs.Add(1)
+		return nil, false
+	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	ss := &session{
 		key:          key,
@@ -177,10 +184,12 @@ func (s *Server) newSession(key sessionKey, now int64, p []byte, dst netip.AddrP
 	if queued {
 		ss.pending = []pendingDatagram{{payload: append([]byte(nil), p...), dst: dst}}
 	}
+	ss.holdsFD.Store(true)
 	got, added := s.sessions.add(key, ss)
 	if !added {
 		ss.dropPendingLocked()
 		cancel()
+		s.giveFD(ss)
 		return got, false
 	}
 	if !queued {
@@ -270,7 +279,39 @@ func (s *Server) runSession(ctx context.Context, ss *session) {
 		}
 	}
 	s.sessions.remove(ss.key, ss)
+	s.giveFD(ss)
 	s.logSession(ss)
+}
+
+// takeFD takes a descriptor for a new session from the budget or, when it
+// is spent, from the least recently active session, which is evicted: its
+// upstream is closed now and it never gives the descriptor back. A flood of
+// new sessions thus recycles UDP's own descriptors and never takes TCP's.
+// false: no session to take one from.
+func (s *Server) takeFD() bool {
+	if s.cfg.FDs.Take(1) {
+		return true
+	}
+	for {
+		victim, ok := s.sessions.popOldest(nil)
+		if !ok {
+			return false
+		}
+		if victim.close(reasonEvicted, nil) {
+			s.stats.sessionsEvicted.Add(1)
+		}
+		if victim.holdsFD.Swap(false) {
+			return true
+		}
+	}
+}
+
+// giveFD returns ss's descriptor to the budget, unless another session
+// took it over.
+func (s *Server) giveFD(ss *session) {
+	if ss.holdsFD.Swap(false) {
+		s.cfg.FDs.Give(1)
+	}
 }
 
 // attach makes up the session's upstream and sends the queued datagrams,

@@ -35,6 +35,7 @@ type Stats struct {
 	DropReplySocket uint64 // no reply socket could be bound to the remote address
 	DropSendDown    uint64 // sending to the client failed
 	DropHeld        uint64 // held for a route decision when the server shut down
+	DropFDs         uint64 // a new session's first datagram: no descriptor in the budget and no UDP session to take one from
 }
 
 // counters are the live values behind Stats.
@@ -64,6 +65,7 @@ type counters struct {
 	dropReplySocket atomic.Uint64
 	dropSendDown    atomic.Uint64
 	dropHeld        atomic.Uint64
+	dropFDs         atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters. The fields are read one by one,
@@ -98,5 +100,6 @@ func (s *Server) Stats() Stats {
 		DropReplySocket: c.dropReplySocket.Load(),
 		DropSendDown:    c.dropSendDown.Load(),
 		DropHeld:        c.dropHeld.Load(),
+		DropFDs:         c.dropFDs.Load(),
 	}
 }

@@ -59,6 +59,7 @@ func newDaemon(cfg *gateway.Config, g *gateway.Gateway, log *slog.Logger, level 
 		IsLocal:     local.Has,
 	}, log.With("relay", "tcp"))
 	d.udp = udp.New(udp.Config{
+		FDs:         d.fds,
 		Listen:      cfg.ListenAddrPorts(),
 		BypassMark:  cfg.TProxy.BypassMark,
 		IdleTimeout: cfg.UDP.IdleTimeout.Duration,

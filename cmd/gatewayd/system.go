@@ -65,8 +65,10 @@ func newLevelLogger(cfg *gateway.Config, w io.Writer) (*slog.Logger, *slog.Level
 	return slog.New(slog.NewTextHandler(w, opts)), lvl
 }
 
-// udpFDsPerSession is what a UDP session can hold: its upstream socket and
-// up to two reply sockets (udp.Config.MaxReplySockets' default).
+// udpFDsPerSession is the most a UDP session can hold: its upstream socket
+// and up to two bound reply sockets (udp.Config.MaxReplySockets' default).
+// Most hold one: replies leave from a few shared raw sockets, and only a
+// remote that streams gets a bound socket.
 const udpFDsPerSession = 3
 
 // checkFileLimit warns when the descriptor limit cannot hold the configured

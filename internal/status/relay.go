@@ -101,6 +101,7 @@ func udpDrops(s udp.Stats) []keyedCount {
 		{"loop", s.DropLoop},
 		{"family_mismatch", s.DropFamily},
 		{"queue_full", s.DropQueue},
+		{"fd_limit", s.DropFDs},
 		{"dial_failed", s.DropDial},
 		{"rejected", s.DropRejected},
 		{"send_up_failed", s.DropSendUp},
