@@ -289,10 +289,10 @@ func (s *Server) runSession(ctx context.Context, ss *session) {
 // new sessions thus recycles UDP's own descriptors and never takes TCP's.
 // false: no session to take one from.
 func (s *Server) takeFD() bool {
-	if s.cfg.FDs.Take(1) {
-		return true
-	}
 	for {
+		if s.cfg.FDs.Take(1) { // also what a victim's ending gave back meanwhile
+			return true
+		}
 		victim, ok := s.sessions.popOldest(nil)
 		if !ok {
 			return false
