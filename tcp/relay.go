@@ -163,7 +163,8 @@ func (r *relayer) unregister(f *relayFlow) {
 	r.mu.Unlock()
 }
 
-// wake starts a goroutine for a parked direction whose socket woke up.
+// wake serves a parked direction whose socket woke up (pass), in the
+// poller's goroutine.
 func (r *relayer) wake(id uint64, d int) {
 	r.mu.Lock()
 	f := r.flows[id]
