@@ -100,8 +100,9 @@ type direction struct {
 // start relays between client and upstream until both directions are done
 // (each passes its FIN on with CloseWrite), then closes both and calls done
 // once, from whichever goroutine finished the flow (start's own caller when
-// the flow cannot start; end's caller when it ends a parked flow, so end must
-// not be called with a lock that done takes). An error in either direction
+// the flow cannot start or ends during its first pass; end's caller when it
+// ends a parked flow, so neither start nor end may be called with a lock
+// that done takes). An error in either direction
 // resets both conns; a flow idle for idle (0: never) is closed. start
 // returns at once.
 func (r *relayer) start(client, upstream *net.TCPConn, idle time.Duration, done func(outcome)) *relayFlow {
@@ -116,12 +117,12 @@ func (r *relayer) start(client, upstream *net.TCPConn, idle time.Duration, done 
 		return f
 	}
 	f.idle.arm(f, idle)
-	// Both directions start running, as io.Copy did: a short flow (a
-	// request and its answer) ends before it would park, without one
-	// epoll call.
+	// Each direction first moves what is there already (often the
+	// client's request) in the caller's goroutine, then parks: a new flow
+	// starts no goroutine unless it has a bulk transfer to make.
 	for d := range f.dirs {
 		f.dirs[d].state.Store(stateRunning)
-		go f.serve(d, &carrier{pool: r.pipes})
+		f.pass(d)
 	}
 	return f
 }
