@@ -25,10 +25,10 @@ const (
 	reasonNoDst    = "no destination"
 )
 
-// lingerActive is how long a direction that just moved bytes keeps its
-// goroutine, waiting in Go's poller like io.Copy, before it parks. Bulk
-// flows therefore never pay for parking; a flow pays it once per pause
-// longer than this.
+// lingerActive is how long a direction in a goroutine of its own (a bulk
+// transfer) keeps it, waiting in Go's poller like io.Copy, after its last
+// bytes before it parks. Bulk flows therefore do not pay for parking at
+// every pause.
 const lingerActive = 500 * time.Millisecond
 
 // outcome is how a flow ended.
@@ -53,11 +53,13 @@ const (
 	stateDone
 )
 
-// relayer relays the flows of one Server. A direction that had nothing to
-// move for lingerActive holds no goroutine and no pipe: it waits in the
-// relayer's epoll set (parking) and a goroutine is started when its source
-// socket has data, EOF or an error. An idle flow costs its two sockets and
-// a few hundred bytes.
+// relayer relays the flows of one Server. A direction with nothing to move
+// holds no goroutine and no pipe: it waits in the relayer's epoll set
+// (parking), and when its source socket has data, EOF or an error the
+// poller moves what is there (pass). Only a direction with more than
+// passBudget to move, or a full destination, gets a goroutine (serve),
+// which parks again after lingerActive without data. An idle flow costs
+// its two sockets and a few hundred bytes.
 type relayer struct {
 	pipes  *pipePool
 	linger time.Duration
