@@ -38,16 +38,16 @@ const (
 )
 
 // hostileRSSBound is the most resident memory gatewayd may reach during
-// the flood: what its design bounds, not what a small router can spare
-// (TestHostileUDPFloodMemory asks for that). The flood keeps max_sessions
-// (4 096) UDP sessions open, evicting the oldest; a session holds an
-// upstream socket, a reader goroutine and its state, and one that
-// received a datagram in the last second (udp.bufferLinger) a 64 KiB
-// receive buffer: 256 MiB for all of them, if every page were touched.
-// 64 MiB more are for the rest: gatewayd at rest (about 14 MiB), the DNS
-// hijack's 1 024 queries in resolution per listener (a goroutine and a
-// copy of the datagram each), the reply sockets and the Go heap's
-// headroom between collections. Measured peaks: 110-160 MiB.
+// the flood: a bound that catches runaway growth, not what a small router
+// can spare. The UDP relay makes it this high: the flood keeps
+// max_sessions (4 096) UDP sessions open, evicting the oldest, and a
+// session that relayed a datagram in the last second holds a 64 KiB
+// receive buffer (udp.bufferLinger), 1 MiB when its upstream has
+// datagrams queued; the Go heap went to 384 MiB in such a flood. Small
+// datagrams dirty only the start of each buffer, so the RSS stays far
+// lower: measured 110-163 MiB, with gatewayd at rest about 14 MiB. The
+// rest of the flood costs little: the DNS hijack answers garbage in its
+// read loop, and the TCP and status probes are single flows.
 const hostileRSSBound = 320 * mib
 
 // floodCount counts what the flood senders sent.
