@@ -45,7 +45,7 @@ const (
 // receive buffer (udp.bufferLinger), 1 MiB when its upstream has
 // datagrams queued; the Go heap went to 384 MiB in such a flood. Small
 // datagrams dirty only the start of each buffer, so the RSS stays far
-// lower: measured 110-163 MiB, with gatewayd at rest about 14 MiB. The
+// lower: measured 110-185 MiB, with gatewayd at rest about 14 MiB. The
 // rest of the flood costs little: the DNS hijack answers garbage in its
 // read loop, and the TCP and status probes are single flows.
 const hostileRSSBound = 320 * mib
