@@ -41,7 +41,7 @@ type Server struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // UDP read loops
-	dropped atomic.Uint64  // queries dropped: undecodable destination, send errors
+	dropped atomic.Uint64  // queries dropped: undecodable destination, send errors, garbage to an address with no reply socket open
 }
 
 // NewServer returns a server answering with h.

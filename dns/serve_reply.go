@@ -64,6 +64,18 @@ func (r *replySockets) sender(src netip.AddrPort) (*udp.Sender, error) {
 	return rs.raw, nil
 }
 
+// open is src's socket for batched sends if one is open; it opens none.
+func (r *replySockets) open(src netip.AddrPort) (*udp.Sender, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rs, ok := r.m[src]
+	if !ok || r.closed || rs.raw == nil {
+		return nil, false
+	}
+	rs.used = time.Now()
+	return rs.raw, true
+}
+
 func (r *replySockets) socket(src netip.AddrPort) (*replySocket, error) {
 	now := time.Now()
 	r.mu.Lock()

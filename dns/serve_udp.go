@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/gatewayd/gatewayd/udp"
+	"github.com/miekg/dns"
 )
 
 // maxResolving bounds the UDP queries being resolved at once per listener
@@ -51,6 +52,17 @@ func (s *Server) readLoop(c *net.UDPConn) error {
 			if hits.answer(query, client, dst) {
 				continue
 			}
+			// An undecodable datagram is answered here (a FORMERR
+			// header, or nothing): it needs no resolver, and a flood of
+			// garbage must not take the resolving slots real queries
+			// need. Its answer leaves only from a reply socket already
+			// open (see send).
+			if new(dns.Msg).Unpack(query) != nil {
+				if reply, ok := s.h.Load().HandleWire(s.ctx, query, QueryInfo{Client: client, Transport: "udp"}); ok {
+					hits.queue(reply, client, dst)
+				}
+				continue
+			}
 			select {
 			case resolving <- struct{}{}:
 			default:
@@ -78,7 +90,9 @@ type hitBatch struct {
 	n    int
 	dst  [udpBatch]netip.AddrPort
 	to   [udpBatch]netip.AddrPort
-	sb   *udp.SendBatch
+	// garbage marks answers to undecodable datagrams (queue).
+	garbage [udpBatch]bool
+	sb      *udp.SendBatch
 
 	order [udpBatch]int // flush's send order
 }
@@ -92,8 +106,17 @@ func (h *hitBatch) answer(query []byte, client, dst netip.AddrPort) bool {
 		return false
 	}
 	h.outs[h.n], h.dst[h.n], h.to[h.n] = out, dst, client
+	h.garbage[h.n] = false
 	h.n++
 	return true
+}
+
+// queue queues the answer to an undecodable datagram of the batch.
+func (h *hitBatch) queue(reply []byte, client, dst netip.AddrPort) {
+	h.outs[h.n] = append(h.outs[h.n][:0], reply...)
+	h.dst[h.n], h.to[h.n] = dst, client
+	h.garbage[h.n] = true
+	h.n++
 }
 
 // flush sends the queued answers with one sendmmsg(2) per reply address
@@ -131,9 +154,23 @@ func (h *hitBatch) compare(a, b int) int {
 	return len(h.outs[b]) - len(h.outs[a]) // longest first: a GSO run may end with a shorter one
 }
 
-// send sends the answers idx from src.
+// send sends the answers idx from src. Answers to garbage alone open no
+// reply socket: random bytes sent to port 53 at a new address each time
+// would otherwise cost gatewayd a transparent socket per datagram (and
+// its read loop the time to open it, while real queries queue behind).
+// They are counted as dropped.
 func (h *hitBatch) send(src netip.AddrPort, idx []int) {
-	snd, err := h.s.replies.sender(src)
+	var snd *udp.Sender
+	var err error
+	if !slices.ContainsFunc(idx, func(i int) bool { return !h.garbage[i] }) {
+		var ok bool
+		if snd, ok = h.s.replies.open(src); !ok {
+			h.s.dropped.Add(uint64(len(idx)))
+			return
+		}
+	} else {
+		snd, err = h.s.replies.sender(src)
+	}
 	if err != nil {
 		h.s.dropped.Add(uint64(len(idx)))
 		h.s.log.Debug("dns answers not sent", "from", src.String(), "err", err)

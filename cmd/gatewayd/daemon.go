@@ -177,3 +177,9 @@ func closeResolver(h *dns.Handler) {
 func (d *daemon) flowCount() int {
 	return int(d.tcp.Stats().Active + d.udp.Stats().SessionsActive)
 }
+
+// flowsStarted is the flows ever started: TCP connections accepted and
+// UDP sessions created.
+func (d *daemon) flowsStarted() uint64 {
+	return d.tcp.Stats().Accepted + d.udp.Stats().SessionsTotal
+}

@@ -144,7 +144,7 @@ func cmdRun(cfg *gateway.Config, _, stderr io.Writer) error {
 	g.Relays = d.relays()
 	stopReloads := startReloads(ctx, d, fs, cfg, log)
 	defer stopReloads()
-	go trimMemory(ctx, d.flowCount, log)
+	go trimMemory(ctx, d.flowCount, d.flowsStarted, log)
 	// The gateway stops only once no reload runs any more: a reload
 	// finishing after the rules are removed would put them back (the
 	// gateway also refuses one then).

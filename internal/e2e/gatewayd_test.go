@@ -41,6 +41,7 @@ type opts struct {
 	bypass []string // added to the default bypass list
 	udp    string   // [udp] section body, e.g. "idle_timeout = \"1s\"\n"
 	dns    string   // [dns] section body; "" disables the DNS hijack
+	level  string   // log.level; "" = debug
 }
 
 // configText renders a gatewayd config for the lab: the shipped defaults
@@ -67,7 +68,11 @@ func configText(stateDir string, o opts) string {
 		o.dns = "enabled = false\n"
 	}
 	b.WriteString("[dns]\n" + o.dns)
-	b.WriteString("[log]\nlevel = \"debug\"\n[shutdown]\ngrace = \"300ms\"\n")
+	level := o.level
+	if level == "" {
+		level = "debug"
+	}
+	fmt.Fprintf(&b, "[log]\nlevel = %q\n[shutdown]\ngrace = \"300ms\"\n", level)
 	return b.String()
 }
 

@@ -44,6 +44,6 @@ func DNSCollector(stats func() dns.Stats) Collector {
 // server.Dropped.
 func DNSServerCollector(dropped func() uint64) Collector {
 	return func(w *Writer) {
-		w.Counter("gatewayd_dns_dropped_total", "DNS queries dropped by the hijack transport: undecodable destination, send errors.", float64(dropped()))
+		w.Counter("gatewayd_dns_dropped_total", "DNS queries dropped by the hijack transport: undecodable destination, send errors, garbage sent to an address no reply socket is open for.", float64(dropped()))
 	}
 }
