@@ -22,6 +22,13 @@ const maxDatagram = 65535
 // the bufferless wait once per burst, not per datagram.
 const bufferLinger = time.Second
 
+// maxLingering bounds the receive buffers session readers keep between
+// datagrams, in 64 KiB buffers (16 MiB). Beyond it a reader gives its
+// buffers back after every read and waits without any: a flood that keeps
+// thousands of sessions busy costs a pool round trip per datagram instead
+// of 64 KiB to 1 MiB per session (4 096 sessions held 256 MiB).
+const maxLingering = 256
+
 // A session reader starts a burst with a one-datagram batch (one 64 KiB
 // buffer, what an idle-then-answered session like DNS needs) and moves to
 // a sessionBatch-datagram one when a read finds datagrams already queued:
@@ -43,9 +50,17 @@ func newDownBatch(n int) *downBatch {
 	return &downBatch{rb: newRecvBatch(n, 0), sb: newSendBatch(n), raw: newRawBatch(), big: n > 1}
 }
 
+// batchBuffers is what a batch counts against maxLingering.
+func batchBuffers(big bool) int64 {
+	if big {
+		return sessionBatch
+	}
+	return 1
+}
+
 // getBatch takes a small or big batch from its pool.
 func (s *Server) getBatch(big bool) *downBatch {
-	s.bufsHeld.Add(1)
+	s.bufsHeld.Add(batchBuffers(big))
 	if big {
 		return s.bigBatches.Get().(*downBatch)
 	}
@@ -53,7 +68,7 @@ func (s *Server) getBatch(big bool) *downBatch {
 }
 
 func (s *Server) putBatch(b *downBatch) {
-	s.bufsHeld.Add(-1)
+	s.bufsHeld.Add(-batchBuffers(b.big))
 	b.sb.begin(nil)
 	if b.big {
 		s.bigBatches.Put(b)
@@ -119,13 +134,19 @@ func (s *Server) burst(ss *session, up Upstream, slot *replySlot, linger bool) e
 		lastRead = s.now()
 		if ss.rawIn == nil {
 			s.deliver(ss, slot, b.rb.bufs[:n], from, lastRead)
+		} else {
+			s.deliverBatch(ss, slot, b, lastRead)
+		}
+		if linger && s.bufsHeld.Load() > maxLingering {
+			return up.SetReadDeadline(time.Time{}) // too many readers hold buffers: wait without
+		}
+		if ss.rawIn == nil {
 			continue
 		}
-		s.deliverBatch(ss, slot, b, lastRead)
 		// Resize: a read that found datagrams queued (not the first, which
 		// the bufferless wait made sure of) means the upstream is busy.
 		switch {
-		case !b.big && !b.rb.waited && reads > 0:
+		case !b.big && !b.rb.waited && reads > 0 && s.bufsHeld.Load()+sessionBatch <= maxLingering: // a big batch only while buffers are not scarce
 			s.putBatch(b)
 			b, thin = s.getBatch(true), 0
 		case b.big && b.rb.waited && b.rb.n == 1:
