@@ -16,7 +16,7 @@ TOOLS    := ip:iproute2 iptables:iptables ip6tables:iptables iptables-restore:ip
             setpriv:util-linux unshare:util-linux qemu-mipsel-static:qemu-user-static \
             qemu-aarch64-static:qemu-user-static systemd-analyze:systemd systemd-nspawn:systemd-container
 
-.PHONY: all build deps test test-unit demo bench lint cross rootfs clean
+.PHONY: all build deps test test-unit fuzz demo bench lint cross rootfs clean
 
 all: build
 
@@ -50,6 +50,24 @@ test: deps
 # test-unit runs what needs no root.
 test-unit:
 	$(GO) test -count=1 -short ./gateway/... ./tcp/... ./cmd/... ./route/... ./sniff/... ./dispatch/... ./outbound/...
+
+# fuzz runs every Fuzz* target of the module (found by grep, so new ones
+# are picked up) for FUZZTIME each, one at a time: go test -fuzz takes one
+# target of one package. A crasher fails it; go test saves the input under
+# the package's testdata/fuzz/FuzzX/, to commit with the fix as a
+# regression test that plain `go test` runs from then on. FUZZPARALLEL
+# workers per target (go's default is GOMAXPROCS).
+FUZZTIME     ?= 20s
+FUZZPARALLEL ?= 2
+fuzz:
+	@failed=""; n=0; \
+	for t in $$(grep -rEo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]+' . | sed -E 's|^\./||; s|^([^:]*/)?[^/:]*:func |\1:|' | sort -u); do \
+	  dir=$${t%%:*}; name=$${t##*:}; n=$$((n + 1)); \
+	  echo "fuzz: ./$$dir $$name ($(FUZZTIME))"; \
+	  $(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) -parallel=$(FUZZPARALLEL) ./$$dir || failed="$$failed ./$$dir:$$name"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: crashers in$$failed (inputs in testdata/fuzz/)"; exit 1; fi; \
+	echo "fuzz: $$n targets, no crasher"
 
 demo: deps build
 	$(GO) run ./internal/cmd/gwlab -gatewayd $(BIN) demo
