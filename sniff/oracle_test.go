@@ -64,14 +64,18 @@ func checkAgainstStdlibTLS(t *testing.T, b []byte, got string, err error) {
 // stdlibHost is net/http's reading of a request head: the host
 // http.ReadRequest finds (absolute-form or CONNECT target, else Host),
 // without port, and whether it parsed an HTTP/1.x request (it also reads
-// "HTTP/2.0" request lines, which its server then refuses).
+// "HTTP/2.0" request lines, which its server then refuses) with a numeric
+// port, if any (net.SplitHostPort takes any port).
 func stdlibHost(b []byte) (string, bool) {
 	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(b)))
 	if err != nil || req.ProtoMajor != 1 {
 		return "", false
 	}
 	host := req.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
+	if h, port, err := net.SplitHostPort(host); err == nil {
+		if strings.Trim(port, "0123456789") != "" {
+			return "", false // HTTPHost refuses a port that is not a number
+		}
 		host = h
 	}
 	return host, true
