@@ -56,7 +56,8 @@ test-unit:
 # target of one package. A crasher fails it; go test saves the input under
 # the package's testdata/fuzz/FuzzX/, to commit with the fix as a
 # regression test that plain `go test` runs from then on. FUZZPARALLEL
-# workers per target (go's default is GOMAXPROCS).
+# workers per target (go's default is GOMAXPROCS). Minimizing each new
+# input for go's default 60 s would eat the time of slow targets.
 FUZZTIME     ?= 20s
 FUZZPARALLEL ?= 2
 fuzz:
@@ -64,7 +65,7 @@ fuzz:
 	for t in $$(grep -rEo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]+' . | sed -E 's|^\./||; s|^([^:]*/)?[^/:]*:func |\1:|' | sort -u); do \
 	  dir=$${t%%:*}; name=$${t##*:}; n=$$((n + 1)); \
 	  echo "fuzz: ./$$dir $$name ($(FUZZTIME))"; \
-	  $(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) -parallel=$(FUZZPARALLEL) ./$$dir || failed="$$failed ./$$dir:$$name"; \
+	  $(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s -parallel=$(FUZZPARALLEL) ./$$dir || failed="$$failed ./$$dir:$$name"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz: crashers in$$failed (inputs in testdata/fuzz/)"; exit 1; fi; \
 	echo "fuzz: $$n targets, no crasher"
