@@ -65,11 +65,17 @@ func checkAgainstStdlibTLS(t *testing.T, b []byte, got string, err error) {
 // http.ReadRequest finds (absolute-form or CONNECT target, else Host),
 // without port, and whether it parsed an HTTP/1.x request (it also reads
 // "HTTP/2.0" request lines, which its server then refuses) with a numeric
-// port, if any (net.SplitHostPort takes any port).
+// port, if any (net.SplitHostPort takes any port), and no space in a field
+// name (ReadRequest keeps "Name :" fields, its server refuses them).
 func stdlibHost(b []byte) (string, bool) {
 	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(b)))
 	if err != nil || req.ProtoMajor != 1 {
 		return "", false
+	}
+	for name := range req.Header {
+		if strings.ContainsRune(name, ' ') {
+			return "", false
+		}
 	}
 	host := req.Host
 	if h, port, err := net.SplitHostPort(host); err == nil {
