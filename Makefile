@@ -58,16 +58,25 @@ test-unit:
 # regression test that plain `go test` runs from then on. FUZZPARALLEL
 # workers per target (go's default is GOMAXPROCS). Minimizing each new
 # input for go's default 60 s would eat the time of slow targets.
+# Go before 1.27 may fail a target with a bare "context deadline exceeded"
+# as FUZZTIME ends (go.dev/issue/75804, a race in its fuzzing coordinator,
+# seen here under load): such a run, with no input saved, is reported and
+# not counted as a failure.
 FUZZTIME     ?= 20s
 FUZZPARALLEL ?= 2
 fuzz:
-	@failed=""; n=0; \
-	for t in $$(grep -rEo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]+' . | sed -E 's|^\./||; s|^([^:]*/)?[^/:]*:func |\1:|' | sort -u); do \
+	@failed=""; n=0; log=$$(mktemp); \
+	for t in $$(grep -rEo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]+' . | sed -E 's|^\./||; s|^(([^:]*)/)?[^/:]*:func |\2:|' | sort -u); do \
 	  dir=$${t%%:*}; name=$${t##*:}; n=$$((n + 1)); \
 	  echo "fuzz: ./$$dir $$name ($(FUZZTIME))"; \
-	  $(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s -parallel=$(FUZZPARALLEL) ./$$dir || failed="$$failed ./$$dir:$$name"; \
-	done; \
-	if [ -n "$$failed" ]; then echo "fuzz: crashers in$$failed (inputs in testdata/fuzz/)"; exit 1; fi; \
+	  $(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s -parallel=$(FUZZPARALLEL) ./$$dir >$$log 2>&1; \
+	  rc=$$?; cat $$log; \
+	  if [ $$rc -eq 0 ]; then :; \
+	  elif grep -qx '    context deadline exceeded' $$log && ! grep -q 'Failing input written' $$log; then \
+	    echo "fuzz: $$name: go.dev/issue/75804 at the end of FUZZTIME, no input saved: not a failure"; \
+	  else failed="$$failed ./$$dir:$$name"; fi; \
+	done; rm -f $$log; \
+	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed (a crasher's input is in its package's testdata/fuzz/)"; exit 1; fi; \
 	echo "fuzz: $$n targets, no crasher"
 
 demo: deps build
