@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,19 +38,16 @@ type entry struct {
 
 func (e *entry) expires() time.Time { return e.stored.Add(e.ttl) }
 
-// newEntry wraps an upstream answer received at now. The lifetime is the
-// smallest TTL in it (for a negative answer, the SOA's TTL and MINIMUM
-// count, RFC 2308 §5), clamped to [minTTL, maxTTL], negative answers also to
-// maxNegativeTTL. Answers that must not be cached get ttl 0: truncated
-// ones, rcodes other than NOERROR/NXDOMAIN, and negative answers without a
-// SOA (RFC 2308 §5).
+// newEntry wraps an upstream answer received at now, without its OPT and
+// TSIG records, which belong to one message (in any section: one in the
+// answer would be served with a TTL written over its EDNS flags). The
+// lifetime is the smallest TTL in it (for a negative answer, the SOA's TTL
+// and MINIMUM count, RFC 2308 §5), clamped to [minTTL, maxTTL], negative
+// answers also to maxNegativeTTL. Answers that must not be cached get ttl
+// 0: truncated ones, rcodes other than NOERROR/NXDOMAIN, and negative
+// answers without a SOA (RFC 2308 §5).
 func newEntry(r *dns.Msg, now time.Time, minTTL, maxTTL time.Duration) *entry {
-	m := &dns.Msg{MsgHdr: r.MsgHdr, Question: r.Question, Answer: r.Answer, Ns: r.Ns}
-	for _, rr := range r.Extra {
-		if t := rr.Header().Rrtype; t != dns.TypeOPT && t != dns.TypeTSIG {
-			m.Extra = append(m.Extra, rr)
-		}
-	}
+	m := &dns.Msg{MsgHdr: r.MsgHdr, Question: r.Question, Answer: withoutMeta(r.Answer), Ns: withoutMeta(r.Ns), Extra: withoutMeta(r.Extra)}
 	e := &entry{msg: m, stored: now}
 	secs, ok := answerTTL(m)
 	if !ok {
@@ -64,6 +62,16 @@ func newEntry(r *dns.Msg, now time.Time, minTTL, maxTTL time.Duration) *entry {
 		e.ttl = ttl
 	}
 	return e
+}
+
+// withoutMeta returns rrs without OPT and TSIG records (rrs itself if it
+// has none).
+func withoutMeta(rrs []dns.RR) []dns.RR {
+	meta := func(rr dns.RR) bool { t := rr.Header().Rrtype; return t == dns.TypeOPT || t == dns.TypeTSIG }
+	if !slices.ContainsFunc(rrs, meta) {
+		return rrs
+	}
+	return slices.DeleteFunc(slices.Clone(rrs), meta)
 }
 
 // isNegative reports NXDOMAIN and NODATA answers.

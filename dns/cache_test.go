@@ -51,6 +51,33 @@ func TestAnswerTTL(t *testing.T) {
 	}
 }
 
+// TestEntryDropsMetaRecords: OPT and TSIG records are dropped from every
+// section of a cached answer. An OPT in the answer section (from a broken
+// upstream) was kept, its flags counted as a TTL and overwritten with one
+// by the slow path only, so the fast path answered differently (found by
+// FuzzWireCacheUpstream).
+func TestEntryDropsMetaRecords(t *testing.T) {
+	opt := func(flags uint32) dns.RR {
+		return &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT, Class: 1232, Ttl: flags}}
+	}
+	tsig := &dns.TSIG{Hdr: dns.RR_Header{Name: "k.", Rrtype: dns.TypeTSIG, Class: dns.ClassANY}, Algorithm: dns.HmacSHA256}
+	a := mustRR("a.example. 300 IN A 192.0.2.1")
+	ns := mustRR("example. 600 IN NS ns.example.")
+	glue := mustRR("ns.example. 600 IN A 192.0.2.53")
+	r := &dns.Msg{MsgHdr: dns.MsgHdr{Response: true},
+		Answer: []dns.RR{opt(0), a, tsig}, Ns: []dns.RR{ns, opt(5)}, Extra: []dns.RR{opt(0x8000), glue, tsig}}
+	e := newEntry(r, time.Unix(0, 0), 0, 24*time.Hour)
+	if !slices.Equal(e.msg.Answer, []dns.RR{a}) || !slices.Equal(e.msg.Ns, []dns.RR{ns}) || !slices.Equal(e.msg.Extra, []dns.RR{glue}) {
+		t.Errorf("entry keeps %v / %v / %v", e.msg.Answer, e.msg.Ns, e.msg.Extra)
+	}
+	if e.ttl != 300*time.Second {
+		t.Errorf("lifetime %v, want the A record's 300s", e.ttl)
+	}
+	if len(r.Answer) != 3 || r.Answer[0].Header().Rrtype != dns.TypeOPT {
+		t.Error("the upstream message was modified")
+	}
+}
+
 // cacheSetup is a Handler with an injected clock in front of a zone server.
 type cacheSetup struct {
 	h   *Handler

@@ -124,8 +124,21 @@ func checkAnswer(q, r *dns.Msg) error {
 		!strings.EqualFold(r.Question[0].Name, q.Question[0].Name) ||
 		r.Question[0].Qtype != q.Question[0].Qtype || r.Question[0].Qclass != q.Question[0].Qclass:
 		return errors.New("answer to a different question")
+	case !repacks(r):
+		return errors.New("answer with records that do not survive repacking")
 	}
 	return nil
+}
+
+// repacks reports whether r, packed the way the Handler packs replies,
+// unpacks again. miekg/dns reads some records cut short in their RDATA
+// (an NSEC3 whose salt is missing) and packs them into bytes no client can
+// read.
+func repacks(r *dns.Msg) bool {
+	c := *r // Pack only sets the extended rcode bits of the OPT record: to what they are
+	c.Compress = true
+	wire, err := c.Pack()
+	return err == nil && new(dns.Msg).Unpack(wire) == nil
 }
 
 // order returns the upstreams to try: those without a recent failure in

@@ -99,6 +99,15 @@ func TestGroupFailsOverOnServfailAndWrongQuestion(t *testing.T) {
 			return r
 		}},
 		{"not a response", func(m *dns.Msg) *dns.Msg { return m.Copy() }},
+		// What miekg/dns unpacks from an NSEC3 whose RDATA ends before
+		// its salt: packed again, its salt length overflows (found by
+		// FuzzWireCacheUpstream).
+		{"record that does not repack", func(m *dns.Msg) *dns.Msg {
+			r := new(dns.Msg).SetReply(m)
+			r.Answer = []dns.RR{&dns.NSEC3{Hdr: dns.RR_Header{Name: "x.example.", Rrtype: dns.TypeNSEC3, Class: dns.ClassINET, Ttl: 60},
+				Hash: 1, Iterations: 1, SaltLength: 33}}
+			return r
+		}},
 	} {
 		bad := &fakeUpstream{name: "bad", fn: func(_ context.Context, m *dns.Msg) (*dns.Msg, error) { return tc.bad(m), nil }}
 		good := &fakeUpstream{name: "good", fn: func(_ context.Context, m *dns.Msg) (*dns.Msg, error) {

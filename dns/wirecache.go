@@ -73,6 +73,9 @@ func (c *wireCache) get(query []byte, now time.Time, out []byte) ([]byte, bool) 
 }
 
 // put memoizes reply, the answer to query that stays fresh until expires.
+// reply must be packed by miekg/dns, whose compression points at names
+// only: in arbitrary bytes a name may point into a TTL field, and then
+// change with it.
 func (c *wireCache) put(query, reply []byte, expires time.Time) {
 	if c == nil || len(query) < headerLen || len(query) > maxWireKey {
 		return

@@ -187,25 +187,6 @@ func TestWireCacheBounded(t *testing.T) {
 	}
 }
 
-func FuzzTTLOffsets(f *testing.F) {
-	m := new(dns.Msg).SetQuestion("a.example.", dns.TypeA)
-	m.Answer = []dns.RR{mustRR("a.example. 60 IN A 198.18.0.1")}
-	m.SetEdns0(1232, false)
-	b, _ := m.Pack()
-	f.Add(b)
-	f.Fuzz(func(t *testing.T, msg []byte) {
-		offs, ok := ttlOffsets(msg)
-		if !ok {
-			return
-		}
-		for _, o := range offs {
-			if int(o)+4 > len(msg) {
-				t.Fatalf("offset %d out of a %d-byte message", o, len(msg))
-			}
-		}
-	})
-}
-
 // TestHitBatchOrder: a batch's answers go out grouped by reply address,
 // then client, longest first, so runs to one client coalesce (UDP GSO).
 func TestHitBatchOrder(t *testing.T) {

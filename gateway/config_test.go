@@ -98,6 +98,8 @@ func TestKeyLines(t *testing.T) {
 	}
 }
 
+// FuzzParseConfig: any text gives a config that passes validation or a
+// ConfigError naming the file and, if any, a line the text has.
 func FuzzParseConfig(f *testing.F) {
 	text, err := os.ReadFile("../configs/gateway.toml")
 	if err != nil {
@@ -114,6 +116,11 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		if err != nil && !errors.Is(err, ErrConfig) {
 			t.Fatalf("error is not a ConfigError: %v", err)
+		}
+		// An error points into the file: its name, a line it has.
+		var ce *ConfigError
+		if errors.As(err, &ce) && (ce.File != "fuzz.toml" || ce.Line < 0 || ce.Line > strings.Count(s, "\n")+1) {
+			t.Fatalf("error %q: file %q, line %d of a %d-line text", err, ce.File, ce.Line, strings.Count(s, "\n")+1)
 		}
 	})
 }

@@ -15,6 +15,7 @@ const maxMethodLen = 20
 var (
 	errNotHTTP = errors.New("http: not an HTTP/1.x request")
 	httpPrefix = []byte("HTTP/1.") // HTTP-version of every HTTP/1.x request
+	foldedLine = []byte("(obs-fold line)")
 )
 
 // HTTPHost returns the host an HTTP/1.x request (request line and header
@@ -42,7 +43,16 @@ func httpHost(b []byte) (string, error) {
 	} else if ok {
 		return hostName(authority)
 	}
-	for {
+	for first := true; ; first = false {
+		if !first && p.off < len(b) && isBlank(b[p.off]) {
+			// obs-fold: the line continues the field before, not Host
+			// (that returned below). Servers may accept it (RFC 9112
+			// §5.2; net/http does), so a Host field may still follow.
+			if _, err := p.restOfLine(foldedLine); err != nil {
+				return "", err
+			}
+			continue
+		}
 		name, value, err := p.field()
 		if err != nil {
 			return "", err
@@ -141,17 +151,23 @@ func (p *httpParser) field() (name, value []byte, err error) {
 	}
 	name = p.b[start:p.off]
 	p.off++
-	start = p.off
-	for ; p.off < len(p.b) && p.b[p.off] != '\r' && p.b[p.off] != '\n'; p.off++ {
-		if c := p.b[p.off]; c < ' ' && c != '\t' || c == 0x7f {
-			return nil, nil, fmt.Errorf("http: control byte 0x%02x in field %q", c, name)
-		}
-	}
-	value = bytes.TrimRight(bytes.TrimLeft(p.b[start:p.off], " \t"), " \t")
-	if err := p.lineEnd(); err != nil {
+	if value, err = p.restOfLine(name); err != nil {
 		return nil, nil, err
 	}
 	return name, value, nil
+}
+
+// restOfLine reads a field value (of field name) up to and including the
+// line end and returns it without surrounding whitespace.
+func (p *httpParser) restOfLine(name []byte) ([]byte, error) {
+	start := p.off
+	for ; p.off < len(p.b) && p.b[p.off] != '\r' && p.b[p.off] != '\n'; p.off++ {
+		if c := p.b[p.off]; c < ' ' && c != '\t' || c == 0x7f {
+			return nil, fmt.Errorf("http: control byte 0x%02x in field %q", c, name)
+		}
+	}
+	value := bytes.TrimRight(bytes.TrimLeft(p.b[start:p.off], " \t"), " \t")
+	return value, p.lineEnd()
 }
 
 // lineEnd consumes CRLF, or a bare LF (RFC 9112 §2.2 lets recipients

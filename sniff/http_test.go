@@ -59,6 +59,7 @@ func httpCases(t testing.TB) []httpCase {
 		{name: "absolute form wins over host", in: []byte("GET https://target.example/x HTTP/1.1\r\nHost: other.example\r\n\r\n"), want: "target.example"},
 		{name: "http/1.0 without host", in: []byte("GET / HTTP/1.0\r\nAccept: */*\r\n\r\n"), err: ErrNotFound},
 		{name: "empty host", in: []byte("OPTIONS * HTTP/1.1\r\nHost:\r\n\r\n"), err: ErrNotFound},
+		{name: "obs-fold in another field", in: []byte("GET / HTTP/1.1\r\nX-A: a\r\n  folded\r\n\tagain\r\nHost: b.example\r\n\r\n"), want: "b.example"},
 		{name: "custom method", in: []byte("PROPFIND /dav HTTP/1.1\r\nHost: dav.example\r\n\r\n"), want: "dav.example"},
 	}
 }
