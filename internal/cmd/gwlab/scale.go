@@ -60,6 +60,10 @@ type scaleSnap struct {
 	FDs        int   `json:"gatewayd_fds,omitempty"`
 	RSSKiB     int64 `json:"gatewayd_rss_kib,omitempty"`
 	MemUsedKiB int64 `json:"machine_used_kib,omitempty"` // MemTotal-MemFree-Buffers-Cached
+	// MemLabKiB is MemUsedKiB less the anonymous memory (RssAnon) of every
+	// process outside the lab's namespaces but gwlab: the same figure
+	// without most of what other work on the machine moves.
+	MemLabKiB int64 `json:"machine_used_less_others_anon_kib,omitempty"`
 }
 
 // scaleCell is the idle flows through forwarding or gatewayd.
@@ -173,7 +177,11 @@ func (a *app) idleCell(ctx context.Context, lab *netlab.Lab, g *gatewayd, dst ne
 	if err := sleepCtx(ctx, scaleSettleBefore); err != nil {
 		return err
 	}
-	if c.Before, err = snap(g); err != nil {
+	labNS, err := labNetNS(lab)
+	if err != nil {
+		return err
+	}
+	if c.Before, err = snap(g, labNS); err != nil {
 		return err
 	}
 	load0, err := readLoad()
@@ -189,7 +197,7 @@ func (a *app) idleCell(ctx context.Context, lab *netlab.Lab, g *gatewayd, dst ne
 	if err := sleepCtx(ctx, scaleSettle); err != nil {
 		return err
 	}
-	if c.AtN, err = snap(g); err != nil {
+	if c.AtN, err = snap(g, labNS); err != nil {
 		return err
 	}
 	load1, err := readLoad()
@@ -210,7 +218,7 @@ func (a *app) idleCell(ctx context.Context, lab *netlab.Lab, g *gatewayd, dst ne
 	if err := sleepCtx(ctx, scaleSettle); err != nil {
 		return err
 	}
-	if c.AfterEcho, err = snap(g); err != nil {
+	if c.AfterEcho, err = snap(g, labNS); err != nil {
 		return err
 	}
 	var closed map[string]int
@@ -266,7 +274,7 @@ func (a *app) waitRecovery(ctx context.Context, g *gatewayd, c *scaleCell) error
 
 // snap reads gatewayd's fds and RSS (with g) and the machine's used
 // memory (readMemUsedMedian).
-func snap(g *gatewayd) (scaleSnap, error) {
+func snap(g *gatewayd, labNS map[uint64]bool) (scaleSnap, error) {
 	var s scaleSnap
 	var err error
 	if g != nil {
@@ -282,26 +290,76 @@ func snap(g *gatewayd) (scaleSnap, error) {
 			return s, err
 		}
 	}
-	s.MemUsedKiB, err = readMemUsedMedian()
+	s.MemUsedKiB, s.MemLabKiB, err = readMemUsedMedian(labNS)
 	return s, err
 }
 
 // readMemUsedMedian is the median of scaleMemReadings readings of the
-// machine's used memory, scaleMemGap apart: other work on the machine
-// moves it by megabytes within a second.
-func readMemUsedMedian() (int64, error) {
-	var v []int64
+// machine's used memory, scaleMemGap apart (other work on the machine
+// moves it by megabytes within a second), and the median of the same
+// readings less other processes' anonymous memory (othersAnonKiB).
+func readMemUsedMedian(labNS map[uint64]bool) (used, lab int64, err error) {
+	var u, l []int64
 	for i := range scaleMemReadings {
 		if i > 0 {
 			time.Sleep(scaleMemGap)
 		}
 		m, err := readMemUsed()
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		v = append(v, m)
+		u = append(u, m)
+		l = append(l, m-othersAnonKiB(labNS))
 	}
-	return int64(median(v, func(m int64) float64 { return float64(m) })), nil
+	kib := func(m int64) float64 { return float64(m) }
+	return int64(median(u, kib)), int64(median(l, kib)), nil
+}
+
+// labNetNS is the inode numbers of the lab's network namespaces.
+func labNetNS(lab *netlab.Lab) (map[uint64]bool, error) {
+	ns := map[uint64]bool{}
+	for _, n := range lab.Namespaces() {
+		ino, err := inode("/run/netns/" + n.Name)
+		if err != nil {
+			return nil, err
+		}
+		ns[ino] = true
+	}
+	return ns, nil
+}
+
+func inode(path string) (uint64, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return 0, fmt.Errorf("stat %s: %w", path, err)
+	}
+	return st.Ino, nil
+}
+
+// othersAnonKiB sums RssAnon over the processes that are neither gwlab
+// nor in one of the lab's network namespaces (gatewayd, its watchdog, the
+// peers). Processes that exit meanwhile are skipped.
+func othersAnonKiB(labNS map[uint64]bool) int64 {
+	ents, _ := os.ReadDir("/proc")
+	self := os.Getpid()
+	var sum int64
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		if ino, err := inode(fmt.Sprintf("/proc/%d/ns/net", pid)); err != nil || labNS[ino] {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		if k, err := statusKiB(string(b), "RssAnon"); err == nil { // kernel threads have none
+			sum += k
+		}
+	}
+	return sum
 }
 
 // checkPeers fails when the server saw a flow from anyone but the

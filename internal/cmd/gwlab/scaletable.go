@@ -17,13 +17,14 @@ func (a *app) printScale(rep *scaleReport) {
 	}
 	a.printf("\nScale (issue 11): %d idle TCP flows, client namespace -> %s in the server namespace, held idle; forwarding vs gatewayd.\n",
 		rep.Flows, "an echo server")
-	a.printf("per flow = (at N - before) / flows that reached the server; machine = MemTotal-MemFree-Buffers-Cached (whole machine)\n\n")
+	a.printf("per flow = (at N - before) / flows that reached the server; machine = MemTotal-MemFree-Buffers-Cached (whole machine);\n")
+	a.printf("less others = the same less the RssAnon of every process outside the lab but gwlab (other work on the machine)\n\n")
 	tw := tabwriter.NewWriter(a.out, 0, 0, 1, ' ', 0)
 	row := func(cells ...string) { fmt.Fprintf(tw, "| %s\t|\n", strings.Join(cells, "\t| ")) }
 	row("cell", "flows", "established", "reached server", "alive (echo)", "setup s",
 		"gatewayd fds before / at N", "fds per flow", "gatewayd RSS MiB before / at N", "RSS KiB per flow",
-		"machine used MiB before / at N", "machine KiB per flow", "fds back after close", "RSS back after close")
-	row("---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---", "---")
+		"machine used MiB before / at N", "machine KiB per flow", "less others KiB per flow", "fds back after close", "RSS back after close")
+	row("---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---", "---")
 	for i := range rep.Idle {
 		c := &rep.Idle[i]
 		n := c.relayed()
@@ -39,15 +40,19 @@ func (a *app) printScale(rep *scaleReport) {
 		row(c.Name, fmt.Sprint(c.Flows), fmt.Sprint(c.Open.Established), fmt.Sprint(n), fmt.Sprint(c.Echo.Alive),
 			fmt.Sprintf("%.1f", c.Open.Seconds), fds, fdsPer, rss, rssPer,
 			fmt.Sprintf("%.0f / %.0f", kib2mib(c.Before.MemUsedKiB), kib2mib(c.AtN.MemUsedKiB)),
-			perFlowText(c.Before.MemUsedKiB, c.AtN.MemUsedKiB, n, "%.1f"), back, rssBack)
+			perFlowText(c.Before.MemUsedKiB, c.AtN.MemUsedKiB, n, "%.1f"),
+			perFlowText(c.Before.MemLabKiB, c.AtN.MemLabKiB, n, "%.1f"), back, rssBack)
 	}
 	_ = tw.Flush()
 	if len(rep.Idle) == 2 {
 		fwd, gwd := &rep.Idle[0], &rep.Idle[1]
 		f, ok1 := perFlow(fwd.Before.MemUsedKiB, fwd.AtN.MemUsedKiB, fwd.relayed())
 		g, ok2 := perFlow(gwd.Before.MemUsedKiB, gwd.AtN.MemUsedKiB, gwd.relayed())
+		fl, _ := perFlow(fwd.Before.MemLabKiB, fwd.AtN.MemLabKiB, fwd.relayed())
+		gl, _ := perFlow(gwd.Before.MemLabKiB, gwd.AtN.MemLabKiB, gwd.relayed())
 		if ok1 && ok2 {
-			a.printf("\nmachine memory per flow above forwarding: %.1f KiB (gatewayd cell %.1f - forwarding cell %.1f)\n", g-f, g, f)
+			a.printf("\nmachine memory per flow above forwarding: %.1f KiB (gatewayd cell %.1f - forwarding cell %.1f); less others: %.1f KiB (%.1f - %.1f)\n",
+				g-f, g, f, gl-fl, gl, fl)
 		}
 		all := gwd.Open.Established == gwd.Flows && gwd.relayed() == gwd.Flows && gwd.Echo.Alive == gwd.Flows
 		a.printf("all %d flows established, relayed and alive through gatewayd: %s\n", gwd.Flows, yesNo(all))
