@@ -20,6 +20,8 @@
 //	-runs N          bench: runs per measurement, medians reported (default 3)
 //	-only PART       bench: only "tcp", "udp", "dns", "policy" or "scale" (default: all)
 //	-flows N         bench, scale: idle TCP flows to hold (default 9000)
+//	-settle D        bench, scale: wait after opening or echoing the flows
+//	                 before reading fds and memory (default 3s)
 //	-json FILE       bench: also write the results as JSON
 //	-v               debug progress logs on stderr
 //
@@ -53,8 +55,9 @@ type options struct {
 	duration time.Duration
 	runs     int
 	jsonOut  string
-	only     string // bench: "tcp", "udp", "dns", "policy" or "scale" alone
-	flows    int    // bench, scale: idle TCP flows
+	only     string        // bench: "tcp", "udp", "dns", "policy" or "scale" alone
+	flows    int           // bench, scale: idle TCP flows
+	settle   time.Duration // bench, scale: wait before reading fds and memory
 	verbose  bool
 }
 
@@ -84,6 +87,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.jsonOut, "json", "", "bench: write results as JSON to this file")
 	fs.StringVar(&o.only, "only", "", "bench: run only \"tcp\", \"udp\", \"dns\", \"policy\" or \"scale\"")
 	fs.IntVar(&o.flows, "flows", 9000, "bench, scale: idle TCP flows to hold")
+	fs.DurationVar(&o.settle, "settle", 3*time.Second, "bench, scale: wait after opening or echoing the flows before reading fds and memory")
 	fs.BoolVar(&o.verbose, "v", false, "debug progress logs")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: gwlab [flags] demo|bench [flags]")
@@ -115,8 +119,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gwlab: -only %q: want one of %s\n", o.only, strings.Join(benchParts, ", "))
 		return 2
 	}
-	if o.flows < 1 {
-		fmt.Fprintln(stderr, "gwlab: -flows must be >= 1")
+	if o.flows < 1 || o.settle < 0 || o.settle > 10*time.Minute {
+		fmt.Fprintln(stderr, "gwlab: -flows must be >= 1 and -settle within 0..10m")
 		return 2
 	}
 	if o.runs < 1 || o.duration < time.Second {

@@ -26,7 +26,7 @@ import (
 // connections to an echo server peer on Remotes[0] in the server
 // namespace and holds them idle; once through plain forwarding (gatewayd
 // stopped), once through gatewayd, with the same client and server. Before
-// the flows and at N (after scaleSettle) it reads gatewayd's fds and RSS
+// the flows and at N (after -settle) it reads gatewayd's fds and RSS
 // and the machine's used memory; then one echo per flow shows which flows
 // are alive; after the client closes them it polls gatewayd's fds and RSS
 // until they are back near the start, for at most scaleRecovery.
@@ -40,7 +40,6 @@ import (
 // 4-tuple meets a TIME_WAIT socket of an earlier relayed flow (see phase).
 const (
 	scaleSettleBefore = 2 * time.Second   // after the peers (and gatewayd) started
-	scaleSettle       = 3 * time.Second   // after the flows are open or echoed
 	scaleRecovery     = 120 * time.Second // for fds and RSS to come back after close
 	scalePoll         = time.Second
 	rateClients       = 32
@@ -76,8 +75,8 @@ type scaleCell struct {
 	Server    serverStats `json:"server"` // after the settle at N
 	Echo      echoResult  `json:"echo"`
 	Before    scaleSnap   `json:"before"`
-	AtN       scaleSnap   `json:"at_n"`       // flows open and idle, after scaleSettle
-	AfterEcho scaleSnap   `json:"after_echo"` // after the echo and scaleSettle
+	AtN       scaleSnap   `json:"at_n"`       // flows open and idle, after -settle
+	AfterEcho scaleSnap   `json:"after_echo"` // after the echo and -settle
 	End       scaleSnap   `json:"end"`        // the last reading after close
 	OtherCore float64     `json:"other_processes_core_percent"`
 
@@ -98,8 +97,9 @@ func (c *scaleCell) relayed() int { return c.Server.Accepted }
 // rateRun is one run of the connection-rate clients.
 type rateRun struct {
 	rateResult
-	Port      uint16 `json:"port"`
-	ServerSaw string `json:"server_saw"`
+	Port      uint16  `json:"port"`
+	ServerSaw string  `json:"server_saw"`
+	OtherCore float64 `json:"other_processes_core_percent"`
 }
 
 // rateCell is the runs through forwarding or gatewayd; Median is the run
@@ -194,7 +194,7 @@ func (a *app) idleCell(ctx context.Context, lab *netlab.Lab, g *gatewayd, dst ne
 	}
 	a.log.Info("scale: flows opened", "cell", c.Name, "established", c.Open.Established, "errors", c.Open.Errors,
 		"not_attempted", c.Open.NotAttempted, "seconds", round2(c.Open.Seconds))
-	if err := sleepCtx(ctx, scaleSettle); err != nil {
+	if err := sleepCtx(ctx, a.opt.settle); err != nil {
 		return err
 	}
 	if c.AtN, err = snap(g, labNS); err != nil {
@@ -215,7 +215,7 @@ func (a *app) idleCell(ctx context.Context, lab *netlab.Lab, g *gatewayd, dst ne
 		return err
 	}
 	a.log.Info("scale: echo", "cell", c.Name, "alive", c.Echo.Alive, "errors", c.Echo.Errors)
-	if err := sleepCtx(ctx, scaleSettle); err != nil {
+	if err := sleepCtx(ctx, a.opt.settle); err != nil {
 		return err
 	}
 	if c.AfterEcho, err = snap(g, labNS); err != nil {
@@ -378,8 +378,10 @@ func checkPeers(lab *netlab.Lab, g *gatewayd, dst netip.AddrPort, peers map[stri
 }
 
 // rateCells runs the connection-rate clients -runs times through
-// forwarding, then -runs times through gatewayd, each run on a port of its
-// own of one HTTP server in the server namespace.
+// forwarding and through gatewayd, interleaved (forwarding, gatewayd,
+// forwarding, ...) so that other work on the machine falls on both alike;
+// every run has a port of its own of one HTTP server in the server
+// namespace.
 func (a *app) rateCells(ctx context.Context, lab *netlab.Lab, g *gatewayd, remote netip.Addr, rep *scaleReport) error {
 	var addrs []netip.AddrPort
 	for i := range a.opt.runs {
@@ -390,38 +392,42 @@ func (a *app) rateCells(ctx context.Context, lab *netlab.Lab, g *gatewayd, remot
 		return err
 	}
 	defer h.Close()
-	for _, cell := range []rateCell{{Name: "forwarding"}, {Name: "gatewayd", Gatewayd: true}} {
-		if !waitQuiet(ctx) && ctx.Err() == nil {
-			a.log.Warn("the machine is busy with other work; results may be disturbed", "waited", quietTimeout)
-		}
-		var gw *gatewayd
-		base := ratePortFwd
-		if cell.Gatewayd {
-			if err := g.start(ctx); err != nil {
-				return err
+	cells := []rateCell{{Name: "forwarding"}, {Name: "gatewayd", Gatewayd: true}}
+	if !waitQuiet(ctx) && ctx.Err() == nil {
+		a.log.Warn("the machine is busy with other work; results may be disturbed", "waited", quietTimeout)
+	}
+	for i := range a.opt.runs {
+		for ci := range cells {
+			cell := &cells[ci]
+			var gw *gatewayd
+			dst := netip.AddrPortFrom(remote, uint16(ratePortFwd+i))
+			if cell.Gatewayd {
+				if err := g.start(ctx); err != nil {
+					return err
+				}
+				defer g.proc.Kill() // no-op after a clean stop
+				gw, dst = g, netip.AddrPortFrom(remote, uint16(ratePortGwd+i))
 			}
-			defer g.proc.Kill() // no-op after a clean stop
-			gw, base = g, ratePortGwd
-		}
-		for i := range a.opt.runs {
-			dst := netip.AddrPortFrom(remote, uint16(base+i))
 			r, err := a.rateOnce(ctx, lab, h, gw, dst)
 			if err != nil {
 				return fmt.Errorf("%s, run %d: %w", cell.Name, i+1, err)
 			}
 			a.log.Info("scale: connection rate", "cell", cell.Name, "run", i+1, "conn_per_s", round2(r.PerSecond),
-				"connect_p50_ms", round2(r.ConnP50), "connect_p99_ms", round2(r.ConnP99), "errors", r.Errors)
+				"connect_p50_ms", round2(r.ConnP50), "connect_p99_ms", round2(r.ConnP99), "errors", r.Errors,
+				"other_core_pct", round2(r.OtherCore))
 			cell.Runs = append(cell.Runs, r)
+			if gw != nil {
+				if err := gw.stopRulesGone(ctx); err != nil {
+					return err
+				}
+			}
 		}
+	}
+	for _, cell := range cells {
 		byRate := slices.Clone(cell.Runs)
 		slices.SortFunc(byRate, func(x, y rateRun) int { return cmp.Compare(x.PerSecond, y.PerSecond) })
 		cell.Median = byRate[len(byRate)/2]
 		rep.Rate = append(rep.Rate, cell)
-		if gw != nil {
-			if err := gw.stopRulesGone(ctx); err != nil {
-				return err
-			}
-		}
 	}
 	return nil
 }
@@ -434,6 +440,11 @@ func (a *app) rateOnce(ctx context.Context, lab *netlab.Lab, h *httpServer, g *g
 	if err != nil {
 		return r, err
 	}
+	load0, err := readLoad()
+	if err != nil {
+		return r, err
+	}
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, a.opt.duration+30*time.Second)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
@@ -446,6 +457,11 @@ func (a *app) rateOnce(ctx context.Context, lab *netlab.Lab, h *httpServer, g *g
 	if err := json.Unmarshal(stdout.Bytes(), &r.rateResult); err != nil {
 		return r, fmt.Errorf("rate peer: %w: %q", err, stdout.String())
 	}
+	load1, err := readLoad()
+	if err != nil {
+		return r, err
+	}
+	r.OtherCore = load1.otherCorePercent(load0, time.Since(start))
 	want := clientAddr(lab, dst.Addr())
 	if g != nil {
 		want = gatewayAddr(lab, dst.Addr())

@@ -17,7 +17,8 @@ func (a *app) printScale(rep *scaleReport) {
 	}
 	a.printf("\nScale (issue 11): %d idle TCP flows, client namespace -> %s in the server namespace, held idle; forwarding vs gatewayd.\n",
 		rep.Flows, "an echo server")
-	a.printf("per flow = (at N - before) / flows that reached the server; machine = MemTotal-MemFree-Buffers-Cached (whole machine);\n")
+	a.printf("readings: before the flows, and at N %v after the last connect; per flow = (at N - before) / flows that reached the server;\n", a.opt.settle)
+	a.printf("machine = MemTotal-MemFree-Buffers-Cached (whole machine, median of %d readings %v apart);\n", scaleMemReadings, scaleMemGap)
 	a.printf("less others = the same less the RssAnon of every process outside the lab but gwlab (other work on the machine)\n\n")
 	tw := tabwriter.NewWriter(a.out, 0, 0, 1, ' ', 0)
 	row := func(cells ...string) { fmt.Fprintf(tw, "| %s\t|\n", strings.Join(cells, "\t| ")) }
@@ -85,7 +86,8 @@ func (a *app) printScale(rep *scaleReport) {
 	}
 	a.printf("\nConnection rate: %d concurrent clients in the client namespace, each: connect, one HTTP/1.1 GET (Connection: close), read to the end, close;\n",
 		rateClients)
-	a.printf("%d runs of %ds per cell, the median run by connections/s; request = connect start to the answer's last byte\n\n", a.opt.runs, a.secs())
+	a.printf("%d runs of %ds per cell, forwarding and gatewayd interleaved, the median run by connections/s; request = connect start to the answer's last byte\n\n",
+		a.opt.runs, a.secs())
 	tw = tabwriter.NewWriter(a.out, 0, 0, 1, ' ', 0)
 	row = func(cells ...string) { fmt.Fprintf(tw, "| %s\t|\n", strings.Join(cells, "\t| ")) }
 	row("cell", "connections/s", "ratio", "connect p50 / p99 ms", "request p50 / p99 ms", "errors (median run)")
@@ -101,11 +103,11 @@ func (a *app) printScale(rep *scaleReport) {
 			fmt.Sprintf("%.2f / %.2f", m.ConnP50, m.ConnP99), fmt.Sprintf("%.2f / %.2f", m.ReqP50, m.ReqP99), countsText(m.Errors))
 	}
 	_ = tw.Flush()
-	a.printf("\nindividual runs, connections/s:")
+	a.printf("\nindividual runs, connections/s (other processes' CPU during the run, %% of a CPU):")
 	for _, c := range rep.Rate {
 		var v []string
 		for _, r := range c.Runs {
-			v = append(v, fmt.Sprintf("%.0f", r.PerSecond))
+			v = append(v, fmt.Sprintf("%.0f (%.0f%%)", r.PerSecond, r.OtherCore))
 		}
 		a.printf(" %s %s;", c.Name, strings.Join(v, " "))
 	}
