@@ -451,6 +451,7 @@ func (a *app) rateOnce(ctx context.Context, lab *netlab.Lab, h *httpServer, g *g
 	cmd := lab.Client.Command(ctx, exe, peerCmd, "rate", "-addr", dst.String(),
 		"-clients", strconv.Itoa(rateClients), "-duration", a.opt.duration.String())
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.WaitDelay = 2 * time.Second
 	if err := cmd.Run(); err != nil {
 		return r, fmt.Errorf("rate peer: %w: %s", err, strings.TrimSpace(stderr.String()))
 	}

@@ -192,3 +192,37 @@ func TestPeersOnLoopback(t *testing.T) {
 		t.Errorf("runRate = %+v", r)
 	}
 }
+
+// printScale handles a partial report (the bench failed in the gatewayd
+// cell) and a full one, and judges the targets from the per-flow figures.
+func TestPrintScale(t *testing.T) {
+	fwd := scaleCell{Name: "forwarding", Flows: 3000, Open: openResult{Established: 3000}, Server: serverStats{Accepted: 3000},
+		Echo: echoResult{Alive: 3000}, Before: scaleSnap{MemUsedKiB: 1000, MemLabKiB: 900}, AtN: scaleSnap{MemUsedKiB: 1000 + 3000*12, MemLabKiB: 900 + 3000*12}}
+	gwd := scaleCell{Name: "gatewayd", Gatewayd: true, Flows: 3000, Open: openResult{Established: 3000}, Server: serverStats{Accepted: 3000},
+		Echo:    echoResult{Alive: 3000},
+		Before:  scaleSnap{FDs: 25, RSSKiB: 13000, MemUsedKiB: 2000, MemLabKiB: 1900},
+		AtN:     scaleSnap{FDs: 25 + 3000*6, RSSKiB: 13000 + 3000*16, MemUsedKiB: 2000 + 3000*76, MemLabKiB: 1900 + 3000*70},
+		FDsBack: -1, RSSBack: 3}
+	var out strings.Builder
+	a := &app{opt: options{runs: 1, duration: 5 * time.Second, settle: 3 * time.Second}, out: &out}
+	a.printScale(nil)
+	a.printScale(&scaleReport{Flows: 3000, Idle: []scaleCell{fwd}})
+	if out.Len() == 0 || strings.Contains(out.String(), "targets") {
+		t.Fatalf("partial report:\n%s", out.String())
+	}
+	out.Reset()
+	rate := func(name string, perSec float64) rateCell {
+		r := rateRun{rateResult: rateResult{PerSecond: perSec}}
+		return rateCell{Name: name, Runs: []rateRun{r}, Median: r}
+	}
+	a.printScale(&scaleReport{Flows: 3000, Idle: []scaleCell{fwd, gwd}, Rate: []rateCell{rate("forwarding", 1000), rate("gatewayd", 700)}})
+	for _, want := range []string{
+		"all flows alive: met; <= 2 fds per flow: missed (6.00); <= 4 KiB gatewayd RSS per flow: missed (16.0); <= 12 KiB machine memory per flow above forwarding: missed (64.0, less others 58.0)",
+		"| 6.00 ", "not within 2m0s", "| 3 s ",
+		"connections/s: met (0.70)",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}

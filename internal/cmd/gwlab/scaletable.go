@@ -57,6 +57,13 @@ func (a *app) printScale(rep *scaleReport) {
 		}
 		all := gwd.Open.Established == gwd.Flows && gwd.relayed() == gwd.Flows && gwd.Echo.Alive == gwd.Flows
 		a.printf("all %d flows established, relayed and alive through gatewayd: %s\n", gwd.Flows, yesNo(all))
+		fds, okF := perFlow(int64(gwd.Before.FDs), int64(gwd.AtN.FDs), gwd.relayed())
+		rss, okR := perFlow(gwd.Before.RSSKiB, gwd.AtN.RSSKiB, gwd.relayed())
+		if okF && okR && ok1 && ok2 {
+			a.printf("issue 11 targets: all flows alive: %s; <= %.0f fds per flow: %s (%.2f); <= %.0f KiB gatewayd RSS per flow: %s (%.1f); <= %.0f KiB machine memory per flow above forwarding: %s (%.1f, less others %.1f)\n",
+				verdict(all), scaleFDTarget, verdict(fds <= scaleFDTarget+0.05), fds, scaleRSSTargetKiB, verdict(rss <= scaleRSSTargetKiB), rss,
+				scaleMemTargetKiB, verdict(g-f <= scaleMemTargetKiB), g-f, gl-fl)
+		}
 	}
 	a.printf("\n")
 	for i := range rep.Idle {
@@ -103,6 +110,10 @@ func (a *app) printScale(rep *scaleReport) {
 			fmt.Sprintf("%.2f / %.2f", m.ConnP50, m.ConnP99), fmt.Sprintf("%.2f / %.2f", m.ReqP50, m.ReqP99), countsText(m.Errors))
 	}
 	_ = tw.Flush()
+	if fwdRate > 0 && len(rep.Rate) == 2 {
+		r := rep.Rate[1].Median.PerSecond / fwdRate
+		a.printf("issue 11 target: gatewayd >= %.1fx forwarding's connections/s: %s (%.2f)\n", rateTarget, verdict(r >= rateTarget), r)
+	}
 	a.printf("\nindividual runs, connections/s (other processes' CPU during the run, %% of a CPU):")
 	for _, c := range rep.Rate {
 		var v []string
@@ -160,6 +171,21 @@ func firstN(s []string, n int) []string {
 		return append(slices.Clone(s[:n]), fmt.Sprintf("(%d more kinds)", len(s)-n))
 	}
 	return s
+}
+
+// The issue's targets for the scale part (issue 11, "Done when").
+const (
+	scaleFDTarget     = 2.0  // fds per idle relayed flow
+	scaleRSSTargetKiB = 4.0  // gatewayd RSS per idle relayed flow
+	scaleMemTargetKiB = 12.0 // machine memory per flow above forwarding
+	rateTarget        = 0.6  // gatewayd / forwarding connections per second
+)
+
+func verdict(met bool) string {
+	if met {
+		return "met"
+	}
+	return "missed"
 }
 
 func yesNo(b bool) string {
