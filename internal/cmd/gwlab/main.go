@@ -16,7 +16,7 @@
 //
 //	-gatewayd PATH   the built gatewayd binary (default bin/gatewayd)
 //	-config FILE     config to start from (default configs/gateway.toml)
-//	-duration D      bench: length of one iperf3 or dnsperf run (default 5s)
+//	-duration D      bench: length of one iperf3, dnsperf or connection-rate run (default 5s)
 //	-runs N          bench: runs per measurement, medians reported (default 3)
 //	-only PART       bench: only "tcp", "udp", "dns", "policy" or "scale" (default: all)
 //	-flows N         bench, scale: idle TCP flows to hold (default 9000)
@@ -82,7 +82,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.gatewayd, "gatewayd", "bin/gatewayd", "path of the built gatewayd binary")
 	fs.StringVar(&o.config, "config", "configs/gateway.toml", "gatewayd config to start from")
-	fs.DurationVar(&o.duration, "duration", 5*time.Second, "bench: length of one iperf3 or dnsperf run")
+	fs.DurationVar(&o.duration, "duration", 5*time.Second, "bench: length of one iperf3, dnsperf or connection-rate run")
 	fs.IntVar(&o.runs, "runs", 3, "bench: runs per measurement (medians are reported)")
 	fs.StringVar(&o.jsonOut, "json", "", "bench: write results as JSON to this file")
 	fs.StringVar(&o.only, "only", "", "bench: run only \"tcp\", \"udp\", \"dns\", \"policy\" or \"scale\"")
