@@ -33,8 +33,8 @@ import (
 //
 // Connection rate: rateClients loops in the client namespace, each
 // connecting, sending one HTTP request and reading the answer, for
-// -duration, against the lab's HTTP server; -runs times through
-// forwarding, then -runs times through gatewayd.
+// -duration, against the lab's HTTP server; -runs times each through
+// forwarding and through gatewayd, interleaved.
 //
 // Ports are apart from every other part's and one per cell or run, so no
 // 4-tuple meets a TIME_WAIT socket of an earlier relayed flow (see phase).
