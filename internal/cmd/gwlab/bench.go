@@ -111,6 +111,7 @@ type benchReport struct {
 	UDP      []udpCase     `json:"udp"`
 	DNS      *dnsReport    `json:"dns,omitempty"`
 	Policy   *policyReport `json:"policy,omitempty"`
+	Scale    *scaleReport  `json:"scale,omitempty"`
 }
 
 // bench measures iperf3 throughput through plain forwarding, through
@@ -201,6 +202,13 @@ func bench(ctx context.Context, a *app) (err error) {
 			return fmt.Errorf("DNS: %w", err)
 		}
 	}
+	if a.benchPart("scale") {
+		rep.Scale, err = a.benchScale(ctx, lab, g)
+		if err != nil {
+			a.printScale(rep.Scale) // what was measured before the failure
+			return fmt.Errorf("scale: %w", err)
+		}
+	}
 	rep.Seconds = time.Since(rep.Started).Seconds()
 	if a.benchPart("tcp") {
 		a.printTable(rep)
@@ -213,6 +221,9 @@ func bench(ctx context.Context, a *app) (err error) {
 	}
 	if a.benchPart("policy") {
 		a.printPolicyTable(rep.Policy, rep.Cases)
+	}
+	if a.benchPart("scale") {
+		a.printScale(rep.Scale)
 	}
 
 	if a.opt.jsonOut != "" {
@@ -232,8 +243,11 @@ func bench(ctx context.Context, a *app) (err error) {
 	return nil
 }
 
-// benchPart reports whether -only selects part ("tcp", "udp", "dns" or
-// "policy"); without -only every part runs.
+// benchParts are the parts -only can select.
+var benchParts = []string{"tcp", "udp", "dns", "policy", "scale"}
+
+// benchPart reports whether -only selects part (one of benchParts);
+// without -only every part runs.
 func (a *app) benchPart(part string) bool { return a.opt.only == "" || a.opt.only == part }
 
 func (a *app) secs() int { return int(a.opt.duration.Round(time.Second) / time.Second) }

@@ -203,6 +203,20 @@ func indent(s string) string {
 // stopClean stops gatewayd, fails if any of its rules are left in the
 // gateway namespace, and passes on its warnings and errors (logged as msg).
 func (g *gatewayd) stopClean(ctx context.Context, msg string) error {
+	if err := g.stopRulesGone(ctx); err != nil {
+		return err
+	}
+	for _, l := range strings.Split(g.out.String(), "\n") {
+		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+			g.log.Warn(msg, "line", l)
+		}
+	}
+	return nil
+}
+
+// stopRulesGone stops gatewayd and fails if any of its rules are left in
+// the gateway namespace.
+func (g *gatewayd) stopRulesGone(ctx context.Context) error {
 	if err := g.stop(); err != nil {
 		return err
 	}
@@ -212,11 +226,6 @@ func (g *gatewayd) stopClean(ctx context.Context, msg string) error {
 	}
 	if len(left) > 0 {
 		return fmt.Errorf("gatewayd's rules are still installed after SIGTERM:\n%s", indent(strings.Join(left, "\n")))
-	}
-	for _, l := range strings.Split(g.out.String(), "\n") {
-		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
-			g.log.Warn(msg, "line", l)
-		}
 	}
 	return nil
 }

@@ -8,15 +8,20 @@
 //	gwlab [flags] bench   iperf3 throughput: forwarding vs gatewayd, and
 //	                      vs gatewayd's routing-policy paths (direct in
 //	                      user space, kernel fast path, SOCKS5 via Dante);
-//	                      dnsperf: gatewayd's DNS hijack vs dnsmasq
+//	                      dnsperf: gatewayd's DNS hijack vs dnsmasq;
+//	                      scale: many idle TCP flows (fds, memory) and
+//	                      the connection rate, gatewayd vs forwarding
 //
 // Flags (before or after the subcommand):
 //
 //	-gatewayd PATH   the built gatewayd binary (default bin/gatewayd)
 //	-config FILE     config to start from (default configs/gateway.toml)
-//	-duration D      bench: length of one iperf3 or dnsperf run (default 5s)
+//	-duration D      bench: length of one iperf3, dnsperf or connection-rate run (default 5s)
 //	-runs N          bench: runs per measurement, medians reported (default 3)
-//	-only PART       bench: only "tcp", "udp", "dns" or "policy" (default: all)
+//	-only PART       bench: only "tcp", "udp", "dns", "policy" or "scale" (default: all)
+//	-flows N         bench, scale: idle TCP flows to hold (default 9000)
+//	-settle D        bench, scale: wait after opening or echoing the flows
+//	                 before reading fds and memory (default 3s)
 //	-json FILE       bench: also write the results as JSON
 //	-v               debug progress logs on stderr
 //
@@ -34,6 +39,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,7 +56,9 @@ type options struct {
 	duration time.Duration
 	runs     int
 	jsonOut  string
-	only     string // bench: "tcp", "udp", "dns" or "policy" alone
+	only     string        // bench: "tcp", "udp", "dns", "policy" or "scale" alone
+	flows    int           // bench, scale: idle TCP flows
+	settle   time.Duration // bench, scale: wait before reading fds and memory
 	verbose  bool
 }
 
@@ -63,6 +71,9 @@ type app struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == peerCmd {
+		os.Exit(runPeer(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -73,10 +84,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.gatewayd, "gatewayd", "bin/gatewayd", "path of the built gatewayd binary")
 	fs.StringVar(&o.baseline, "baseline", "", "bench: another gatewayd binary (e.g. the previous release) whose TCP relay is measured in the same run, for a ratio against it")
 	fs.StringVar(&o.config, "config", "configs/gateway.toml", "gatewayd config to start from")
-	fs.DurationVar(&o.duration, "duration", 5*time.Second, "bench: length of one iperf3 or dnsperf run")
+	fs.DurationVar(&o.duration, "duration", 5*time.Second, "bench: length of one iperf3, dnsperf or connection-rate run")
 	fs.IntVar(&o.runs, "runs", 3, "bench: runs per measurement (medians are reported)")
 	fs.StringVar(&o.jsonOut, "json", "", "bench: write results as JSON to this file")
-	fs.StringVar(&o.only, "only", "", "bench: run only \"tcp\", \"udp\", \"dns\" or \"policy\"")
+	fs.StringVar(&o.only, "only", "", "bench: run only \"tcp\", \"udp\", \"dns\", \"policy\" or \"scale\"")
+	fs.IntVar(&o.flows, "flows", 9000, "bench, scale: idle TCP flows to hold")
+	fs.DurationVar(&o.settle, "settle", 3*time.Second, "bench, scale: wait after opening or echoing the flows before reading fds and memory")
 	fs.BoolVar(&o.verbose, "v", false, "debug progress logs")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: gwlab [flags] demo|bench [flags]")
@@ -104,8 +117,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gwlab: unknown command %q (want demo or bench)\n", cmd)
 		return 2
 	}
-	if o.only != "" && o.only != "tcp" && o.only != "udp" && o.only != "dns" && o.only != "policy" {
-		fmt.Fprintf(stderr, "gwlab: -only %q: want tcp, udp, dns or policy\n", o.only)
+	if o.only != "" && !slices.Contains(benchParts, o.only) {
+		fmt.Fprintf(stderr, "gwlab: -only %q: want one of %s\n", o.only, strings.Join(benchParts, ", "))
+		return 2
+	}
+	if o.flows < 1 || o.settle < 0 || o.settle > 10*time.Minute {
+		fmt.Fprintln(stderr, "gwlab: -flows must be >= 1 and -settle within 0..10m")
 		return 2
 	}
 	if o.runs < 1 || o.duration < time.Second {
@@ -146,7 +163,7 @@ func (a *app) prepare(cmd string) error {
 	if cmd == "demo" {
 		tools = append(tools, "curl")
 	} else {
-		if a.opt.only != "dns" {
+		if a.benchPart("tcp") || a.benchPart("udp") || a.benchPart("policy") {
 			tools = append(tools, "iperf3")
 		}
 		if a.opt.only == "" || a.opt.only == "dns" {
