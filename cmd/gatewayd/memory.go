@@ -67,10 +67,14 @@ type trimmer struct {
 	burst   int    // most flows there may have been at once since the last release
 	last    int    // flows at the last check
 	seen    uint64 // started() at the last check
+	base    int    // flows at the last release
 }
 
-// check releases memory when the free heap is above trimAbove or the flows
-// dropped by trimFlowDrop to under half their peak.
+// check releases memory when the free heap is above trimAbove, when the
+// flows dropped by trimFlowDrop to under half their peak, or when they grew
+// by trimFlowDrop since the last release and the burst that opened them is
+// over (what opening them took, goroutine stacks and dial state, is
+// garbage then).
 //
 // Flows that start and end between two checks (a burst of short TCP
 // flows, UDP sessions with a short idle timeout) never show in flows().
@@ -92,12 +96,13 @@ func (t *trimmer) check() bool {
 		peak = max(peak, t.burst)
 	}
 	dropped := peak-n >= trimFlowDrop && n < peak/2
+	grew := n-t.base >= trimFlowDrop && fresh < trimFlowDrop
 	t.peak = max(t.peak, n)
-	if !dropped && t.free() <= trimAbove {
+	if !dropped && !grew && t.free() <= trimAbove {
 		return false
 	}
 	t.release()
-	t.peak, t.burst = n, n
+	t.peak, t.burst, t.base = n, n, n
 	return true
 }
 
