@@ -16,17 +16,18 @@ import (
 // firewall reload that flushes mangle, `iptables -t mangle -F`, another
 // tool deleting the ip rule, a DHCP renewal or a re-created bridge that
 // changes the LAN subnets the rules bypass. The keeper compares the kernel
-// with what was applied, every KeepInterval and whenever the network tells
-// it something changed, logs what differs and applies the config again.
+// with what was applied whenever the kernel announces a change that may
+// concern it (Gateway.Events: netlink for rules, routes, addresses and
+// links; nftables notifications for the mangle table), logs what differs
+// and applies the config again. Without any event it checks every
+// self_heal.check_interval, for a notification that was lost; a part that
+// sends none (legacy iptables) is checked every KeepInterval.
 
-// KeepInterval is how often the keeper checks the kernel without an event:
-// a change nobody announces (iptables has no change notification) is
-// repaired within this plus the time to re-apply.
+// KeepInterval is how often the keeper checks the kernel when some of what
+// it keeps sends no change notification (legacy iptables, or a
+// subscription that failed): such a change is repaired within this plus
+// the time to re-apply.
 const KeepInterval = 2 * time.Second
-
-// keepDebounce collects a burst of network events (a bridge re-created
-// sends dozens) into one check.
-const keepDebounce = 200 * time.Millisecond
 
 // applied is what the keeper compares the kernel against.
 type applied struct {
@@ -39,6 +40,7 @@ type keeper struct {
 	g       *Gateway
 	quiet   *slog.Logger // for DeriveEnv: a missing LAN interface is not news every 2 s
 	reapply atomic.Uint64
+	checks  atomic.Uint64 // how often check ran (tests)
 
 	mu   sync.Mutex // held by check and Reconfigure: one of them applies at a time
 	last applied
@@ -66,12 +68,14 @@ func (g *Gateway) startKeeper(ctx context.Context, env Env) (stop func(), err er
 	}
 	g.keeper.Store(k)
 	ctx, cancel := context.WithCancel(ctx)
-	var events <-chan struct{}
+	var w Watch
 	if g.Events != nil {
-		events = g.Events(ctx)
+		w = g.Events(ctx, WatchSpec{Table: g.Config.Routing.Table, Priority: g.Config.Routing.Priority,
+			Families: g.Config.interceptedFamilies()})
 	}
+	k.logCoverage(w.covered())
 	done := make(chan struct{})
-	go func() { defer close(done); k.run(ctx, events) }()
+	go func() { defer close(done); k.run(ctx, w) }()
 	return func() {
 		cancel()
 		<-done
@@ -97,34 +101,56 @@ func (k *keeper) snapshot(env Env) error {
 	return nil
 }
 
-// run checks until ctx is done: every KeepInterval and after events.
-func (k *keeper) run(ctx context.Context, events <-chan struct{}) {
-	tick := time.NewTicker(KeepInterval)
-	defer tick.Stop()
+// logCoverage says how the keeper learns of changes.
+func (k *keeper) logCoverage(cov Coverage) {
+	c := k.g.Config
+	var polled []string
+	if !cov.Routing {
+		polled = append(polled, "policy routing and LAN addresses")
+	}
+	for _, f := range c.interceptedFamilies() {
+		if !cov.Mangle[f] {
+			polled = append(polled, f.String()+" mangle table")
+		}
+	}
+	if len(polled) == 0 {
+		k.g.Log.Info("self-healing: reacting to kernel change notifications",
+			"check_interval", c.SelfHeal.CheckInterval.Duration)
+		return
+	}
+	k.g.Log.Info("self-healing: no change notifications for some of the rules (legacy iptables?); checking them periodically",
+		"polled", strings.Join(polled, ", "), "every", pollInterval(c, cov))
+}
+
+// run checks until ctx is done: after events (a burst is one check) and,
+// without any, every pollInterval.
+func (k *keeper) run(ctx context.Context, w Watch) {
+	poll := time.NewTimer(k.pollInterval(w))
+	defer poll.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
-		case <-events:
-			// Let the rest of a burst arrive, then check once.
-			t := time.NewTimer(keepDebounce)
-		drain:
-			for {
-				select {
-				case <-events:
-				case <-t.C:
-					break drain
-				case <-ctx.Done():
-					t.Stop()
-					return
-				}
+		case <-poll.C:
+		case <-w.C:
+			if !debounce(ctx, w.C) {
+				return
 			}
 		}
 		if err := k.check(ctx); err != nil {
 			k.g.Log.Error("self-healing: re-applying interception failed; will retry", "err", err)
 		}
+		poll.Reset(k.pollInterval(w))
 	}
+}
+
+// pollInterval is pollInterval for the current config (a reload may
+// change check_interval).
+func (k *keeper) pollInterval(w Watch) time.Duration {
+	k.mu.Lock()
+	c := k.g.Config
+	k.mu.Unlock()
+	return pollInterval(c, w.covered())
 }
 
 // check compares the kernel with what was applied and re-applies on any
@@ -132,6 +158,7 @@ func (k *keeper) run(ctx context.Context, events <-chan struct{}) {
 func (k *keeper) check(ctx context.Context) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.checks.Add(1)
 	g := k.g
 	env, err := DeriveEnv(g.NL, g.Config, k.quiet)
 	if err != nil {
