@@ -180,6 +180,14 @@ func (k *keeper) check(ctx context.Context) error {
 		g.Log.Warn("self-healing: policy routing changed by something else", "missing", m)
 		why = append(why, m)
 	}
+	if len(missing) > 0 {
+		// Put the rule and route back at once, before reading the mangle
+		// tables (which runs iptables-save): while they are missing every
+		// intercepted flow is dropped. install sets them again.
+		if err := r.Set(g.Config); err != nil {
+			return fmt.Errorf("restoring policy routing: %w", err)
+		}
+	}
 	for _, f := range Families {
 		if !g.Config.Intercepts(f) {
 			continue

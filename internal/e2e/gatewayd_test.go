@@ -41,6 +41,8 @@ type opts struct {
 	bypass []string // added to the default bypass list
 	udp    string   // [udp] section body, e.g. "idle_timeout = \"1s\"\n"
 	dns    string   // [dns] section body; "" disables the DNS hijack
+	// checkInterval is self_heal.check_interval; "" leaves the default.
+	checkInterval string
 }
 
 // configText renders a gatewayd config for the lab: the shipped defaults
@@ -67,6 +69,9 @@ func configText(stateDir string, o opts) string {
 		o.dns = "enabled = false\n"
 	}
 	b.WriteString("[dns]\n" + o.dns)
+	if o.checkInterval != "" {
+		fmt.Fprintf(&b, "[self_heal]\ncheck_interval = %q\n", o.checkInterval)
+	}
 	b.WriteString("[log]\nlevel = \"debug\"\n[shutdown]\ngrace = \"300ms\"\n")
 	return b.String()
 }
