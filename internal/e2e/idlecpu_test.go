@@ -16,6 +16,10 @@ import (
 // measures).
 const idleCPUEnv = "GATEWAYD_IDLE_CPU"
 
+// idleBinEnv, when set, names another gatewayd binary to measure (an
+// older build, for a before/after comparison).
+const idleBinEnv = "GATEWAYD_IDLE_BIN"
+
 // clockTicks is USER_HZ, the unit of /proc/PID/stat's times (100 on
 // every Linux architecture gatewayd ships for).
 const clockTicks = 100
@@ -43,7 +47,8 @@ func cpuTimes(t *testing.T, pid int) (own, children time.Duration) {
 
 // TestIdleCPU measures what an idle gatewayd costs: it starts gatewayd
 // in the lab, lets it settle, and reports the CPU time it (and the
-// programs it ran) used over GATEWAYD_IDLE_CPU, scaled to an hour.
+// programs it ran) used over GATEWAYD_IDLE_CPU, scaled to an hour. The
+// times are in clock ticks (10 ms): measure for minutes, not seconds.
 func TestIdleCPU(t *testing.T) {
 	d, err := time.ParseDuration(os.Getenv(idleCPUEnv))
 	if err != nil || d <= 0 {
@@ -51,6 +56,9 @@ func TestIdleCPU(t *testing.T) {
 	}
 	lab := netlab.NewT(t)
 	g := newGW(t, lab, opts{})
+	if bin := os.Getenv(idleBinEnv); bin != "" {
+		g.bin = bin
+	}
 	g.start()
 	time.Sleep(5 * time.Second) // start-up work is not idle cost
 	pid := g.proc.Pid()
