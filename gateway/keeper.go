@@ -38,7 +38,7 @@ type applied struct {
 // keeper holds the keeper's state; Run owns it.
 type keeper struct {
 	g       *Gateway
-	quiet   *slog.Logger // for DeriveEnv: a missing LAN interface is not news every 2 s
+	quiet   *slog.Logger // for DeriveEnv: a missing LAN interface is not news at every check
 	reapply atomic.Uint64
 	checks  atomic.Uint64 // how often check ran (tests)
 

@@ -146,14 +146,15 @@ func TestPolicyUpstreamDown(t *testing.T) {
 
 // goroutineSlack is how many more goroutines than at the baseline gatewayd
 // may have after the failed flows: ones that come and go on their own
-// (the rule keeper's iptables-save run every 2 s, with os/exec's output
-// copiers), not one per flow.
+// (the rule keeper's iptables-save run, on a kernel change or every
+// self_heal.check_interval, with os/exec's output copiers), not one per
+// flow.
 const goroutineSlack = 3
 
 // fdSamples and fdSampleGap: gatewayd's rule keeper checks the kernel
-// every gateway.KeepInterval (2 s) with iptables-save, holding three more
-// descriptors (pipes, pidfd) for some milliseconds; the least of several
-// samples over longer than that is its steady count.
+// with iptables-save on a change and every self_heal.check_interval,
+// holding three more descriptors (pipes, pidfd) for some milliseconds;
+// the least of several samples is its steady count.
 const (
 	fdSamples   = 5
 	fdSampleGap = 20 * time.Millisecond

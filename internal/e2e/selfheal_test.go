@@ -116,13 +116,18 @@ func TestSelfHealingAfterMangleFlush(t *testing.T) {
 			before := kernelState(t, lab)
 			ctx := context.Background()
 
+			adds, nft := watchMangleAdds(t, lab.Gateway)
 			start := time.Now()
 			if _, err := lab.Gateway.Run(ctx, "iptables", "-w", "-t", "mangle", "-F"); err != nil {
 				t.Fatal(err)
 			}
 			flushed := time.Now()
 			at := waitReapplied(t, g, 1)
-			t.Logf("%s: mangle flush repaired %d ms after the iptables command started, %d ms after it returned (target 250 ms)",
+			if back, ok := adds.first(flushed); nft && ok {
+				t.Logf("%s: flushed IPv4 mangle table back in the kernel %d ms after `iptables -t mangle -F` started, %d ms after it returned (target 250 ms)",
+					mode, back.Sub(start).Milliseconds(), back.Sub(flushed).Milliseconds())
+			}
+			t.Logf("%s: re-apply of both families finished (logged) %d ms after the flush started, %d ms after it returned",
 				mode, at.Sub(start).Milliseconds(), at.Sub(flushed).Milliseconds())
 			g.waitLog("mangle rules changed by something else", healBound)
 			if after := kernelState(t, lab); after != before {
@@ -153,6 +158,11 @@ func TestSelfHealingAfterMangleFlush(t *testing.T) {
 			time.Sleep(500 * time.Millisecond)
 			if n := len(reappliedRE.FindAllString(g.log.String(), -1)); n != 2 {
 				t.Errorf("gatewayd re-applied %d times for two changes, want 2", n)
+			}
+			for _, l := range strings.Split(g.log.String(), "\n") {
+				if strings.Contains(l, "self-healing") {
+					t.Logf("gatewayd: %.200s", l)
+				}
 			}
 			g.stop()
 		})
