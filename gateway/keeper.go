@@ -63,19 +63,29 @@ func (g *Gateway) Reapplies() uint64 {
 // removes them.
 func (g *Gateway) startKeeper(ctx context.Context, env Env) (stop func(), err error) {
 	k := &keeper{g: g, quiet: slog.New(slog.DiscardHandler)}
-	if err := k.snapshot(env); err != nil {
-		return nil, err
-	}
-	g.keeper.Store(k)
 	ctx, cancel := context.WithCancel(ctx)
+	// Subscribe first: a change after this is notified; one made since
+	// the install (a LAN address, a deleted rule) is found by the first
+	// check, which runs at once.
 	var w Watch
 	if g.Events != nil {
 		w = g.Events(ctx, WatchSpec{Table: g.Config.Routing.Table, Priority: g.Config.Routing.Priority,
 			Families: g.Config.interceptedFamilies()})
 	}
+	if err := k.snapshot(env); err != nil {
+		cancel()
+		return nil, err
+	}
+	g.keeper.Store(k)
 	k.logCoverage(w.covered())
 	done := make(chan struct{})
-	go func() { defer close(done); k.run(ctx, w) }()
+	go func() {
+		defer close(done)
+		if err := k.check(ctx); err != nil {
+			k.g.Log.Error("self-healing: re-applying interception failed; will retry", "err", err)
+		}
+		k.run(ctx, w)
+	}()
 	return func() {
 		cancel()
 		<-done

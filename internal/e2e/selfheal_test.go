@@ -175,6 +175,7 @@ func TestLANAddressChangeUpdatesBypass(t *testing.T) {
 	lab := netlab.NewT(t)
 	g := newGW(t, lab, opts{checkInterval: "1h"})
 	g.start()
+	g.waitLog("self-healing: ", healBound) // the keeper runs
 	ctx := context.Background()
 	start := time.Now()
 	if _, err := lab.Gateway.Run(ctx, "ip", "addr", "add", "198.18.77.1/24", "dev", "br-lan"); err != nil {
