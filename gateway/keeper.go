@@ -63,6 +63,10 @@ func (g *Gateway) Reapplies() uint64 {
 // removes them.
 func (g *Gateway) startKeeper(ctx context.Context, env Env) (stop func(), err error) {
 	k := &keeper{g: g, quiet: slog.New(slog.DiscardHandler)}
+	// A Reconfigure (a reload right after start) waits for the setup
+	// instead of being refused as "not running".
+	k.mu.Lock()
+	g.keeper.Store(k)
 	ctx, cancel := context.WithCancel(ctx)
 	// Subscribe first: a change after this is notified; one made since
 	// the install (a LAN address, a deleted rule) is found by the first
@@ -72,12 +76,15 @@ func (g *Gateway) startKeeper(ctx context.Context, env Env) (stop func(), err er
 		w = g.Events(ctx, WatchSpec{Table: g.Config.Routing.Table, Priority: g.Config.Routing.Priority,
 			Families: g.Config.interceptedFamilies()})
 	}
-	if err := k.snapshot(env); err != nil {
+	err = k.snapshot(env)
+	if err != nil {
+		k.stopped = true
+		k.mu.Unlock()
 		cancel()
 		return nil, err
 	}
-	g.keeper.Store(k)
-	k.logCoverage(w.covered())
+	k.logCoverage(w.covered()) // reads g.Config: under k.mu
+	k.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
