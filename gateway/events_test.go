@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"testing"
 	"time"
 
@@ -186,5 +187,36 @@ func TestKeeperChecksOnEventOnly(t *testing.T) {
 	}
 	if m, err := (&Routing{NL: sys.nl}).Missing(g.Config); err != nil || len(m) != 0 {
 		t.Errorf("after the event, missing %v (%v)", m, err)
+	}
+}
+
+// restoreFailsOnce is a fakeTables whose next Restore fails.
+type restoreFailsOnce struct {
+	*fakeTables
+	failed bool
+}
+
+func (r *restoreFailsOnce) Restore(payload string, noflush bool) error {
+	if !r.failed {
+		r.failed = true
+		return errors.New("iptables-restore: another app is currently holding the xtables lock")
+	}
+	return r.fakeTables.Restore(payload, noflush)
+}
+
+func TestKeeperRetriesAFailedRepairWithoutAnEvent(t *testing.T) {
+	g, sys, k := keptGateway(t)
+	g.Tables[IPv4] = &restoreFailsOnce{fakeTables: sys.v4}
+	send := runKeeper(t, k) // check_interval 1h: only the retry can repair
+	for ch := range sys.v4.chains {
+		sys.v4.chains[ch] = nil
+	}
+	send()
+	start := time.Now()
+	waitCount(t, "reapplies", k.reapply.Load, 1)
+	if took := time.Since(start); took < KeepInterval/2 {
+		t.Errorf("repaired after %v: the first repair should have failed", took)
+	} else {
+		t.Logf("repaired by the retry %v after the event", took)
 	}
 }

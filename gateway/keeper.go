@@ -154,10 +154,12 @@ func (k *keeper) run(ctx context.Context, w Watch) {
 				return
 			}
 		}
+		next := k.pollInterval(w)
 		if err := k.check(ctx); err != nil {
-			k.g.Log.Error("self-healing: re-applying interception failed; will retry", "err", err)
+			k.g.Log.Error("self-healing: re-applying interception failed; will retry", "err", err, "in", min(next, KeepInterval))
+			next = min(next, KeepInterval) // a failure is not notified
 		}
-		poll.Reset(k.pollInterval(w))
+		poll.Reset(next)
 	}
 }
 
