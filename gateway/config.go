@@ -36,6 +36,7 @@ type Config struct {
 	Log      LogConfig      `toml:"log"`
 	Shutdown ShutdownConfig `toml:"shutdown"`
 	Failsafe FailsafeConfig `toml:"failsafe"`
+	SelfHeal SelfHealConfig `toml:"self_heal"`
 	Status   StatusConfig   `toml:"status"`
 
 	// Routing policy (config_route.go): named outbounds, the default
@@ -145,6 +146,15 @@ type ShutdownConfig struct {
 // without removing it (crash, SIGKILL, OOM kill); its watchdog acts on it.
 type FailsafeConfig struct {
 	Mode FailsafeMode `toml:"mode"`
+}
+
+// SelfHealConfig tunes the keeper that puts the rules back when something
+// else changes them (keeper.go).
+type SelfHealConfig struct {
+	// CheckInterval is the safety check done without any kernel event:
+	// for a change whose notification was lost. Changes are otherwise
+	// noticed by event within milliseconds.
+	CheckInterval Duration `toml:"check_interval"`
 }
 
 // FailsafeMode is "open" (the zero value and default) or "closed".

@@ -19,6 +19,9 @@ const (
 	DefaultIdleTimeout    = 10 * time.Minute
 	DefaultMaxConnections = 16384
 	DefaultShutdownGrace  = 2 * time.Second
+	// DefaultCheckInterval is self_heal.check_interval: the keeper's
+	// check without an event (keeper.go).
+	DefaultCheckInterval = 30 * time.Second
 	// DefaultUDPIdle is the UDP session idle timeout: long enough for games,
 	// VoIP and QUIC between keepalives (commonly 15-30 s), the same as
 	// Linux conntrack's UDP stream timeout (net.netfilter.nf_conntrack_udp_timeout_stream
@@ -83,6 +86,7 @@ func DefaultConfig() *Config {
 		},
 		Log:      LogConfig{Level: "info", Format: "text"},
 		Shutdown: ShutdownConfig{Grace: Duration{DefaultShutdownGrace}},
+		SelfHeal: SelfHealConfig{CheckInterval: Duration{DefaultCheckInterval}},
 		Status:   DefaultStatus(),
 		path:     "(defaults)",
 	}

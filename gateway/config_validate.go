@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // validate checks every value that decoding alone cannot.
@@ -162,10 +163,21 @@ func (c *Config) validateBypass() error {
 	return nil
 }
 
+// The bounds of self_heal.check_interval: more often than every second
+// costs CPU for nothing (events do the quick work); less often than every
+// hour leaves a lost event unrepaired for too long.
+const (
+	minCheckInterval = time.Second
+	maxCheckInterval = time.Hour
+)
+
 func (c *Config) validateTimeouts() error {
 	switch {
 	case c.TCP.ConnectTimeout.Duration <= 0:
 		return c.errorf("tcp.connect_timeout", "must be positive")
+	case c.SelfHeal.CheckInterval.Duration < minCheckInterval || c.SelfHeal.CheckInterval.Duration > maxCheckInterval:
+		return c.errorf("self_heal.check_interval", "must be between %v and %v, got %v",
+			minCheckInterval, maxCheckInterval, c.SelfHeal.CheckInterval.Duration)
 	case c.TCP.IdleTimeout.Duration <= 0:
 		return c.errorf("tcp.idle_timeout", "must be positive")
 	case c.TCP.MaxConnections < 1:

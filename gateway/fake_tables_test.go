@@ -292,6 +292,31 @@ func (f *fakeTables) restoreLine(line string) error {
 		}
 		f.chains[fs[1]] = append(f.chains[fs[1]], fs[2])
 		return nil
+	case strings.HasPrefix(line, "-D "):
+		fs := strings.SplitN(line, " ", 3)
+		if len(fs) < 3 {
+			return errors.New("empty rule")
+		}
+		if err := f.chainOK(fs[1]); err != nil {
+			return err
+		}
+		return f.Delete("mangle", fs[1], strings.Fields(fs[2])...)
+	case strings.HasPrefix(line, "-F "):
+		ch := strings.TrimSpace(line[3:])
+		if err := f.chainOK(ch); err != nil {
+			return err
+		}
+		f.chains[ch] = nil
+		return nil
+	case strings.HasPrefix(line, "-X "):
+		ch := strings.TrimSpace(line[3:])
+		if err := f.chainOK(ch); err != nil {
+			return err
+		}
+		if len(f.chains[ch]) > 0 {
+			return fmt.Errorf("fake: chain %s is not empty", ch)
+		}
+		return f.ClearAndDeleteChain("mangle", ch)
 	}
 	return errors.New("unsupported line")
 }

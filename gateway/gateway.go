@@ -43,11 +43,10 @@ type Gateway struct {
 	// Direct are destinations every flow to which goes direct (the
 	// CIDR-only direct rules); with FastPath the kernel forwards them.
 	Direct []netip.Prefix
-	// Events, if set, reports network changes (addresses, links) that may
-	// change what the rules must be, so the keeper checks at once instead
-	// of at its next KeepInterval tick. The channel is closed or left
-	// when ctx is done.
-	Events func(ctx context.Context) <-chan struct{}
+	// Events, if set, subscribes to kernel changes that may concern the
+	// rules (KernelEvents), so the keeper checks at once instead of at
+	// its next poll. The subscription ends when ctx is done.
+	Events func(ctx context.Context, spec WatchSpec) Watch
 
 	keeper atomic.Pointer[keeper] // set while Run keeps the rules
 }

@@ -186,16 +186,16 @@ func TestRunReportsInterceptionLeft(t *testing.T) {
 	}
 }
 
-// listFails is a fakeTables whose chain listings fail.
-type listFails struct{ *fakeTables }
+// saveFails is a fakeTables whose table dumps (iptables-save) fail.
+type saveFails struct{ *fakeTables }
 
-func (t listFails) List(string, string) ([]string, error) {
-	return nil, errors.New("iptables: resource temporarily unavailable")
+func (t saveFails) Save(string) (string, error) {
+	return "", errors.New("iptables-save: resource temporarily unavailable")
 }
 
 func TestRunReportsLeftoversLeft(t *testing.T) {
 	g, sys := newTestGateway(t, newFakeRelay(), nil)
-	g.Tables[IPv4] = listFails{sys.v4}
+	g.Tables[IPv4] = saveFails{sys.v4}
 	err := g.Run(context.Background())
 	if !errors.Is(err, ErrInterceptionLeft) || !strings.Contains(err.Error(), "removing leftovers of an earlier run") {
 		t.Fatalf("Run = %v, want a leftovers error with ErrInterceptionLeft", err)

@@ -16,17 +16,18 @@ import (
 // firewall reload that flushes mangle, `iptables -t mangle -F`, another
 // tool deleting the ip rule, a DHCP renewal or a re-created bridge that
 // changes the LAN subnets the rules bypass. The keeper compares the kernel
-// with what was applied, every KeepInterval and whenever the network tells
-// it something changed, logs what differs and applies the config again.
+// with what was applied whenever the kernel announces a change that may
+// concern it (Gateway.Events: netlink for rules, routes, addresses and
+// links; nftables notifications for the mangle table), logs what differs
+// and applies the config again. Without any event it checks every
+// self_heal.check_interval, for a notification that was lost; a part that
+// sends none (legacy iptables) is checked every KeepInterval.
 
-// KeepInterval is how often the keeper checks the kernel without an event:
-// a change nobody announces (iptables has no change notification) is
-// repaired within this plus the time to re-apply.
+// KeepInterval is how often the keeper checks the kernel when some of what
+// it keeps sends no change notification (legacy iptables, or a
+// subscription that failed): such a change is repaired within this plus
+// the time to re-apply.
 const KeepInterval = 2 * time.Second
-
-// keepDebounce collects a burst of network events (a bridge re-created
-// sends dozens) into one check.
-const keepDebounce = 200 * time.Millisecond
 
 // applied is what the keeper compares the kernel against.
 type applied struct {
@@ -37,8 +38,9 @@ type applied struct {
 // keeper holds the keeper's state; Run owns it.
 type keeper struct {
 	g       *Gateway
-	quiet   *slog.Logger // for DeriveEnv: a missing LAN interface is not news every 2 s
+	quiet   *slog.Logger // for DeriveEnv: a missing LAN interface is not news at every check
 	reapply atomic.Uint64
+	checks  atomic.Uint64 // how often check ran (tests)
 
 	mu   sync.Mutex // held by check and Reconfigure: one of them applies at a time
 	last applied
@@ -61,17 +63,36 @@ func (g *Gateway) Reapplies() uint64 {
 // removes them.
 func (g *Gateway) startKeeper(ctx context.Context, env Env) (stop func(), err error) {
 	k := &keeper{g: g, quiet: slog.New(slog.DiscardHandler)}
-	if err := k.snapshot(env); err != nil {
-		return nil, err
-	}
+	// A Reconfigure (a reload right after start) waits for the setup
+	// instead of being refused as "not running".
+	k.mu.Lock()
 	g.keeper.Store(k)
 	ctx, cancel := context.WithCancel(ctx)
-	var events <-chan struct{}
+	// Subscribe first: a change after this is notified; one made since
+	// the install (a LAN address, a deleted rule) is found by the first
+	// check, which runs at once.
+	var w Watch
 	if g.Events != nil {
-		events = g.Events(ctx)
+		w = g.Events(ctx, WatchSpec{Table: g.Config.Routing.Table, Priority: g.Config.Routing.Priority,
+			Families: g.Config.interceptedFamilies()})
 	}
+	err = k.snapshot(env)
+	if err != nil {
+		k.stopped = true
+		k.mu.Unlock()
+		cancel()
+		return nil, err
+	}
+	k.logCoverage(w.covered()) // reads g.Config: under k.mu
+	k.mu.Unlock()
 	done := make(chan struct{})
-	go func() { defer close(done); k.run(ctx, events) }()
+	go func() {
+		defer close(done)
+		if err := k.check(ctx); err != nil {
+			k.g.Log.Error("self-healing: re-applying interception failed; will retry", "err", err)
+		}
+		k.run(ctx, w)
+	}()
 	return func() {
 		cancel()
 		<-done
@@ -97,34 +118,58 @@ func (k *keeper) snapshot(env Env) error {
 	return nil
 }
 
-// run checks until ctx is done: every KeepInterval and after events.
-func (k *keeper) run(ctx context.Context, events <-chan struct{}) {
-	tick := time.NewTicker(KeepInterval)
-	defer tick.Stop()
+// logCoverage says how the keeper learns of changes.
+func (k *keeper) logCoverage(cov Coverage) {
+	c := k.g.Config
+	var polled []string
+	if !cov.Routing {
+		polled = append(polled, "policy routing and LAN addresses")
+	}
+	for _, f := range c.interceptedFamilies() {
+		if !cov.Mangle[f] {
+			polled = append(polled, f.String()+" mangle table")
+		}
+	}
+	if len(polled) == 0 {
+		k.g.Log.Info("self-healing: reacting to kernel change notifications",
+			"check_interval", c.SelfHeal.CheckInterval.Duration)
+		return
+	}
+	k.g.Log.Info("self-healing: no change notifications for some of the rules (legacy iptables?); checking them periodically",
+		"polled", strings.Join(polled, ", "), "every", pollInterval(c, cov))
+}
+
+// run checks until ctx is done: after events (a burst is one check) and,
+// without any, every pollInterval.
+func (k *keeper) run(ctx context.Context, w Watch) {
+	poll := time.NewTimer(k.pollInterval(w))
+	defer poll.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
-		case <-events:
-			// Let the rest of a burst arrive, then check once.
-			t := time.NewTimer(keepDebounce)
-		drain:
-			for {
-				select {
-				case <-events:
-				case <-t.C:
-					break drain
-				case <-ctx.Done():
-					t.Stop()
-					return
-				}
+		case <-poll.C:
+		case <-w.C:
+			if !debounce(ctx, w.C) {
+				return
 			}
 		}
+		next := k.pollInterval(w)
 		if err := k.check(ctx); err != nil {
-			k.g.Log.Error("self-healing: re-applying interception failed; will retry", "err", err)
+			k.g.Log.Error("self-healing: re-applying interception failed; will retry", "err", err, "in", min(next, KeepInterval))
+			next = min(next, KeepInterval) // a failure is not notified
 		}
+		poll.Reset(next)
 	}
+}
+
+// pollInterval is pollInterval for the current config (a reload may
+// change check_interval).
+func (k *keeper) pollInterval(w Watch) time.Duration {
+	k.mu.Lock()
+	c := k.g.Config
+	k.mu.Unlock()
+	return pollInterval(c, w.covered())
 }
 
 // check compares the kernel with what was applied and re-applies on any
@@ -132,6 +177,7 @@ func (k *keeper) run(ctx context.Context, events <-chan struct{}) {
 func (k *keeper) check(ctx context.Context) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.checks.Add(1)
 	g := k.g
 	env, err := DeriveEnv(g.NL, g.Config, k.quiet)
 	if err != nil {
@@ -152,6 +198,14 @@ func (k *keeper) check(ctx context.Context) error {
 	for _, m := range missing {
 		g.Log.Warn("self-healing: policy routing changed by something else", "missing", m)
 		why = append(why, m)
+	}
+	if len(missing) > 0 {
+		// Put the rule and route back at once, before reading the mangle
+		// tables (which runs iptables-save): while they are missing every
+		// intercepted flow is dropped. install sets them again.
+		if err := r.Set(g.Config); err != nil {
+			return fmt.Errorf("restoring policy routing: %w", err)
+		}
 	}
 	for _, f := range Families {
 		if !g.Config.Intercepts(f) {

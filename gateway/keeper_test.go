@@ -104,3 +104,38 @@ func TestOwnSnapshotIgnoresCountersAndComments(t *testing.T) {
 		t.Errorf("shared snapshot holds foreign rules or lacks the jump:\n%s", s)
 	}
 }
+
+// saveSpy is Tables calling onSave before each Save.
+type saveSpy struct {
+	Tables
+	onSave func()
+}
+
+func (s *saveSpy) Save(table string) (string, error) {
+	s.onSave()
+	return s.Tables.Save(table)
+}
+
+func TestKeeperRestoresRoutingBeforeReadingMangle(t *testing.T) {
+	g, sys, k := keptGateway(t)
+	if err := sys.nl.RuleDel(fwmarkRule(g.Config, IPv4)); err != nil {
+		t.Fatal(err)
+	}
+	var missingAtSave []string
+	g.Tables[IPv4] = &saveSpy{Tables: sys.v4, onSave: func() {
+		m, err := (&Routing{NL: sys.nl}).Missing(g.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		missingAtSave = append(missingAtSave, m...)
+	}}
+	if err := k.check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(missingAtSave) > 0 {
+		t.Errorf("iptables-save ran while %v was still missing: the rule must come back first", missingAtSave)
+	}
+	if k.reapply.Load() != 1 {
+		t.Errorf("reapplies = %d, want 1", k.reapply.Load())
+	}
+}

@@ -140,29 +140,63 @@ func (m *Mangle) Cleanup() error {
 	return m.removeOwn()
 }
 
-// removeOwn deletes every jump into a GWD_ chain, then the chains.
+// removeTries bounds how often removeOwn reads the table again after its
+// transaction failed because someone changed the table meanwhile.
+const removeTries = 5
+
+// removeOwn deletes every jump into a GWD_ chain, then the chains, in one
+// iptables-restore transaction: with separate commands, a running
+// gatewayd's keeper (which reacts to each of them within milliseconds)
+// could put a jump back before its chain is deleted. The transaction
+// changes nothing if the table changed since it was read (a rule to delete
+// is gone); the table is then read again.
 func (m *Mangle) removeOwn() error {
-	var errs []error
-	for _, ch := range builtinMangle {
-		rules, err := m.Tables.List("mangle", ch)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("listing %s mangle %s: %w", m.Family, ch, err))
-			continue
+	var err error
+	for range removeTries {
+		saved, serr := m.Tables.Save("mangle")
+		if serr != nil {
+			return fmt.Errorf("reading %s mangle table: %w", m.Family, serr)
 		}
-		for _, r := range rules {
-			if !jumpsToOwn(r) {
-				continue
-			}
-			spec := strings.Fields(strings.TrimPrefix(r, "-A "+ch+" "))
-			if err := m.Tables.Delete("mangle", ch, spec...); err != nil {
-				errs = append(errs, fmt.Errorf("deleting %s rule %q: %w", m.Family, r, err))
-			}
+		payload := removalPayload(saved)
+		if payload == "" {
+			return nil
+		}
+		if err = m.Tables.Restore(payload, true); err == nil {
+			return nil
 		}
 	}
-	for _, ch := range ownChains {
-		if err := m.Tables.ClearAndDeleteChain("mangle", ch); err != nil {
-			errs = append(errs, fmt.Errorf("deleting %s chain %s: %w", m.Family, ch, err))
+	return fmt.Errorf("removing %s mangle rules: %w", m.Family, err)
+}
+
+// removalPayload is the iptables-restore --noflush payload that removes
+// gatewayd's lines from an iptables-save dump: the jumps into GWD_ chains
+// from other chains, then the GWD_ chains (flushed first: they jump to
+// each other). "" when there is nothing of gatewayd's.
+func removalPayload(saved string) string {
+	var dels, chains []string
+	for _, line := range strings.Split(saved, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, ":"+chainPrefix):
+			chains = append(chains, strings.Fields(line[1:])[0])
+		case strings.HasPrefix(line, "-A ") && !strings.HasPrefix(line, "-A "+chainPrefix) && jumpsToOwn(line):
+			dels = append(dels, "-D "+strings.TrimPrefix(line, "-A "))
 		}
 	}
-	return errors.Join(errs...)
+	if len(dels)+len(chains) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("*mangle\n")
+	for _, d := range dels {
+		b.WriteString(d + "\n")
+	}
+	for _, ch := range chains {
+		b.WriteString("-F " + ch + "\n")
+	}
+	for _, ch := range chains {
+		b.WriteString("-X " + ch + "\n")
+	}
+	b.WriteString("COMMIT\n")
+	return b.String()
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"os"
@@ -240,5 +241,50 @@ func TestFastPathRulesNeedTheSets(t *testing.T) {
 		if ft.referencesSet(DirectSet4) {
 			t.Errorf("%s: a rule still matches %s after Cleanup", mode, DirectSet4)
 		}
+	}
+}
+
+// raceOnSave is a fakeTables on which, right after the first dump, someone
+// else deletes a rule (as a running keeper or firewall would): the removal
+// transaction built from that dump then fails as a whole.
+type raceOnSave struct {
+	*fakeTables
+	saves int
+	race  func()
+}
+
+func (r *raceOnSave) Save(table string) (string, error) {
+	s, err := r.fakeTables.Save(table)
+	if r.saves++; r.saves == 1 {
+		r.race()
+	}
+	return s, err
+}
+
+func TestRemoveOwnIsOneTransactionAndRetries(t *testing.T) {
+	g, sys := newTestGateway(t, newFakeRelay(), nil)
+	g.Config.Mangle.Mode = ModeShared
+	if err := sys.v4.Restore("*mangle\n:FOREIGN - [0:0]\n-A PREROUTING -j FOREIGN\n-A FOREIGN -j RETURN\nCOMMIT\n", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.installEnv(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	restores := sys.v4.restores
+	spy := &raceOnSave{fakeTables: sys.v4, race: func() {
+		if err := sys.v4.Delete("mangle", "OUTPUT", "-j", chainOut); err != nil {
+			t.Fatal(err)
+		}
+	}}
+	m := &Mangle{Family: IPv4, Tables: spy, StateDir: g.Config.StateDir, Log: discard()}
+	if err := m.removeOwn(); err != nil {
+		t.Fatal(err)
+	}
+	if spy.saves != 2 || sys.v4.restores != restores+1 {
+		t.Errorf("%d dumps and %d committed restores, want 2 and 1 (the first transaction fails as a whole)", spy.saves, sys.v4.restores-restores)
+	}
+	saved, _ := sys.v4.Save("mangle")
+	if strings.Contains(saved, chainPrefix) || !strings.Contains(saved, "-A PREROUTING -j FOREIGN") {
+		t.Errorf("after removal:\n%s\nwant no GWD_ line and the foreign rules kept", saved)
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -35,7 +34,7 @@ func newGateway(cfg *gateway.Config, log *slog.Logger) (*gateway.Gateway, func()
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening netlink: %w", err)
 	}
-	g := &gateway.Gateway{Config: cfg, Log: log, Tables: tables, NL: h, ReadSysctl: readSysctl, Events: netEvents(log)}
+	g := &gateway.Gateway{Config: cfg, Log: log, Tables: tables, NL: h, ReadSysctl: readSysctl, Events: gateway.KernelEvents(log)}
 	if k, err := ipset.NewNetlink(h); err == nil {
 		g.FastPath = gateway.NewFastPath(k, log.With("part", "fastpath"))
 	} else {
@@ -88,47 +87,5 @@ func checkFileLimit(cfg *gateway.Config, log *slog.Logger) {
 	if r.Cur < need {
 		log.Warn("open file limit is below what tcp.max_connections and udp.max_sessions need; flows beyond it are refused (TCP with an RST) and counted in gatewayd_fd_budget_denied_total (raise LimitNOFILE / procd limits, or lower the maximums)",
 			"limit", r.Cur, "need", need, "reserve", reserve)
-	}
-}
-
-// netEvents reports address and link changes of gatewayd's network
-// namespace (DHCP/PPPoE renewals, a bridge re-created, a LAN interface
-// appearing), for the keeper. A subscription that fails is logged; the
-// keeper's periodic check still covers those changes.
-func netEvents(log *slog.Logger) func(ctx context.Context) <-chan struct{} {
-	return func(ctx context.Context) <-chan struct{} {
-		out := make(chan struct{}, 1)
-		notify := func() {
-			select {
-			case out <- struct{}{}:
-			default: // one pending event is enough
-			}
-		}
-		onErr := func(err error) {
-			if ctx.Err() == nil { // closing the subscription at exit reports an error too
-				log.Warn("network change notifications failed; checking periodically", "err", err)
-			}
-		}
-		addrs := make(chan netlink.AddrUpdate, 16)
-		if err := netlink.AddrSubscribeWithOptions(addrs, ctx.Done(), netlink.AddrSubscribeOptions{ErrorCallback: onErr}); err != nil {
-			onErr(err)
-		} else {
-			go func() {
-				for range addrs {
-					notify()
-				}
-			}()
-		}
-		links := make(chan netlink.LinkUpdate, 16)
-		if err := netlink.LinkSubscribeWithOptions(links, ctx.Done(), netlink.LinkSubscribeOptions{ErrorCallback: onErr}); err != nil {
-			onErr(err)
-		} else {
-			go func() {
-				for range links {
-					notify()
-				}
-			}()
-		}
-		return out
 	}
 }

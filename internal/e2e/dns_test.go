@@ -34,7 +34,7 @@ func startDnsmasq(t *testing.T, lab *netlab.Lab, addrs netlab.Addrs) *netlab.Pro
 			t.Logf("dnsmasq log:\n%s", log.String())
 		}
 	})
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(ioGuard)
 	for !strings.Contains(log.String(), "started") {
 		if time.Now().After(deadline) {
 			t.Fatalf("dnsmasq did not start:\n%s", log.String())
@@ -103,7 +103,7 @@ func TestDNSHijackAnswersFromQueriedAddress(t *testing.T) {
 		}
 	}
 	// The log arrives through a pipe: wait for the ninth line.
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(logGuard)
 	for strings.Count(g.log.String(), "name=www.example.test.") < 9 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}

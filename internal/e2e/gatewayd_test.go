@@ -42,6 +42,8 @@ type opts struct {
 	udp    string   // [udp] section body, e.g. "idle_timeout = \"1s\"\n"
 	dns    string   // [dns] section body; "" disables the DNS hijack
 	level  string   // log.level; "" = debug
+	// checkInterval is self_heal.check_interval; "" leaves the default.
+	checkInterval string
 }
 
 // configText renders a gatewayd config for the lab: the shipped defaults
@@ -68,6 +70,9 @@ func configText(stateDir string, o opts) string {
 		o.dns = "enabled = false\n"
 	}
 	b.WriteString("[dns]\n" + o.dns)
+	if o.checkInterval != "" {
+		fmt.Fprintf(&b, "[self_heal]\ncheck_interval = %q\n", o.checkInterval)
+	}
 	level := o.level
 	if level == "" {
 		level = "debug"

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -109,8 +110,8 @@ func TestCrashThenCleanupAndRestart(t *testing.T) {
 
 // TestCleanupRefusedWhileRunning: `gatewayd cleanup` while gatewayd runs
 // names the daemon's pid and leaves its rules alone; with --force it
-// removes them (the daemon's self-healing then puts them back), and the
-// daemon's own exit still restores everything.
+// removes them (the daemon's self-healing then puts them back, as they
+// were), and the daemon's own exit still restores everything.
 func TestCleanupRefusedWhileRunning(t *testing.T) {
 	lab := netlab.NewT(t)
 	serveAll(t, lab)
@@ -124,10 +125,26 @@ func TestCleanupRefusedWhileRunning(t *testing.T) {
 	}
 	sameState(t, lab, during, "after a refused cleanup")
 
-	if out, err := g.cmd("cleanup", "--force"); err != nil || !strings.Contains(out, "cleanup done") {
+	// --force is for a lock whose holder does not act (a stale lock):
+	// gatewayd is frozen meanwhile. (A running gatewayd's keeper would put
+	// each removed rule back within milliseconds, in the middle of the
+	// cleanup's steps.)
+	if err := g.proc.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	out, err = g.cmd("cleanup", "--force")
+	removed := kernelState(t, lab)
+	if err := g.proc.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if err != nil || !strings.Contains(out, "cleanup done") {
 		t.Fatalf("cleanup --force: %v\n%s", err, out)
 	}
+	if removed != before {
+		t.Errorf("after cleanup --force:\n%s\nwant as before gatewayd started:\n%s", removed, before)
+	}
 	g.waitLog("self-healing: interception re-applied", 20*time.Second)
+	sameState(t, lab, during, "after cleanup --force and the daemon's repair")
 	// The running gatewayd's record of what it installed (its watchdog's
 	// target) is left to it.
 	if _, err := os.Stat(filepath.Join(filepath.Dir(g.cfg), "state", "installed.toml")); err != nil {

@@ -314,9 +314,18 @@ func TestNonrootLegacyIptables(t *testing.T) {
 	g := newGW(t, lab, opts{})
 	asNonroot(t, g, opts{}, "PATH="+legacyIptables(t)+":"+os.Getenv("PATH"), "XTABLES_LOCKFILE="+lock)
 
-	// Root-only, as iptables-legacy leaves it: nothing works.
-	out, err := g.cmd("cleanup")
-	if err == nil || !strings.Contains(out, "can't open lock file") {
+	// Root-only, as iptables-legacy leaves it: nothing that changes the
+	// tables works, and gatewayd says why: it cannot start, and cleanup
+	// cannot put back the table the failed start kept aside. (Reading
+	// with iptables-save takes no lock.)
+	runCtx, runCancel := context.WithTimeout(ctx, ioGuard)
+	out, err := lab.Gateway.Run(runCtx, g.bin, "-c", g.cfg)
+	runCancel()
+	if err == nil || !strings.Contains(out+err.Error(), "can't open lock file") {
+		t.Errorf("gatewayd with a root-only xtables lock: %v\n%s", err, out)
+	}
+	out, err = g.cmd("cleanup")
+	if err == nil || !strings.Contains(out+err.Error(), "can't open lock file") {
 		t.Errorf("cleanup with a root-only xtables lock: %v\n%s", err, out)
 	}
 

@@ -99,7 +99,7 @@ func TestPolicySOCKS5Auth(t *testing.T) {
 		{none.V4, "accepts none of the offered authentication methods"},
 	} {
 		ap := netip.AddrPortFrom(c.dst, echoPort)
-		took := expectReset(t, lab, ap, promptFailure)
+		took := expectReset(t, lab, ap)
 		if err := closedErr(t, g, ap); !strings.Contains(err, c.want) {
 			t.Errorf("flow to %s: gatewayd logged err=%s, want it to say %q", ap, err, c.want)
 		}
@@ -188,7 +188,7 @@ func TestPolicyHTTPConnect(t *testing.T) {
 		{netip.AddrPortFrom(none.V4, echoPort), "407 Proxy Authentication Required (no credentials configured)"},
 		{netip.AddrPortFrom(good.V4, halfPort), "403"}, // not a ConnectPort
 	} {
-		took := expectReset(t, lab, c.dst, promptFailure)
+		took := expectReset(t, lab, c.dst)
 		if err := closedErr(t, g, c.dst); !strings.Contains(err, c.want) {
 			t.Errorf("flow to %s: gatewayd logged err=%s, want it to say %q", c.dst, err, c.want)
 		}

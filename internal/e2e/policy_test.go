@@ -26,12 +26,6 @@ import (
 //	a proxy's egress address    through that proxy
 //	the client's own address    forwarded by the kernel (fast path; the lab has no NAT)
 
-// promptFailure bounds how long a client waits for the reset of a flow
-// that policy or a refusing upstream fails: no timer is involved (TCP
-// retransmits after 1 s, the tests' connect timeouts are 1 s), so it
-// comes in milliseconds; the bound leaves room for a loaded CI machine.
-const promptFailure = 500 * time.Millisecond
-
 // policyPort is a port the rules match on; an echo server (peerEcho)
 // listens on it where a test needs one.
 const policyPort = 7300
@@ -57,9 +51,10 @@ func policyMetrics(t *testing.T, g *gw) metrics {
 	return scrape(t, g.lab, netip.MustParseAddrPort(gateway.DefaultStatusListen))
 }
 
-// logGuard bounds the wait for a line in gatewayd's log: lines come
-// through a pipe, a little after the event.
-const logGuard = 5 * time.Second
+// logGuard bounds the wait for a line in gatewayd's log (lines come
+// through a pipe, a little after the event): a failure guard for a loaded
+// machine, not a measurement.
+const logGuard = 15 * time.Second
 
 // waitLogRE waits for a line of gatewayd's log matching re and returns
 // its submatches.
@@ -123,9 +118,12 @@ func closedErr(t *testing.T, g *gw, dst netip.AddrPort) string {
 
 // expectReset connects from the client to dst, where policy or a failing
 // upstream ends the flow, and requires a reset (at connect, or at the
-// first read: gatewayd's TPROXY listener completes the handshake first)
-// within limit. It returns how long the failure took.
-func expectReset(t *testing.T, lab *netlab.Lab, dst netip.AddrPort, limit time.Duration) time.Duration {
+// first read: gatewayd's TPROXY listener completes the handshake first).
+// It returns how long the failure took, for the log: whether a timer was
+// involved is told by the cause gatewayd logs and counts (closedErr,
+// dial failure kinds), not by wall-clock margins a loaded machine can
+// eat. A flow that is never reset fails at the client's ioGuard deadline.
+func expectReset(t *testing.T, lab *netlab.Lab, dst netip.AddrPort) time.Duration {
 	t.Helper()
 	start := time.Now()
 	c, err := dial(lab.Client, dst)
@@ -138,11 +136,8 @@ func expectReset(t *testing.T, lab *netlab.Lab, dst netip.AddrPort, limit time.D
 		}
 	}
 	took := time.Since(start)
-	switch {
-	case !isReset(err):
+	if !isReset(err) {
 		t.Errorf("flow to %s: %v after %v, want a connection reset", dst, err, took.Round(time.Millisecond))
-	case took > limit:
-		t.Errorf("flow to %s: reset after %v, want within %v", dst, took.Round(time.Millisecond), limit)
 	}
 	return took
 }
