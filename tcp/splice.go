@@ -124,9 +124,7 @@ func (c *carrier) fill(src syscall.RawConn, wait bool) (int, error) {
 		}
 		for {
 			if c.p != nil {
-				var m int64
-				m, err = unix.Splice(int(fd), nil, c.p.w, nil, pipeSize, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-				n = int(m)
+				n, err = splice(int(fd), c.p.w, pipeSize)
 			} else {
 				n, err = unix.Read(int(fd), *c.buf)
 			}
@@ -165,9 +163,7 @@ func (c *carrier) drain(dst syscall.RawConn, wait bool) error {
 			var n int
 			var e error
 			if c.p != nil {
-				var m int64
-				m, e = unix.Splice(c.p.r, nil, int(fd), nil, c.p.n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-				n = int(m)
+				n, e = splice(c.p.r, int(fd), c.p.n)
 			} else {
 				n, e = unix.Write(int(fd), (*c.buf)[c.off:c.end])
 			}
@@ -235,4 +231,12 @@ func (c *carrier) release() {
 		fallbackBufs.Put(c.buf)
 		c.buf = nil
 	}
+}
+
+// splice moves up to n bytes from in to out without waiting (socket or
+// pipe ends). unix.Splice returns an int64 on 64-bit platforms and an int
+// on 32-bit ones (mipsle, arm); this hides which.
+func splice(in, out, n int) (int, error) {
+	m, err := unix.Splice(in, nil, out, nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+	return int(m), err
 }
