@@ -204,7 +204,10 @@ for spec in "$@"; do
 	fi
 	out=$("$qemu" "$bin" check -c configs/gateway.toml 2>"$tmp/err")
 	rc=$?
-	if [ $rc -eq 0 ] && [ "$out" = "configs/gateway.toml: config OK" ]; then
+	# Off a router the default dns.resolv_conf (OpenWrt's WAN resolvers)
+	# does not exist, and check says so in a warning.
+	if [ $rc -eq 0 ] && { [ "$out" = "configs/gateway.toml: config OK" ] ||
+		{ [ "$out" = "configs/gateway.toml: config OK, with a warning" ] && grep -q resolv_conf "$tmp/err"; }; }; then
 		ok "$name: check configs/gateway.toml"
 	else
 		bad "$name: check configs/gateway.toml: exit $rc, \"$out\" $(cat "$tmp/err")"
