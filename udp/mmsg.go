@@ -468,19 +468,30 @@ func (b *sendBatch) call(from, to int) error {
 
 // send is the RawConn.Write callback.
 func (b *sendBatch) send(fd uintptr) bool {
+	return sendmmsg(fd, b.msgs[b.from:b.to], &b.res, &b.errno)
+}
+
+// sendmmsg is one non-blocking sendmmsg(2) of msgs on fd, as a
+// RawConn.Write callback step: false when the socket is full (wait), true
+// with *sent set, or *errno on an error.
+func sendmmsg(fd uintptr, msgs []unix.Mmsghdr, sent *int, errno *unix.Errno) bool {
+	if len(msgs) == 0 {
+		*sent = 0
+		return true
+	}
 	for {
-		n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.msgs[b.from])), uintptr(b.to-b.from),
+		n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)),
 			unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case 0:
-			b.res = int(n)
+			*sent = int(n)
 			return true
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
 			return false
 		}
-		b.errno = e
+		*errno = e
 		return true
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -437,19 +436,5 @@ func (b *rawBatch) take() (sent, bytes, dropped int, tooBig bool) {
 
 // send is the RawConn.Write callback: one non-blocking sendmmsg.
 func (b *rawBatch) send(fd uintptr) bool {
-	for {
-		n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.msgs[b.from])), uintptr(b.to-b.from),
-			unix.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case 0:
-			b.res = int(n)
-			return true
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		}
-		b.errno = e
-		return true
-	}
+	return sendmmsg(fd, b.msgs[b.from:b.to], &b.res, &b.errno)
 }
