@@ -21,7 +21,7 @@
 //	-only PART       bench: only "tcp", "udp", "dns", "policy" or "scale" (default: all)
 //	-flows N         bench, scale: idle TCP flows to hold (default 9000)
 //	-settle D        bench, scale: wait after opening or echoing the flows
-//	                 before reading fds and memory (default 3s)
+//	                 before reading fds and memory (default 10s)
 //	-json FILE       bench: also write the results as JSON
 //	-v               debug progress logs on stderr
 //
@@ -89,7 +89,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.jsonOut, "json", "", "bench: write results as JSON to this file")
 	fs.StringVar(&o.only, "only", "", "bench: run only \"tcp\", \"udp\", \"dns\", \"policy\" or \"scale\"")
 	fs.IntVar(&o.flows, "flows", 9000, "bench, scale: idle TCP flows to hold")
-	fs.DurationVar(&o.settle, "settle", 3*time.Second, "bench, scale: wait after opening or echoing the flows before reading fds and memory")
+	fs.DurationVar(&o.settle, "settle", 10*time.Second, "bench, scale: wait after opening or echoing the flows before reading fds and memory (10s: two periods of gatewayd's memory trimmer, so idle flows are measured idle, not the setup's garbage)")
 	fs.BoolVar(&o.verbose, "v", false, "debug progress logs")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: gwlab [flags] demo|bench [flags]")

@@ -272,25 +272,29 @@ func (a *app) waitRecovery(ctx context.Context, g *gatewayd, c *scaleCell) error
 	}
 }
 
-// snap reads gatewayd's fds and RSS (with g) and the machine's used
-// memory (readMemUsedMedian).
+// snap reads the machine's used memory (readMemUsedMedian), then
+// gatewayd's RSS and fds (with g). The machine comes first: listing
+// /proc/<pid>/fd makes the kernel build an inode and a dentry for every
+// descriptor (about 1.8 KiB each, kept in its caches), which would count
+// as the relay's memory.
 func snap(g *gatewayd, labNS map[uint64]bool) (scaleSnap, error) {
 	var s scaleSnap
 	var err error
-	if g != nil {
-		select {
-		case <-g.proc.Done():
-			return s, fmt.Errorf("gatewayd exited: %v", g.proc.Wait(0))
-		default:
-		}
-		if s.FDs, err = countFDs(g.proc.Pid()); err != nil {
-			return s, err
-		}
-		if s.RSSKiB, err = readRSS(g.proc.Pid()); err != nil {
-			return s, err
-		}
+	if s.MemUsedKiB, s.MemLabKiB, err = readMemUsedMedian(labNS); err != nil {
+		return s, err
 	}
-	s.MemUsedKiB, s.MemLabKiB, err = readMemUsedMedian(labNS)
+	if g == nil {
+		return s, nil
+	}
+	select {
+	case <-g.proc.Done():
+		return s, fmt.Errorf("gatewayd exited: %v", g.proc.Wait(0))
+	default:
+	}
+	if s.RSSKiB, err = readRSS(g.proc.Pid()); err != nil {
+		return s, err
+	}
+	s.FDs, err = countFDs(g.proc.Pid())
 	return s, err
 }
 
