@@ -9,9 +9,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// idleRecheckFloor is the shortest deadline extension. It bounds how often
-// a flow on the verge of going idle is re-examined (TCP_INFO reports in
-// milliseconds, the kernel counts in jiffies).
+// idleRecheckFloor is the shortest wait before the idle timer looks again.
+// It bounds how often a flow on the verge of going idle is re-examined
+// (TCP_INFO reports in milliseconds, the kernel counts in jiffies).
 const idleRecheckFloor = 10 * time.Millisecond
 
 // idleTimer ends a flow that carried no data either way for timeout. It

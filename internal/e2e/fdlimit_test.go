@@ -17,39 +17,18 @@ const (
 	// fdLimit is gatewayd's open-file limit in the overload test: room for
 	// about a hundred flows after the reserve.
 	fdLimit = 256
-	// holdPort's server keeps every connection until the test ends.
+	// holdPort's server keeps every connection until its client closes it.
 	holdPort = 7002
 	// refusedBurst is how many clients are refused in a row.
 	refusedBurst = 20
 )
 
-// serveHold answers "PEER <addr>\n" and then holds the connection open,
-// without a deadline, until the client closes it or the test ends.
-func serveHold(t *testing.T, ns *netlab.NS, addr netip.AddrPort) {
-	t.Helper()
-	var ln *net.TCPListener
-	if err := ns.Do(func() (err error) {
-		ln, err = net.ListenTCP("tcp", net.TCPAddrFromAddrPort(addr))
-		return err
-	}); err != nil {
-		t.Fatalf("listen %s: %v", addr, err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() { close(done); ln.Close() })
-	go func() {
-		for {
-			c, err := ln.AcceptTCP()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				fmt.Fprintf(c, "PEER %s\n", netip.MustParseAddrPort(c.RemoteAddr().String()).Addr().Unmap())
-				go func() { <-done; c.Close() }()
-				_, _ = io.Copy(io.Discard, c)
-			}()
-		}
-	}()
+// holdPeer answers "PEER <addr>\n" and then holds the connection open,
+// without serve's deadline, until the client closes it.
+func holdPeer(c *net.TCPConn) {
+	fmt.Fprintf(c, "PEER %s\n", netip.MustParseAddrPort(c.RemoteAddr().String()).Addr().Unmap())
+	_ = c.SetDeadline(time.Time{})
+	_, _ = io.Copy(io.Discard, c)
 }
 
 // holdFlow opens a flow to dst and reads the PEER line: the flow is relayed
@@ -76,7 +55,7 @@ func TestFDLimitRefusesPromptlyAndHeals(t *testing.T) {
 	lab := netlab.NewT(t)
 	serveAll(t, lab)
 	dst := netip.AddrPortFrom(lab.Remotes[0].V4, holdPort)
-	serveHold(t, lab.Server, dst)
+	serve(t, lab.Server, dst, holdPeer)
 	g := newGW(t, lab, opts{})
 	g.wrap = []string{"prlimit", fmt.Sprintf("--nofile=%d:%d", fdLimit, fdLimit)}
 	appendConfig(t, g.cfg, fmt.Sprintf("[status]\nenabled = true\nlisten = \"127.0.0.1:%d\"\n", statusPort))
