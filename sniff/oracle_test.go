@@ -44,6 +44,9 @@ func checkAgainstStdlibTLS(t *testing.T, b []byte, got string, err error) {
 	if len(b) < 2 || b[1] != tlsMajorVersion {
 		return
 	}
+	if err != nil && strings.Contains(err.Error(), "legacy_version") {
+		return // a hello whose own version is not TLS 1.x: refused on purpose, like the record's above
+	}
 	std, ok := stdlibServerName(b)
 	if !ok {
 		return
