@@ -13,7 +13,7 @@ import (
 // DeriveEnv reads the LAN interfaces' connected subnets from the kernel. A
 // LAN interface that does not exist (yet) is logged and skipped: its
 // traffic cannot arrive, and the jump for it is installed anyway.
-func DeriveEnv(nl Netlink, c *Config, log *slog.Logger) (Env, error) {
+func DeriveEnv(nl Netlink, c *Spec, log *slog.Logger) (Env, error) {
 	links, err := lanLinks(nl, c.LAN.Interfaces, log)
 	if err != nil {
 		return Env{}, err

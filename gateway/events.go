@@ -70,23 +70,12 @@ const maxDebounce = 200 * time.Millisecond
 // anyway: check_interval when events cover everything it keeps, the
 // shorter KeepInterval (or check_interval, if shorter) when some part
 // sends no events (legacy iptables) or its subscription failed.
-func pollInterval(c *Config, cov Coverage) time.Duration {
-	safety := c.SelfHeal.CheckInterval.Duration
+func pollInterval(c *Spec, cov Coverage) time.Duration {
+	safety := c.CheckInterval
 	if cov.complete(c.interceptedFamilies()) {
 		return safety
 	}
 	return min(KeepInterval, safety)
-}
-
-// interceptedFamilies lists the families the config intercepts.
-func (c *Config) interceptedFamilies() []Family {
-	var fams []Family
-	for _, f := range Families {
-		if c.Intercepts(f) {
-			fams = append(fams, f)
-		}
-	}
-	return fams
 }
 
 // debounce returns once events has been quiet for eventDebounce, or after

@@ -113,11 +113,12 @@ func TestDatagramMattersLooksAtEveryMessage(t *testing.T) {
 }
 
 func TestPollInterval(t *testing.T) {
-	c := DefaultConfig()
+	c := testSpec()
+	safety := c.CheckInterval
 	full := Coverage{Routing: true, Mangle: map[Family]bool{IPv4: true, IPv6: true}}
 	legacy6 := Coverage{Routing: true, Mangle: map[Family]bool{IPv4: true}}
-	if got := pollInterval(c, full); got != DefaultCheckInterval {
-		t.Errorf("everything notified: poll every %v, want %v", got, DefaultCheckInterval)
+	if got := pollInterval(c, full); got != safety {
+		t.Errorf("everything notified: poll every %v, want %v", got, safety)
 	}
 	for name, cov := range map[string]Coverage{"legacy ip6tables": legacy6, "no routing events": {Mangle: full.Mangle}, "nothing": {}} {
 		if got := pollInterval(c, cov); got != KeepInterval {
@@ -125,10 +126,10 @@ func TestPollInterval(t *testing.T) {
 		}
 	}
 	c.TProxy.Addresses = c.TProxy.Addresses[:1] // IPv4 only: IPv6's mangle is not kept
-	if got := pollInterval(c, legacy6); got != DefaultCheckInterval {
-		t.Errorf("IPv4-only config, IPv4 notified: poll every %v, want %v", got, DefaultCheckInterval)
+	if got := pollInterval(c, legacy6); got != safety {
+		t.Errorf("IPv4-only config, IPv4 notified: poll every %v, want %v", got, safety)
 	}
-	c.SelfHeal.CheckInterval.Duration = time.Second
+	c.CheckInterval = time.Second
 	if got := pollInterval(c, Coverage{}); got != time.Second {
 		t.Errorf("check_interval 1s without events: poll every %v, want 1s", got)
 	}
@@ -138,7 +139,7 @@ func TestPollInterval(t *testing.T) {
 // 1h (so only events make it check); send notifies like KernelEvents.
 func runKeeper(t *testing.T, k *keeper) (send func()) {
 	t.Helper()
-	k.g.Config.SelfHeal.CheckInterval.Duration = time.Hour
+	k.g.spec.CheckInterval = time.Hour
 	ch := make(chan struct{}, 1)
 	full := func() Coverage { return Coverage{Routing: true, Mangle: map[Family]bool{IPv4: true, IPv6: true}} }
 	ctx, cancel := context.WithCancel(context.Background())
@@ -172,7 +173,7 @@ func TestKeeperChecksOnEventOnly(t *testing.T) {
 	if n := k.checks.Load(); n != 0 {
 		t.Fatalf("%d checks without an event (check_interval 1h)", n)
 	}
-	if err := sys.nl.RuleDel(fwmarkRule(g.Config, IPv4)); err != nil {
+	if err := sys.nl.RuleDel(fwmarkRule(g.spec, IPv4)); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -185,7 +186,7 @@ func TestKeeperChecksOnEventOnly(t *testing.T) {
 	if n := k.checks.Load(); n != 1 {
 		t.Errorf("%d checks for one burst of events, want 1", n)
 	}
-	if m, err := (&Routing{NL: sys.nl}).Missing(g.Config); err != nil || len(m) != 0 {
+	if m, err := (&Routing{NL: sys.nl}).Missing(g.spec); err != nil || len(m) != 0 {
 		t.Errorf("after the event, missing %v (%v)", m, err)
 	}
 }
@@ -206,7 +207,7 @@ func (r *restoreFailsOnce) Restore(payload string, noflush bool) error {
 
 func TestKeeperRetriesAFailedRepairWithoutAnEvent(t *testing.T) {
 	g, sys, k := keptGateway(t)
-	g.Tables[IPv4] = &restoreFailsOnce{fakeTables: sys.v4}
+	g.tables[IPv4] = &restoreFailsOnce{fakeTables: sys.v4}
 	send := runKeeper(t, k) // check_interval 1h: only the retry can repair
 	for ch := range sys.v4.chains {
 		sys.v4.chains[ch] = nil

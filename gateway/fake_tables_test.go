@@ -120,7 +120,7 @@ func (f *fakeTables) targetOK(spec string) error {
 	fs := strings.Fields(spec)
 	for i := 0; i+1 < len(fs); i++ {
 		t := fs[i+1]
-		if (fs[i] == "-j" || fs[i] == "-g") && (strings.HasPrefix(t, chainPrefix) || strings.ToUpper(t) != t) {
+		if (fs[i] == "-j" || fs[i] == "-g") && (strings.HasPrefix(t, ChainPrefix) || strings.ToUpper(t) != t) {
 			return f.chainOK(t)
 		}
 	}

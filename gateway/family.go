@@ -43,20 +43,3 @@ func (f Family) Bits() int {
 	}
 	return 32
 }
-
-// ListenAddr is the tproxy listener address of the family, if configured.
-func (c *Config) ListenAddr(f Family) (netip.Addr, bool) {
-	for _, a := range c.TProxy.Addresses {
-		if f.Contains(a) {
-			return a.Unmap(), true
-		}
-	}
-	return netip.Addr{}, false
-}
-
-// Intercepts reports whether gatewayd intercepts family f: it does when a
-// listener address of that family is configured.
-func (c *Config) Intercepts(f Family) bool {
-	_, ok := c.ListenAddr(f)
-	return ok
-}

@@ -54,26 +54,27 @@ func testFastPathKernel(t *testing.T, mode string) {
 		t.Fatal(err)
 	}
 	fp := NewFastPath(k, slog.New(slog.NewTextHandler(t.Output(), nil)))
-	cfg := DefaultConfig()
+	cfg := testSpec()
 	cfg.StateDir = t.TempDir()
 	cfg.Mangle.Mode = mode
 	direct, learned, other := l.Remotes[0], l.Remotes[1], l.Remotes[2]
-	g := &Gateway{
-		Config: cfg, Log: slog.New(slog.NewTextHandler(t.Output(), nil)), NL: h, FastPath: fp,
-		Direct: []netip.Prefix{netip.PrefixFrom(direct.V4, 32), netip.PrefixFrom(direct.V6, 128)},
-	}
+	cfg.Direct = []netip.Prefix{netip.PrefixFrom(direct.V4, 32), netip.PrefixFrom(direct.V6, 128)}
+	g := New(cfg, Options{Log: slog.New(slog.NewTextHandler(t.Output(), nil)), NL: h, FastPath: fp})
 	// iptables runs as a child of the thread switched into the lab
 	// namespace, so it acts there and never on the host.
 	if err := gw.Do(func() error {
-		g.Tables = map[Family]Tables{}
+		g.tables = map[Family]Tables{}
 		for _, f := range Families {
 			tb, err := NewTables(f)
 			if err != nil {
 				return err
 			}
-			g.Tables[f] = tb
+			g.tables[f] = tb
 		}
-		return g.Install(ctx)
+		// Not Install: its keeper would run iptables from goroutines
+		// outside the lab namespace, on the host's tables.
+		_, err := g.installEnv(ctx)
+		return err
 	}); err != nil {
 		t.Fatalf("Install: %v", err)
 	}

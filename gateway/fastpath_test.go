@@ -60,13 +60,11 @@ func (s *fastSystem) fastPath() *FastPath {
 }
 
 func (s *fastSystem) gateway(t *testing.T, fp *FastPath) *Gateway {
-	c := DefaultConfig()
+	c := testSpec()
 	c.StateDir = t.TempDir()
-	return &Gateway{
-		Config: c, Log: discard(), NL: s.nl, FastPath: fp,
-		Tables: map[Family]Tables{IPv4: s.v4, IPv6: s.v6},
-		Direct: prefixList("198.19.0.0/24", "2001:2:ff::/64"),
-	}
+	c.Direct = prefixList("198.19.0.0/24", "2001:2:ff::/64")
+	return New(c, Options{Log: discard(), NL: s.nl, FastPath: fp,
+		Tables: map[Family]Tables{IPv4: s.v4, IPv6: s.v6}})
 }
 
 func (s *fastSystem) dump(t *testing.T) string {
@@ -336,7 +334,7 @@ func TestGatewayFastPathLifecycle(t *testing.T) {
 			sys := newFastSystem()
 			fp := sys.fastPath()
 			g := sys.gateway(t, fp)
-			g.Config.Mangle.Mode = mode
+			g.spec.Mangle.Mode = mode
 			ctx := context.Background()
 			if err := g.Install(ctx); err != nil {
 				t.Fatal(err)
@@ -360,16 +358,16 @@ func TestGatewayFastPathLifecycle(t *testing.T) {
 			if err := fp.Teardown(); !errors.Is(err, ipset.ErrInUse) {
 				t.Errorf("Teardown under the rules = %v, want ErrInUse", err)
 			}
-			if err := g.Install(ctx); err != nil { // repeatable
+			if _, err := g.installEnv(ctx); err != nil { // repeatable
 				t.Fatal(err)
 			}
 			fp.Learn(netip.MustParseAddr("198.19.1.1"), time.Hour)
-			// Cleanup removes the rules first, then the sets.
-			if err := g.Cleanup(); err != nil {
+			// Remove takes the rules out first, then the sets.
+			if err := g.Remove(); err != nil {
 				t.Fatal(err)
 			}
-			if after := sys.dump(t); strings.Contains(after, chainPrefix) || strings.Contains(after, "gwd_direct") {
-				t.Errorf("left after Cleanup:\n%s", after)
+			if after := sys.dump(t); strings.Contains(after, ChainPrefix) || strings.Contains(after, "gwd_direct") {
+				t.Errorf("left after Remove:\n%s", after)
 			}
 		})
 	}
@@ -380,41 +378,33 @@ func TestGatewayFastPathLifecycle(t *testing.T) {
 func TestGatewayCleanupRemovesCrashedRun(t *testing.T) {
 	sys := newFastSystem()
 	crashed := sys.gateway(t, sys.fastPath())
-	if err := crashed.Install(context.Background()); err != nil {
+	if _, err := crashed.installEnv(context.Background()); err != nil { // and died: no Remove
 		t.Fatal(err)
 	}
 	next := sys.gateway(t, sys.fastPath())
-	next.Config.StateDir = crashed.Config.StateDir
+	next.spec.StateDir = crashed.spec.StateDir
 	if err := next.Cleanup(); err != nil {
 		t.Fatal(err)
 	}
-	if after := sys.dump(t); strings.Contains(after, chainPrefix) || strings.Contains(after, "gwd_direct") {
+	if after := sys.dump(t); strings.Contains(after, ChainPrefix) || strings.Contains(after, "gwd_direct") {
 		t.Errorf("left after Cleanup:\n%s", after)
 	}
 }
 
-func TestGatewayRunWithFastPath(t *testing.T) {
+func TestGatewayInstallWithFastPath(t *testing.T) {
 	sys := newFastSystem()
-	relay := newFakeRelay()
 	g := sys.gateway(t, sys.fastPath())
-	g.Relays = []Relay{relay}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	select {
-	case <-relay.serving:
-	case err := <-done:
-		t.Fatalf("Run returned early: %v", err)
+	if err := g.Install(context.Background()); err != nil {
+		t.Fatalf("Install: %v", err)
 	}
 	if d := sys.dump(t); !strings.Contains(d, "--match-set gwd_direct4") || !strings.Contains(d, "198.19.0.0/24 timeout 0") {
-		t.Errorf("while running:\n%s", d)
+		t.Errorf("while installed:\n%s", d)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run: %v", err)
+	if err := g.Remove(); err != nil {
+		t.Fatalf("Remove: %v", err)
 	}
-	if d := sys.dump(t); strings.Contains(d, chainPrefix) || strings.Contains(d, "gwd_direct") {
-		t.Errorf("left after Run:\n%s", d)
+	if d := sys.dump(t); strings.Contains(d, ChainPrefix) || strings.Contains(d, "gwd_direct") {
+		t.Errorf("left after Remove:\n%s", d)
 	}
 }
 

@@ -3,41 +3,47 @@ package gateway
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 )
 
-// fakeRelay records its lifecycle; Serve blocks until Shutdown.
-type fakeRelay struct {
-	listenErr error
-	serveErr  error
-	events    []string
-	serving   chan struct{} // closed when Serve is called
-	stop      chan struct{}
+// defaultBypass is the config's default bypass list (config.DefaultBypass),
+// which the golden files hold.
+var defaultBypass = []string{
+	"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+	"172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24",
+	"192.168.0.0/16", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4",
+	"240.0.0.0/4", "255.255.255.255/32",
+	"::/128", "::1/128", "::ffff:0:0/96", "100::/64", "2001:db8::/32",
+	"fc00::/7", "fe80::/10", "ff00::/8",
 }
 
-func newFakeRelay() *fakeRelay {
-	return &fakeRelay{serving: make(chan struct{}), stop: make(chan struct{})}
-}
-
-func (r *fakeRelay) Listen(context.Context) error {
-	r.events = append(r.events, "listen")
-	return r.listenErr
-}
-
-func (r *fakeRelay) Serve() error {
-	if r.serveErr != nil {
-		return r.serveErr
+// testSpec is the spec of the default config (config's tests check that
+// it maps to this, through the golden files).
+func testSpec() *Spec {
+	s := &Spec{
+		StateDir: "/run/gatewayd",
+		LAN:      LANSpec{Interfaces: []string{"br-lan"}},
+		TProxy: TProxySpec{
+			Port:       15001,
+			Addresses:  []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")},
+			Mark:       DefaultTProxyMark,
+			Mask:       DefaultTProxyMark,
+			BypassMark: DefaultBypassMark,
+		},
+		Routing:       RoutingSpec{Table: DefaultTable, Priority: DefaultPriority},
+		Mangle:        MangleSpec{Mode: ModeAppliance},
+		DNS:           DNSSpec{Enabled: true, Port: 15053, HijackRouter: true},
+		CheckInterval: 30 * time.Second,
 	}
-	close(r.serving)
-	<-r.stop
-	return nil
-}
-
-func (r *fakeRelay) Shutdown(time.Duration) {
-	r.events = append(r.events, "shutdown")
-	close(r.stop)
+	for _, p := range defaultBypass {
+		s.Bypass = append(s.Bypass, netip.MustParsePrefix(p))
+	}
+	return s
 }
 
 type fakeSystem struct {
@@ -45,12 +51,12 @@ type fakeSystem struct {
 	nl     *fakeNetlink
 }
 
-func newTestGateway(t *testing.T, relay Relay, sysctls map[string]string) (*Gateway, *fakeSystem) {
+func newTestGateway(t *testing.T, sysctls map[string]string) (*Gateway, *fakeSystem) {
 	sys := &fakeSystem{v4: newFakeTables(), v6: newFakeTables(), nl: newFakeNetlink()}
-	c := DefaultConfig()
-	c.StateDir = t.TempDir()
-	g := &Gateway{
-		Config: c, Log: discard(), NL: sys.nl, Relays: []Relay{relay},
+	spec := testSpec()
+	spec.StateDir = t.TempDir()
+	g := New(spec, Options{
+		Log: discard(), NL: sys.nl,
 		Tables: map[Family]Tables{IPv4: sys.v4, IPv6: sys.v6},
 		ReadSysctl: func(k string) (string, error) {
 			if v, ok := sysctls[k]; ok {
@@ -58,7 +64,7 @@ func newTestGateway(t *testing.T, relay Relay, sysctls map[string]string) (*Gate
 			}
 			return "", errors.New("no such sysctl")
 		},
-	}
+	})
 	return g, sys
 }
 
@@ -66,94 +72,54 @@ func (s *fakeSystem) dump(t *testing.T) string {
 	return mustSave(t, s.v4) + mustSave(t, s.v6) + s.nl.String()
 }
 
-func TestRunInstallsAndRemoves(t *testing.T) {
-	relay := newFakeRelay()
-	g, sys := newTestGateway(t, relay, map[string]string{"net.ipv4.ip_forward": "1"})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	select {
-	case <-relay.serving: // Serve runs after the rules are in
-	case err := <-done:
-		t.Fatalf("Run returned early: %v", err)
+func TestInstallAndRemove(t *testing.T) {
+	g, sys := newTestGateway(t, map[string]string{"net.ipv4.ip_forward": "1"})
+	if err := g.Install(context.Background()); err != nil {
+		t.Fatalf("Install: %v", err)
 	}
 	during := sys.dump(t)
 	for _, want := range []string{"-A PREROUTING -i br-lan -j GWD_PRE", "TPROXY --on-ip ::1", "rule af=2 prio=9000"} {
 		if !strings.Contains(during, want) {
-			t.Errorf("while running, state lacks %q:\n%s", want, during)
+			t.Errorf("while installed, state lacks %q:\n%s", want, during)
 		}
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run: %v", err)
+	if err := g.Install(context.Background()); err == nil {
+		t.Error("a second Install was accepted")
 	}
-	if got := strings.Join(relay.events, ","); got != "listen,shutdown" {
-		t.Errorf("relay events = %s", got)
+	if err := g.Remove(); err != nil {
+		t.Fatalf("Remove: %v", err)
 	}
-	if after := sys.dump(t); strings.Contains(after, chainPrefix) || sys.nl.String() != "" {
-		t.Errorf("left after Run:\n%s", after)
+	if after := sys.dump(t); strings.Contains(after, ChainPrefix) || sys.nl.String() != "" {
+		t.Errorf("left after Remove:\n%s", after)
 	}
-}
-
-func TestRunListenFailureInstallsNothing(t *testing.T) {
-	relay := newFakeRelay()
-	relay.listenErr = errors.New("address in use")
-	g, sys := newTestGateway(t, relay, nil)
-	err := g.Run(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "opening listeners: address in use") {
-		t.Fatalf("Run = %v", err)
-	}
-	if errors.Is(err, ErrInterceptionLeft) {
-		t.Errorf("Run = %v: says interception may be left although it removed everything", err)
-	}
-	if sys.v4.restores+sys.v6.restores != 0 || sys.nl.String() != "" {
-		t.Errorf("rules installed although the listener failed:\n%s", sys.dump(t))
+	if err := g.Remove(); err != nil {
+		t.Errorf("a second Remove: %v", err)
 	}
 }
 
-func TestRunServeFailureRemovesRules(t *testing.T) {
-	relay := newFakeRelay()
-	relay.serveErr = errors.New("accept: boom")
-	g, sys := newTestGateway(t, relay, nil)
-	err := g.Run(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "serving: accept: boom") {
-		t.Fatalf("Run = %v", err)
-	}
-	if errors.Is(err, ErrInterceptionLeft) {
-		t.Errorf("Run = %v: says interception may be left although it removed everything", err)
-	}
-	if d := sys.dump(t); strings.Contains(d, chainPrefix) || sys.nl.String() != "" {
-		t.Errorf("rules left after a relay failure:\n%s", d)
-	}
-}
-
-func TestRunInstallFailureRollsBack(t *testing.T) {
-	relay := newFakeRelay()
-	g, sys := newTestGateway(t, relay, nil)
-	g.Config.Mangle.ExtraV6 = []string{"-A NOSUCH -j ACCEPT"} // rejected by (fake) ip6tables-restore
-	err := g.Run(context.Background())
+func TestInstallFailureRollsBack(t *testing.T) {
+	g, sys := newTestGateway(t, nil)
+	g.spec.Mangle.ExtraV6 = []string{"-A NOSUCH -j ACCEPT"} // rejected by (fake) ip6tables-restore
+	err := g.Install(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "installing IPv6 mangle table") {
-		t.Fatalf("Run = %v", err)
+		t.Fatalf("Install = %v", err)
 	}
 	if errors.Is(err, ErrInterceptionLeft) {
-		t.Errorf("Run = %v: says interception may be left although it removed everything", err)
+		t.Errorf("Install = %v: says interception may be left although it removed everything", err)
 	}
-	if d := sys.dump(t); strings.Contains(d, chainPrefix) || sys.nl.String() != "" {
+	if d := sys.dump(t); strings.Contains(d, ChainPrefix) || sys.nl.String() != "" {
 		t.Errorf("partial install left behind:\n%s", d)
 	}
-	if got := strings.Join(relay.events, ","); got != "listen,shutdown" {
-		t.Errorf("relay events = %s", got)
-	}
 }
 
-func TestRunRefusesBridgeNetfilter(t *testing.T) {
-	g, sys := newTestGateway(t, newFakeRelay(), map[string]string{"net.bridge.bridge-nf-call-iptables": "1"})
-	err := g.Run(context.Background())
+func TestInstallRefusesBridgeNetfilter(t *testing.T) {
+	g, sys := newTestGateway(t, map[string]string{"net.bridge.bridge-nf-call-iptables": "1"})
+	err := g.Install(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "net.bridge.bridge-nf-call-iptables=1 (br_netfilter) breaks TPROXY") {
-		t.Fatalf("Run = %v", err)
+		t.Fatalf("Install = %v", err)
 	}
 	if errors.Is(err, ErrInterceptionLeft) {
-		t.Errorf("Run = %v: says interception may be left although it removed everything", err)
+		t.Errorf("Install = %v: says interception may be left although it removed everything", err)
 	}
 	if sys.v4.restores != 0 {
 		t.Error("rules installed")
@@ -175,14 +141,14 @@ func (t *restoreFailsAfter) Restore(payload string, noflush bool) error {
 
 // Only a failed removal tells the caller (the failsafe watchdog's owner)
 // that interception may still be installed.
-func TestRunReportsInterceptionLeft(t *testing.T) {
-	relay := newFakeRelay()
-	relay.serveErr = errors.New("accept: boom")
-	g, sys := newTestGateway(t, relay, nil)
-	g.Tables[IPv4] = &restoreFailsAfter{fakeTables: sys.v4, n: 1} // installs, then cannot put the table back
-	err := g.Run(context.Background())
-	if !errors.Is(err, ErrInterceptionLeft) || !strings.Contains(err.Error(), "serving: accept: boom") {
-		t.Fatalf("Run = %v, want the serve error and ErrInterceptionLeft", err)
+func TestRemoveReportsInterceptionLeft(t *testing.T) {
+	g, sys := newTestGateway(t, nil)
+	g.tables[IPv4] = &restoreFailsAfter{fakeTables: sys.v4, n: 1} // installs, then cannot put the table back
+	if err := g.Install(context.Background()); err != nil {
+		t.Fatalf("Install: %v", err)
+	}
+	if err := g.Remove(); !errors.Is(err, ErrInterceptionLeft) {
+		t.Fatalf("Remove = %v, want ErrInterceptionLeft", err)
 	}
 }
 
@@ -193,21 +159,50 @@ func (t saveFails) Save(string) (string, error) {
 	return "", errors.New("iptables-save: resource temporarily unavailable")
 }
 
-func TestRunReportsLeftoversLeft(t *testing.T) {
-	g, sys := newTestGateway(t, newFakeRelay(), nil)
-	g.Tables[IPv4] = saveFails{sys.v4}
-	err := g.Run(context.Background())
+func TestInstallReportsLeftoversLeft(t *testing.T) {
+	g, sys := newTestGateway(t, nil)
+	g.tables[IPv4] = saveFails{sys.v4}
+	err := g.Install(context.Background())
 	if !errors.Is(err, ErrInterceptionLeft) || !strings.Contains(err.Error(), "removing leftovers of an earlier run") {
-		t.Fatalf("Run = %v, want a leftovers error with ErrInterceptionLeft", err)
+		t.Fatalf("Install = %v, want a leftovers error with ErrInterceptionLeft", err)
 	}
 }
 
-func TestRunReportsPartialInstallLeft(t *testing.T) {
-	g, sys := newTestGateway(t, newFakeRelay(), nil)
-	g.Config.Mangle.ExtraV6 = []string{"-A NOSUCH -j ACCEPT"}     // IPv6 install fails after IPv4's
-	g.Tables[IPv4] = &restoreFailsAfter{fakeTables: sys.v4, n: 1} // and IPv4's table cannot be put back
-	err := g.Run(context.Background())
+func TestInstallReportsPartialInstallLeft(t *testing.T) {
+	g, sys := newTestGateway(t, nil)
+	g.spec.Mangle.ExtraV6 = []string{"-A NOSUCH -j ACCEPT"}       // IPv6 install fails after IPv4's
+	g.tables[IPv4] = &restoreFailsAfter{fakeTables: sys.v4, n: 1} // and IPv4's table cannot be put back
+	err := g.Install(context.Background())
 	if !errors.Is(err, ErrInterceptionLeft) || !strings.Contains(err.Error(), "installing IPv6 mangle table") {
-		t.Fatalf("Run = %v, want the install error with ErrInterceptionLeft", err)
+		t.Fatalf("Install = %v, want the install error with ErrInterceptionLeft", err)
+	}
+}
+
+// TestInstallLogsWhatIsLeftAlone: the start log names the families that
+// are not intercepted and the bypassed ranges in effect.
+func TestInstallLogsWhatIsLeftAlone(t *testing.T) {
+	g, _ := newTestGateway(t, nil)
+	var buf strings.Builder
+	g.log = slog.New(slog.NewTextHandler(&buf, nil))
+	g.spec.TProxy.Addresses = []netip.Addr{netip.MustParseAddr("127.0.0.1")} // IPv4 only
+	g.spec.Intercept = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	g.spec.Bypass = slices.DeleteFunc(g.spec.Bypass, func(p netip.Prefix) bool { return p == g.spec.Intercept[0] })
+	if err := g.Install(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Remove() })
+	var line string
+	for _, l := range strings.Split(buf.String(), "\n") {
+		if strings.Contains(l, "left alone") {
+			line = l
+		}
+	}
+	for _, want := range []string{"families=[IPv6]", "192.168.0.0/16", "intercepted_from_bypass=[10.0.0.0/8]"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("start log line %q lacks %q; log:\n%s", line, want, buf.String())
+		}
+	}
+	if strings.Contains(line, " 10.0.0.0/8 ") || strings.Contains(line, "[10.0.0.0/8 ") {
+		t.Errorf("10.0.0.0/8 logged as bypassed although intercepted: %q", line)
 	}
 }

@@ -61,20 +61,20 @@ func (g *Gateway) Reapplies() uint64 {
 // to end and then for a Reconfigure in progress, and refuses every later
 // one (ErrNotRunning), so that nothing re-applies the rules once Run
 // removes them.
-func (g *Gateway) startKeeper(ctx context.Context, env Env) (stop func(), err error) {
+func (g *Gateway) startKeeper(env Env) (stop func(), err error) {
 	k := &keeper{g: g, quiet: slog.New(slog.DiscardHandler)}
 	// A Reconfigure (a reload right after start) waits for the setup
 	// instead of being refused as "not running".
 	k.mu.Lock()
 	g.keeper.Store(k)
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(context.Background())
 	// Subscribe first: a change after this is notified; one made since
 	// the install (a LAN address, a deleted rule) is found by the first
 	// check, which runs at once.
 	var w Watch
-	if g.Events != nil {
-		w = g.Events(ctx, WatchSpec{Table: g.Config.Routing.Table, Priority: g.Config.Routing.Priority,
-			Families: g.Config.interceptedFamilies()})
+	if g.events != nil {
+		w = g.events(ctx, WatchSpec{Table: g.spec.Routing.Table, Priority: g.spec.Routing.Priority,
+			Families: g.spec.interceptedFamilies()})
 	}
 	err = k.snapshot(env)
 	if err != nil {
@@ -83,13 +83,13 @@ func (g *Gateway) startKeeper(ctx context.Context, env Env) (stop func(), err er
 		cancel()
 		return nil, err
 	}
-	k.logCoverage(w.covered()) // reads g.Config: under k.mu
+	k.logCoverage(w.covered()) // reads g.spec: under k.mu
 	k.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		if err := k.check(ctx); err != nil {
-			k.g.Log.Error("self-healing: re-applying interception failed; will retry", "err", err)
+			k.g.log.Error("self-healing: re-applying interception failed; will retry", "err", err)
 		}
 		k.run(ctx, w)
 	}()
@@ -106,21 +106,21 @@ func (g *Gateway) startKeeper(ctx context.Context, env Env) (stop func(), err er
 func (k *keeper) snapshot(env Env) error {
 	k.last = applied{env: env, mangle: map[Family]string{}}
 	for _, f := range Families {
-		if !k.g.Config.Intercepts(f) {
+		if !k.g.spec.Intercepts(f) {
 			continue
 		}
-		saved, err := k.g.Tables[f].Save("mangle")
+		saved, err := k.g.tables[f].Save("mangle")
 		if err != nil {
 			return fmt.Errorf("reading back %s mangle table: %w", f, err)
 		}
-		k.last.mangle[f] = ownSnapshot(saved, k.g.Config.Mangle.Mode)
+		k.last.mangle[f] = ownSnapshot(saved, k.g.spec.Mangle.Mode)
 	}
 	return nil
 }
 
 // logCoverage says how the keeper learns of changes.
 func (k *keeper) logCoverage(cov Coverage) {
-	c := k.g.Config
+	c := k.g.spec
 	var polled []string
 	if !cov.Routing {
 		polled = append(polled, "policy routing and LAN addresses")
@@ -131,11 +131,11 @@ func (k *keeper) logCoverage(cov Coverage) {
 		}
 	}
 	if len(polled) == 0 {
-		k.g.Log.Info("self-healing: reacting to kernel change notifications",
-			"check_interval", c.SelfHeal.CheckInterval.Duration)
+		k.g.log.Info("self-healing: reacting to kernel change notifications",
+			"check_interval", c.CheckInterval)
 		return
 	}
-	k.g.Log.Info("self-healing: no change notifications for some of the rules (legacy iptables?); checking them periodically",
+	k.g.log.Info("self-healing: no change notifications for some of the rules (legacy iptables?); checking them periodically",
 		"polled", strings.Join(polled, ", "), "every", pollInterval(c, cov))
 }
 
@@ -156,7 +156,7 @@ func (k *keeper) run(ctx context.Context, w Watch) {
 		}
 		next := k.pollInterval(w)
 		if err := k.check(ctx); err != nil {
-			k.g.Log.Error("self-healing: re-applying interception failed; will retry", "err", err, "in", min(next, KeepInterval))
+			k.g.log.Error("self-healing: re-applying interception failed; will retry", "err", err, "in", min(next, KeepInterval))
 			next = min(next, KeepInterval) // a failure is not notified
 		}
 		poll.Reset(next)
@@ -167,7 +167,7 @@ func (k *keeper) run(ctx context.Context, w Watch) {
 // change check_interval).
 func (k *keeper) pollInterval(w Watch) time.Duration {
 	k.mu.Lock()
-	c := k.g.Config
+	c := k.g.spec
 	k.mu.Unlock()
 	return pollInterval(c, w.covered())
 }
@@ -179,45 +179,45 @@ func (k *keeper) check(ctx context.Context) error {
 	defer k.mu.Unlock()
 	k.checks.Add(1)
 	g := k.g
-	env, err := DeriveEnv(g.NL, g.Config, k.quiet)
+	env, err := DeriveEnv(g.nl, g.spec, k.quiet)
 	if err != nil {
 		return fmt.Errorf("reading LAN subnets: %w", err)
 	}
 	env.FastPath = k.last.env.FastPath
 	var why []string
 	if !slices.Equal(env.LANSubnets, k.last.env.LANSubnets) {
-		g.Log.Info("LAN subnets changed; updating the bypass rules",
+		g.log.Info("LAN subnets changed; updating the bypass rules",
 			"before", k.last.env.LANSubnets, "after", env.LANSubnets)
 		why = append(why, "LAN subnets changed")
 	}
-	r := &Routing{NL: g.NL}
-	missing, err := r.Missing(g.Config)
+	r := &Routing{NL: g.nl}
+	missing, err := r.Missing(g.spec)
 	if err != nil {
 		return err
 	}
 	for _, m := range missing {
-		g.Log.Warn("self-healing: policy routing changed by something else", "missing", m)
+		g.log.Warn("self-healing: policy routing changed by something else", "missing", m)
 		why = append(why, m)
 	}
 	if len(missing) > 0 {
 		// Put the rule and route back at once, before reading the mangle
 		// tables (which runs iptables-save): while they are missing every
 		// intercepted flow is dropped. install sets them again.
-		if err := r.Set(g.Config); err != nil {
+		if err := r.Set(g.spec); err != nil {
 			return fmt.Errorf("restoring policy routing: %w", err)
 		}
 	}
 	for _, f := range Families {
-		if !g.Config.Intercepts(f) {
+		if !g.spec.Intercepts(f) {
 			continue
 		}
-		saved, err := g.Tables[f].Save("mangle")
+		saved, err := g.tables[f].Save("mangle")
 		if err != nil {
 			return fmt.Errorf("reading %s mangle table: %w", f, err)
 		}
-		if now := ownSnapshot(saved, g.Config.Mangle.Mode); now != k.last.mangle[f] {
+		if now := ownSnapshot(saved, g.spec.Mangle.Mode); now != k.last.mangle[f] {
 			gone, added := lineDiff(k.last.mangle[f], now)
-			g.Log.Warn("self-healing: mangle rules changed by something else", "family", f.String(),
+			g.log.Warn("self-healing: mangle rules changed by something else", "family", f.String(),
 				"missing", summarizeLines(gone), "unexpected", summarizeLines(added))
 			why = append(why, f.String()+" mangle rules changed")
 		}
@@ -230,7 +230,7 @@ func (k *keeper) check(ctx context.Context) error {
 		return err
 	}
 	k.reapply.Add(1)
-	g.Log.Info("self-healing: interception re-applied", "because", strings.Join(why, "; "))
+	g.log.Info("self-healing: interception re-applied", "because", strings.Join(why, "; "))
 	return k.snapshot(env)
 }
 

@@ -12,7 +12,7 @@ import (
 // keeper that has taken its snapshot.
 func keptGateway(t *testing.T) (*Gateway, *fakeSystem, *keeper) {
 	t.Helper()
-	g, sys := newTestGateway(t, newFakeRelay(), nil)
+	g, sys := newTestGateway(t, nil)
 	env, err := g.installEnv(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -60,14 +60,14 @@ func TestKeeperRepairsFlushedMangle(t *testing.T) {
 func TestKeeperRepairsRouting(t *testing.T) {
 	g, sys, k := keptGateway(t)
 	before := sys.nl.String()
-	if err := sys.nl.RuleDel(fwmarkRule(g.Config, IPv6)); err != nil {
+	if err := sys.nl.RuleDel(fwmarkRule(g.spec, IPv6)); err != nil {
 		t.Fatal(err)
 	}
 	lo, _ := sys.nl.LinkByName("lo")
-	if err := sys.nl.RouteDel(localRoute(g.Config, IPv4, lo.Attrs().Index)); err != nil {
+	if err := sys.nl.RouteDel(localRoute(g.spec, IPv4, lo.Attrs().Index)); err != nil {
 		t.Fatal(err)
 	}
-	missing, err := (&Routing{NL: sys.nl}).Missing(g.Config)
+	missing, err := (&Routing{NL: sys.nl}).Missing(g.spec)
 	if err != nil || len(missing) != 2 {
 		t.Fatalf("Missing = %v, %v; want the v6 rule and the v4 route", missing, err)
 	}
@@ -118,12 +118,12 @@ func (s *saveSpy) Save(table string) (string, error) {
 
 func TestKeeperRestoresRoutingBeforeReadingMangle(t *testing.T) {
 	g, sys, k := keptGateway(t)
-	if err := sys.nl.RuleDel(fwmarkRule(g.Config, IPv4)); err != nil {
+	if err := sys.nl.RuleDel(fwmarkRule(g.spec, IPv4)); err != nil {
 		t.Fatal(err)
 	}
 	var missingAtSave []string
-	g.Tables[IPv4] = &saveSpy{Tables: sys.v4, onSave: func() {
-		m, err := (&Routing{NL: sys.nl}).Missing(g.Config)
+	g.tables[IPv4] = &saveSpy{Tables: sys.v4, onSave: func() {
+		m, err := (&Routing{NL: sys.nl}).Missing(g.spec)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -30,14 +30,14 @@ func (m *Mangle) keptFile() string {
 }
 
 // Set installs the rendered rules of cfg.
-func (m *Mangle) Set(cfg *Config, env Env) error {
+func (m *Mangle) Set(cfg *Spec, env Env) error {
 	if cfg.Mangle.Mode == ModeShared {
 		return m.setShared(cfg, env)
 	}
 	return m.setAppliance(cfg, env)
 }
 
-func (m *Mangle) setAppliance(cfg *Config, env Env) error {
+func (m *Mangle) setAppliance(cfg *Spec, env Env) error {
 	if _, err := os.Stat(m.keptFile()); errors.Is(err, os.ErrNotExist) {
 		if err := m.keepAside(); err != nil {
 			return err
@@ -74,7 +74,7 @@ func (m *Mangle) keepAside() error {
 	return nil
 }
 
-func (m *Mangle) setShared(cfg *Config, env Env) error {
+func (m *Mangle) setShared(cfg *Spec, env Env) error {
 	if err := m.Tables.Restore(RenderShared(cfg, m.Family, env), true); err != nil {
 		return fmt.Errorf("installing %s mangle chains: %w", m.Family, err)
 	}
@@ -98,7 +98,7 @@ func (m *Mangle) setShared(cfg *Config, env Env) error {
 // verify re-checks that what was applied is in place: every jump and the
 // full chain (a failed or raced apply shows here rather than as a silently
 // unintercepted LAN).
-func (m *Mangle) verify(cfg *Config) error {
+func (m *Mangle) verify(cfg *Spec) error {
 	for _, j := range jumps(cfg) {
 		ok, err := m.Tables.Exists("mangle", j.chain, j.spec...)
 		if err != nil {
@@ -177,9 +177,9 @@ func removalPayload(saved string) string {
 	for _, line := range strings.Split(saved, "\n") {
 		line = strings.TrimSpace(line)
 		switch {
-		case strings.HasPrefix(line, ":"+chainPrefix):
+		case strings.HasPrefix(line, ":"+ChainPrefix):
 			chains = append(chains, strings.Fields(line[1:])[0])
-		case strings.HasPrefix(line, "-A ") && !strings.HasPrefix(line, "-A "+chainPrefix) && jumpsToOwn(line):
+		case strings.HasPrefix(line, "-A ") && !strings.HasPrefix(line, "-A "+ChainPrefix) && jumpsToOwn(line):
 			dels = append(dels, "-D "+strings.TrimPrefix(line, "-A "))
 		}
 	}

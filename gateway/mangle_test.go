@@ -48,7 +48,7 @@ func TestApplianceReplacesTableAndRestoresForeignRules(t *testing.T) {
 	}
 	before := mustSave(t, ft)
 	m := newMangle(t, ft)
-	c := DefaultConfig()
+	c := testSpec()
 	for range 2 { // Set is repeatable
 		if err := m.Set(c, labEnv()); err != nil {
 			t.Fatal(err)
@@ -84,13 +84,13 @@ func TestApplianceReplacesTableAndRestoresForeignRules(t *testing.T) {
 func TestApplianceOnAbsentTable(t *testing.T) {
 	ft := newFakeTables() // iptables-nft: no mangle table yet
 	m := newMangle(t, ft)
-	if err := m.Set(DefaultConfig(), Env{}); err != nil {
+	if err := m.Set(testSpec(), Env{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Cleanup(); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := mustSave(t, ft), "-A "; strings.Contains(got, want) || strings.Contains(got, chainPrefix) {
+	if got, want := mustSave(t, ft), "-A "; strings.Contains(got, want) || strings.Contains(got, ChainPrefix) {
 		t.Errorf("rules left after cleanup:\n%s", got)
 	}
 }
@@ -99,17 +99,17 @@ func TestApplianceSnapshotDropsLeftovers(t *testing.T) {
 	// A crashed run left its rules and lost its state dir: the snapshot
 	// must not keep gatewayd's own rules as "foreign".
 	ft := newFakeTables()
-	if err := ft.Restore(RenderAppliance(DefaultConfig(), IPv4, Env{}), false); err != nil {
+	if err := ft.Restore(RenderAppliance(testSpec(), IPv4, Env{}), false); err != nil {
 		t.Fatal(err)
 	}
 	m := newMangle(t, ft)
-	if err := m.Set(DefaultConfig(), Env{}); err != nil {
+	if err := m.Set(testSpec(), Env{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Cleanup(); err != nil {
 		t.Fatal(err)
 	}
-	if got := mustSave(t, ft); strings.Contains(got, chainPrefix) {
+	if got := mustSave(t, ft); strings.Contains(got, ChainPrefix) {
 		t.Errorf("leftover rules restored:\n%s", got)
 	}
 }
@@ -121,7 +121,7 @@ func TestSharedLeavesOtherRulesAlone(t *testing.T) {
 	}
 	before := mustSave(t, ft)
 	m := newMangle(t, ft)
-	c := DefaultConfig()
+	c := testSpec()
 	c.Mangle.Mode = ModeShared
 	c.LAN.Interfaces = []string{"br-lan", "lan2"}
 	for range 3 {
@@ -147,7 +147,7 @@ func TestSharedLeavesOtherRulesAlone(t *testing.T) {
 
 func TestCleanupRemovesStaleJumpsEverywhere(t *testing.T) {
 	ft := newFakeTables()
-	if err := ft.Restore(RenderShared(DefaultConfig(), IPv4, Env{}), true); err != nil {
+	if err := ft.Restore(RenderShared(testSpec(), IPv4, Env{}), true); err != nil {
 		t.Fatal(err)
 	}
 	for _, spec := range [][]string{{"-i", "old0", "-j", chainPre}, {"-i", "br-lan", "-j", chainPre}} {
@@ -158,7 +158,7 @@ func TestCleanupRemovesStaleJumpsEverywhere(t *testing.T) {
 	if err := newMangle(t, ft).Cleanup(); err != nil {
 		t.Fatal(err)
 	}
-	if got := mustSave(t, ft); strings.Contains(got, chainPrefix) {
+	if got := mustSave(t, ft); strings.Contains(got, ChainPrefix) {
 		t.Errorf("left:\n%s", got)
 	}
 }
@@ -169,7 +169,7 @@ func TestFailedRestoreChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := mustSave(t, ft)
-	c := DefaultConfig()
+	c := testSpec()
 	c.Mangle.ExtraV4 = []string{"-A NOCHAIN -j ACCEPT"} // iptables-restore rejects it
 	m := newMangle(t, ft)
 	if err := m.Set(c, Env{}); err == nil || !strings.Contains(err.Error(), "installing IPv4 mangle table") {
@@ -191,7 +191,7 @@ func TestForeignRules(t *testing.T) {
 	saved = strings.Replace(saved, ":qos_mark", ":GWD_PRE - [0:0]\n:qos_mark", 1)
 	saved = strings.Replace(saved, "COMMIT", "-A PREROUTING -i br-lan -j GWD_PRE\n-A GWD_PRE -j RETURN\nCOMMIT", 1)
 	kept, foreign := foreignRules(saved)
-	if strings.Contains(kept, chainPrefix) {
+	if strings.Contains(kept, ChainPrefix) {
 		t.Errorf("kept has gatewayd lines:\n%s", kept)
 	}
 	if len(foreign) != 3 { // :qos_mark, and its two rules
@@ -211,7 +211,7 @@ func TestFastPathRulesNeedTheSets(t *testing.T) {
 		}
 		before := mustSave(t, ft)
 		m := newMangle(t, ft)
-		c := DefaultConfig()
+		c := testSpec()
 		c.Mangle.Mode = mode
 		env := labEnv()
 		env.FastPath = true
@@ -262,8 +262,8 @@ func (r *raceOnSave) Save(table string) (string, error) {
 }
 
 func TestRemoveOwnIsOneTransactionAndRetries(t *testing.T) {
-	g, sys := newTestGateway(t, newFakeRelay(), nil)
-	g.Config.Mangle.Mode = ModeShared
+	g, sys := newTestGateway(t, nil)
+	g.spec.Mangle.Mode = ModeShared
 	if err := sys.v4.Restore("*mangle\n:FOREIGN - [0:0]\n-A PREROUTING -j FOREIGN\n-A FOREIGN -j RETURN\nCOMMIT\n", true); err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +276,7 @@ func TestRemoveOwnIsOneTransactionAndRetries(t *testing.T) {
 			t.Fatal(err)
 		}
 	}}
-	m := &Mangle{Family: IPv4, Tables: spy, StateDir: g.Config.StateDir, Log: discard()}
+	m := &Mangle{Family: IPv4, Tables: spy, StateDir: g.spec.StateDir, Log: discard()}
 	if err := m.removeOwn(); err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +284,7 @@ func TestRemoveOwnIsOneTransactionAndRetries(t *testing.T) {
 		t.Errorf("%d dumps and %d committed restores, want 2 and 1 (the first transaction fails as a whole)", spy.saves, sys.v4.restores-restores)
 	}
 	saved, _ := sys.v4.Save("mangle")
-	if strings.Contains(saved, chainPrefix) || !strings.Contains(saved, "-A PREROUTING -j FOREIGN") {
+	if strings.Contains(saved, ChainPrefix) || !strings.Contains(saved, "-A PREROUTING -j FOREIGN") {
 		t.Errorf("after removal:\n%s\nwant no GWD_ line and the foreign rules kept", saved)
 	}
 }

@@ -26,13 +26,3 @@ const (
 	DefaultTable             = 2026
 	DefaultPriority          = 9000
 )
-
-// Reserved routing tables and rule priorities that gatewayd must not take.
-const (
-	tableUnspec  = 0
-	tableDefault = 253
-	tableMain    = 254
-	tableLocal   = 255
-	prioLocal    = 0     // the `from all lookup local` rule
-	prioMain     = 32766 // `from all lookup main`
-)

@@ -4,40 +4,39 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 )
 
-// ErrNotRunning: Reconfigure needs a running Gateway; it is refused before
-// Run keeps the rules and once Run has begun to stop.
+// ErrNotRunning: Reconfigure needs an installed Gateway; it is refused
+// before Install and once Remove has begun.
 var ErrNotRunning = errors.New("gatewayd is not running")
 
-// Reconfigure applies a reloaded config to the running interception: the
+// Reconfigure applies a reloaded spec to the installed interception: the
 // LAN interfaces, bypass list, extra rules, DNS hijack rules and the fast
-// path's static entries (direct). Keys that need a restart (see
-// RestartKeys) must be unchanged. Flows are untouched: the listeners stay
+// path's static entries (Direct). What needs a restart (see RestartKeys)
+// must be unchanged. Flows are untouched: the listeners stay
 // and established connections keep matching the socket rule. If the new
 // config cannot be applied, the old one is applied again and the error
 // returned.
-func (g *Gateway) Reconfigure(ctx context.Context, cfg *Config, direct []netip.Prefix) error {
+func (g *Gateway) Reconfigure(ctx context.Context, spec *Spec) error {
 	k := g.keeper.Load()
 	if k == nil {
 		return ErrNotRunning
 	}
-	k.mu.Lock() // g.Config is only written and read under it while Run runs
+	k.mu.Lock() // g.spec is only written and read under it while Run runs
 	defer k.mu.Unlock()
 	if k.stopped {
 		return ErrNotRunning
 	}
-	if keys := RestartKeys(g.Config, cfg); len(keys) > 0 {
+	if keys := RestartKeys(g.spec, spec); len(keys) > 0 {
 		return fmt.Errorf("reloading: %v changed, which needs a restart", keys)
 	}
-	old, oldDirect := g.Config, g.Direct
-	err := g.apply(ctx, k, cfg, direct)
+	old := g.spec
+	err := g.apply(ctx, k, spec)
 	if err == nil {
 		return nil
 	}
-	if rerr := g.apply(ctx, k, old, oldDirect); rerr != nil {
+	if rerr := g.apply(ctx, k, old); rerr != nil {
 		err = errors.Join(err, fmt.Errorf("re-applying the previous config: %w", rerr))
 	}
 	return err
@@ -45,20 +44,20 @@ func (g *Gateway) Reconfigure(ctx context.Context, cfg *Config, direct []netip.P
 
 // apply installs cfg's rules in place of the current ones. Called with
 // k.mu held.
-func (g *Gateway) apply(ctx context.Context, k *keeper, cfg *Config, direct []netip.Prefix) error {
-	if cfg.Mangle.Mode == ModeShared && !slices.Equal(cfg.LAN.Interfaces, g.Config.LAN.Interfaces) {
+func (g *Gateway) apply(ctx context.Context, k *keeper, cfg *Spec) error {
+	if cfg.Mangle.Mode == ModeShared && !slices.Equal(cfg.LAN.Interfaces, g.spec.LAN.Interfaces) {
 		// Shared mode only adds missing jumps: take the old ones out
 		// first (the LAN is forwarded plainly for the moment this takes).
 		for _, f := range Families {
-			if g.Tables[f] != nil && g.Config.Intercepts(f) {
+			if g.tables[f] != nil && g.spec.Intercepts(f) {
 				if err := g.mangle(f).removeOwn(); err != nil {
 					return err
 				}
 			}
 		}
 	}
-	g.Config, g.Direct = cfg, direct
-	env, err := DeriveEnv(g.NL, cfg, k.quiet)
+	g.spec = cfg
+	env, err := DeriveEnv(g.nl, cfg, k.quiet)
 	if err != nil {
 		return fmt.Errorf("reading LAN subnets: %w", err)
 	}
@@ -68,11 +67,12 @@ func (g *Gateway) apply(ctx context.Context, k *keeper, cfg *Config, direct []ne
 	return k.snapshot(env)
 }
 
-// RestartKeys lists the config keys whose change a reload cannot apply:
-// they decide sockets that are open (listeners, marks), kernel objects
-// named by them (routing table, rule priority), where state is kept, or
-// the mangle mode. Empty: b can replace a at run time.
-func RestartKeys(a, b *Config) []string {
+// RestartKeys lists what of the kernel footprint a reload cannot change,
+// named by their config keys: what decides sockets that are open
+// (listeners, marks), kernel objects named by them (routing table, rule
+// priority), where state is kept, and the mangle mode. Empty: b can
+// replace a while installed.
+func RestartKeys(a, b *Spec) []string {
 	var keys []string
 	check := func(key string, same bool) {
 		if !same {
@@ -90,13 +90,5 @@ func RestartKeys(a, b *Config) []string {
 	check("mangle.mode", a.Mangle.Mode == b.Mangle.Mode)
 	check("dns.enabled", a.DNS.Enabled == b.DNS.Enabled)
 	check("dns.port", a.DNS.Port == b.DNS.Port)
-	check("tcp.max_connections", a.TCP.MaxConnections == b.TCP.MaxConnections)
-	check("tcp.idle_timeout", a.TCP.IdleTimeout == b.TCP.IdleTimeout)
-	check("udp.idle_timeout", a.UDP.IdleTimeout == b.UDP.IdleTimeout)
-	check("udp.max_sessions", a.UDP.MaxSessions == b.UDP.MaxSessions)
-	check("log.format", a.Log.Format == b.Log.Format)
-	check("status.enabled", a.Status.Enabled == b.Status.Enabled)
-	check("status.listen", a.Status.Listen == b.Status.Listen)
-	check("status.hosts", slices.Equal(a.Status.Hosts, b.Status.Hosts))
 	return keys
 }

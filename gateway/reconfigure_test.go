@@ -16,17 +16,17 @@ func reconfigurable(t *testing.T) (*Gateway, *fakeSystem) {
 
 func TestReconfigureAppliesBypassAndRules(t *testing.T) {
 	g, sys := reconfigurable(t)
-	next := *g.Config
-	next.Bypass.Destinations = append([]netip.Prefix{netip.MustParsePrefix("198.19.44.0/24")}, next.Bypass.Destinations...)
-	if err := g.Reconfigure(context.Background(), &next, nil); err != nil {
+	next := *g.spec
+	next.Bypass = append([]netip.Prefix{netip.MustParsePrefix("198.19.44.0/24")}, next.Bypass...)
+	if err := g.Reconfigure(context.Background(), &next); err != nil {
 		t.Fatal(err)
 	}
 	saved, _ := sys.v4.Save("mangle")
 	if !strings.Contains(saved, "-d 198.19.44.0/24 -j RETURN") {
 		t.Errorf("new bypass entry not installed:\n%s", saved)
 	}
-	if g.Config != &next {
-		t.Error("Config not replaced")
+	if g.spec != &next {
+		t.Error("spec not replaced")
 	}
 	if err := g.keeper.Load().check(context.Background()); err != nil || g.Reapplies() != 0 {
 		t.Errorf("the keeper sees a change after a reload (%d reapplies, %v)", g.Reapplies(), err)
@@ -36,10 +36,10 @@ func TestReconfigureAppliesBypassAndRules(t *testing.T) {
 func TestReconfigureRefusesRestartKeys(t *testing.T) {
 	g, sys := reconfigurable(t)
 	before := sys.dump(t)
-	next := *g.Config
+	next := *g.spec
 	next.TProxy.Port++
 	next.Routing.Table++
-	err := g.Reconfigure(context.Background(), &next, nil)
+	err := g.Reconfigure(context.Background(), &next)
 	if err == nil || !strings.Contains(err.Error(), "tproxy.port") || !strings.Contains(err.Error(), "routing.table") {
 		t.Fatalf("Reconfigure = %v, want a restart error naming the keys", err)
 	}
@@ -51,13 +51,13 @@ func TestReconfigureRefusesRestartKeys(t *testing.T) {
 func TestReconfigureFailureRestoresTheOldRules(t *testing.T) {
 	g, sys := reconfigurable(t)
 	before := sys.dump(t)
-	old := g.Config
-	next := *g.Config
+	old := g.spec
+	next := *g.spec
 	next.Mangle.ExtraV4 = []string{"-A PREROUTING -j no_such_chain"} // the fake refuses it, as iptables-restore does
-	if err := g.Reconfigure(context.Background(), &next, nil); err == nil {
+	if err := g.Reconfigure(context.Background(), &next); err == nil {
 		t.Fatal("an unloadable rule set was accepted")
 	}
-	if g.Config != old {
+	if g.spec != old {
 		t.Error("the failed config stayed current")
 	}
 	if after := sys.dump(t); after != before {
@@ -66,35 +66,28 @@ func TestReconfigureFailureRestoresTheOldRules(t *testing.T) {
 }
 
 func TestReconfigureNeedsRun(t *testing.T) {
-	g, _ := newTestGateway(t, newFakeRelay(), nil)
-	if err := g.Reconfigure(context.Background(), g.Config, nil); !errors.Is(err, ErrNotRunning) {
-		t.Errorf("Reconfigure before Run: %v", err)
+	g, _ := newTestGateway(t, nil)
+	if err := g.Reconfigure(context.Background(), g.spec); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("Reconfigure before Install: %v", err)
 	}
 }
 
-// TestReconfigureAfterRunRefused: a reload that lands while gatewayd stops
-// (after Run removed the rules) is refused and installs nothing: the LAN
-// stays on plain forwarding.
-func TestReconfigureAfterRunRefused(t *testing.T) {
-	relay := newFakeRelay()
-	g, sys := newTestGateway(t, relay, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	select {
-	case <-relay.serving:
-	case err := <-done:
-		t.Fatalf("Run returned early: %v", err)
+// TestReconfigureAfterRemoveRefused: a reload that lands while gatewayd
+// stops (after Remove took the rules out) is refused and installs nothing:
+// the LAN stays on plain forwarding.
+func TestReconfigureAfterRemoveRefused(t *testing.T) {
+	g, sys := newTestGateway(t, nil)
+	if err := g.Install(context.Background()); err != nil {
+		t.Fatalf("Install: %v", err)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run: %v", err)
+	if err := g.Remove(); err != nil {
+		t.Fatalf("Remove: %v", err)
 	}
-	next := *g.Config
-	if err := g.Reconfigure(context.Background(), &next, nil); !errors.Is(err, ErrNotRunning) {
-		t.Errorf("Reconfigure after Run returned = %v, want ErrNotRunning", err)
+	next := *g.spec
+	if err := g.Reconfigure(context.Background(), &next); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("Reconfigure after Remove = %v, want ErrNotRunning", err)
 	}
-	if d := sys.dump(t); strings.Contains(d, chainPrefix) || sys.nl.String() != "" {
+	if d := sys.dump(t); strings.Contains(d, ChainPrefix) || sys.nl.String() != "" {
 		t.Errorf("a reconfigure after stop re-installed the interception:\n%s", d)
 	}
 }

@@ -3,23 +3,22 @@ package gateway
 import (
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 )
 
-// gatewayd's chains in the mangle table. Everything named chainPrefix* is
+// gatewayd's chains in the mangle table. Everything named ChainPrefix* is
 // gatewayd's; cleanup removes every such chain and every jump into one.
 const (
-	chainPrefix = "GWD_"
+	ChainPrefix = "GWD_"
 	// chainPre holds the interception logic; PREROUTING jumps to it only for
 	// packets entering LAN interfaces.
-	chainPre = chainPrefix + "PRE"
+	chainPre = ChainPrefix + "PRE"
 	// chainDivert marks packets of flows gatewayd already holds a socket for
 	// and accepts them (the kernel tproxy recipe's DIVERT chain).
-	chainDivert = chainPrefix + "DIVERT"
+	chainDivert = ChainPrefix + "DIVERT"
 	// chainOut tags the conntrack entries of connections gatewayd's own
 	// sockets open (see chainRules).
-	chainOut = chainPrefix + "OUT"
+	chainOut = ChainPrefix + "OUT"
 )
 
 // ownChains are gatewayd's chains, in the order they can be deleted (a
@@ -51,7 +50,7 @@ type jump struct {
 
 // jumps are the rules that hook gatewayd's chains in: PREROUTING for packets
 // entering each LAN interface, and OUTPUT.
-func jumps(c *Config) []jump {
+func jumps(c *Spec) []jump {
 	var j []jump
 	for _, lan := range c.LAN.Interfaces {
 		j = append(j, jump{"PREROUTING", []string{"-i", lan, "-j", chainPre}})
@@ -61,7 +60,7 @@ func jumps(c *Config) []jump {
 
 // chainRules renders gatewayd's own chains for family f as iptables-restore
 // "-A" lines (without chain declarations).
-func chainRules(c *Config, f Family, env Env) []string {
+func chainRules(c *Spec, f Family, env Env) []string {
 	t := c.TProxy
 	tmark := fmt.Sprintf("0x%x/0x%x", t.Mark, t.Mask)
 	bmark := fmt.Sprintf("0x%x/0x%x", t.BypassMark, t.BypassMark)
@@ -100,11 +99,10 @@ func chainRules(c *Config, f Family, env Env) []string {
 	for _, p := range bypassFor(c, f, env) {
 		r = append(r, a(chainPre, "-d", p.String(), "-j", "RETURN"))
 	}
-	if env.FastPath && c.Route.QUIC == QUICReject {
+	if env.FastPath && c.RejectQUIC {
 		// QUIC goes to gatewayd, which rejects it, whatever the fast path
-		// holds: so the QUIC switch does not empty the fast path (see
-		// Config.FastPathTable).
-		r = append(r, a(chainPre, append([]string{"-p", "udp", "--dport", fmt.Sprint(quicPort)}, tproxy...)...))
+		// holds: so the QUIC switch does not empty the fast path.
+		r = append(r, a(chainPre, append([]string{"-p", "udp", "--dport", fmt.Sprint(QUICPort)}, tproxy...)...))
 	}
 	if env.FastPath {
 		// Destinations that would certainly be relayed `direct` are left
@@ -129,7 +127,7 @@ func chainRules(c *Config, f Family, env Env) []string {
 // dnsRules hijack LAN DNS, UDP and TCP port 53 to any destination, into
 // gatewayd's resolver. They come before the bypass list: a client with a
 // hard-coded resolver in a private range is hijacked too.
-func dnsRules(c *Config, f Family, tmark string) []string {
+func dnsRules(c *Spec, f Family, tmark string) []string {
 	if !c.DNS.Enabled {
 		return nil
 	}
@@ -144,10 +142,10 @@ func dnsRules(c *Config, f Family, tmark string) []string {
 // bypassFor is the deduplicated list of family-f destinations RETURNed
 // before TPROXY by rules of their own: the LAN subnets first, then the
 // configured list unless the fast path's set holds it (bypassInSet).
-func bypassFor(c *Config, f Family, env Env) []netip.Prefix {
+func bypassFor(c *Spec, f Family, env Env) []netip.Prefix {
 	seen := map[netip.Prefix]bool{}
 	var out []netip.Prefix
-	lists := [][]netip.Prefix{env.LANSubnets, c.BypassList()}
+	lists := [][]netip.Prefix{env.LANSubnets, c.Bypass}
 	if env.FastPath && bypassInSet(c) {
 		lists = lists[:1]
 	}
@@ -170,17 +168,12 @@ func bypassFor(c *Config, f Family, env Env) []netip.Prefix {
 // size. Not with the QUIC switch on: its rule must come after the bypass
 // list (bypassed destinations are never intercepted, QUIC or not) and
 // before the learned direct addresses (which it must catch).
-func bypassInSet(c *Config) bool { return c.Route.QUIC != QUICReject }
+func bypassInSet(c *Spec) bool { return !c.RejectQUIC }
 
-// FastPathEntries are the permanent entries of the fast path's sets: the
-// destinations the rules send direct and, where the sets hold it, the
-// bypass list.
-func (c *Config) FastPathEntries(direct []netip.Prefix) []netip.Prefix {
-	if !bypassInSet(c) {
-		return direct
-	}
-	return append(slices.Clone(direct), c.BypassList()...)
-}
+// QUICPort is the UDP port of HTTP/3 (QUIC), which route.quic = "reject"
+// refuses so browsers fall back to TCP, where the rules see the flow's
+// domain in the TLS ClientHello.
+const QUICPort = 443
 
 // a renders one "-A chain args..." line.
 func a(chain string, args ...string) string {
@@ -191,7 +184,7 @@ func a(chain string, args ...string) string {
 func declare(chain, policy string) string { return ":" + chain + " " + policy + " [0:0]" }
 
 // writeOwn writes gatewayd's chain declarations and rules.
-func writeOwn(b *strings.Builder, c *Config, f Family, env Env) {
+func writeOwn(b *strings.Builder, c *Spec, f Family, env Env) {
 	for _, ch := range ownChains {
 		b.WriteString(declare(ch, "-") + "\n")
 	}
@@ -204,7 +197,7 @@ func writeOwn(b *strings.Builder, c *Config, f Family, env Env) {
 // mode: gatewayd's chains, the jumps into them and the firmware builder's
 // extra rules, to be loaded with iptables-restore (which replaces the whole
 // table in one transaction).
-func RenderAppliance(c *Config, f Family, env Env) string {
+func RenderAppliance(c *Spec, f Family, env Env) string {
 	var b strings.Builder
 	b.WriteString("*mangle\n")
 	for _, ch := range builtinMangle {
@@ -230,7 +223,7 @@ func RenderAppliance(c *Config, f Family, env Env) string {
 // GWD_ chains and leaves every other rule alone. The jumps are added
 // separately and idempotently (a "-I" in a --noflush payload would add a
 // duplicate on every apply).
-func RenderShared(c *Config, f Family, env Env) string {
+func RenderShared(c *Spec, f Family, env Env) string {
 	var b strings.Builder
 	b.WriteString("*mangle\n")
 	writeOwn(&b, c, f, env)
@@ -239,7 +232,7 @@ func RenderShared(c *Config, f Family, env Env) string {
 }
 
 // Render renders the payload for the configured mangle mode.
-func Render(c *Config, f Family, env Env) string {
+func Render(c *Spec, f Family, env Env) string {
 	if c.Mangle.Mode == ModeShared {
 		return RenderShared(c, f, env)
 	}

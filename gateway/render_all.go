@@ -9,7 +9,7 @@ import (
 // RenderAll is the text `gatewayd rules` prints: per intercepted family the
 // iptables-restore payload (and, in shared mode, the jumps added beside
 // it), then the policy routing as ip(8) commands.
-func RenderAll(c *Config, env Env) string {
+func RenderAll(c *Spec, env Env) string {
 	var b strings.Builder
 	if env.FastPath {
 		b.WriteString("# ipsets of the kernel fast path, created over netlink before the rules that match them\n")
@@ -56,15 +56,4 @@ func RenderAll(c *Config, env Env) string {
 		fmt.Fprintf(&b, "ip -%d route add local %s dev lo table %d\n", f, def, c.Routing.Table)
 	}
 	return b.String()
-}
-
-// ListenAddrPorts are the TPROXY listener addresses with the port.
-func (c *Config) ListenAddrPorts() []netip.AddrPort {
-	var out []netip.AddrPort
-	for _, f := range Families {
-		if a, ok := c.ListenAddr(f); ok {
-			out = append(out, netip.AddrPortFrom(a, c.TProxy.Port))
-		}
-	}
-	return out
 }

@@ -38,25 +38,23 @@ func labEnv() Env {
 }
 
 func TestRenderGolden(t *testing.T) {
-	appliance := DefaultConfig()
+	appliance := testSpec()
 	appliance.Mangle.ExtraV4 = []string{"-A FORWARD -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu"}
-	shared, err := ParseConfig("shared.toml", `version = 1
-[lan]
-interfaces = ["br-lan", "wg+"]
-[tproxy]
-addresses = ["127.0.0.1"]
-[mangle]
-mode = "shared"
-[bypass]
-destinations = ["10.0.0.0/8", "2001:db8::/32"]
-`)
-	if err != nil {
-		t.Fatal(err)
-	}
 	env := labEnv()
 	env.FastPath = true
 	golden(t, "appliance.rules", RenderAll(appliance, env))
-	golden(t, "shared-v4only.rules", RenderAll(shared, env))
+	golden(t, "shared-v4only.rules", RenderAll(sharedV4Spec(), env))
+}
+
+// sharedV4Spec is the spec of config's testdata shared.toml (config's
+// tests render that file against the same golden file).
+func sharedV4Spec() *Spec {
+	s := testSpec()
+	s.LAN.Interfaces = []string{"br-lan", "wg+"}
+	s.TProxy.Addresses = s.TProxy.Addresses[:1]
+	s.Mangle.Mode = ModeShared
+	s.Bypass = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32")}
+	return s
 }
 
 // TestRenderWithoutFastPath: with the fast path's sets the bypass list is
@@ -64,11 +62,11 @@ destinations = ["10.0.0.0/8", "2001:db8::/32"]
 // them each prefix has its RETURN rule and there is no set match. The rest
 // is the same.
 func TestRenderWithoutFastPath(t *testing.T) {
-	c := DefaultConfig()
+	c := testSpec()
 	with := labEnv()
 	with.FastPath = true
 	w, wo := RenderAll(c, with), RenderAll(c, labEnv())
-	for _, p := range c.Bypass.Destinations {
+	for _, p := range c.Bypass {
 		line := "-A GWD_PRE -d " + p.String() + " -j RETURN\n"
 		if strings.Contains(w, line) || !strings.Contains(wo, line) {
 			t.Errorf("bypass %s: a rule of its own with the fast path, or none without it", p)
@@ -90,16 +88,16 @@ func TestRenderWithoutFastPath(t *testing.T) {
 			t.Errorf("%s: the set match is not between the RETURN rules and TPROXY:\n%s", f, strings.Join(rules, "\n"))
 		}
 	}
-	q := DefaultConfig()
-	q.Route.QUIC = QUICReject // the QUIC rule must sit between the bypass list and the set
+	q := testSpec()
+	q.RejectQUIC = true // the QUIC rule must sit between the bypass list and the set
 	if rules := RenderAll(q, with); !strings.Contains(rules, "-A GWD_PRE -d 10.0.0.0/8 -j RETURN") {
 		t.Errorf("with the QUIC switch the bypass list must keep its rules:\n%s", rules)
 	}
 }
 
 func TestBypassDedupAndFamilies(t *testing.T) {
-	c := DefaultConfig()
-	c.Bypass.Destinations = []netip.Prefix{
+	c := testSpec()
+	c.Bypass = []netip.Prefix{
 		netip.MustParsePrefix("198.18.1.0/24"), // also a LAN subnet: listed once
 		netip.MustParsePrefix("::ffff:0:0/96"), // an IPv6 prefix, never IPv4
 	}

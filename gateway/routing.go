@@ -40,7 +40,7 @@ type Routing struct {
 
 // fwmarkRule is the rule of family f; the same value is used to add and to
 // delete, because RuleDel treats every unset attribute as a wildcard.
-func fwmarkRule(c *Config, f Family) *netlink.Rule {
+func fwmarkRule(c *Spec, f Family) *netlink.Rule {
 	r := netlink.NewRule()
 	r.Family = f.Netlink()
 	r.Mark = c.TProxy.Mark
@@ -52,7 +52,7 @@ func fwmarkRule(c *Config, f Family) *netlink.Rule {
 }
 
 // localRoute is `local default dev lo table TABLE` of family f.
-func localRoute(c *Config, f Family, loIndex int) *netlink.Route {
+func localRoute(c *Spec, f Family, loIndex int) *netlink.Route {
 	r := &netlink.Route{
 		LinkIndex: loIndex,
 		Table:     c.Routing.Table,
@@ -76,7 +76,7 @@ func (r *Routing) loIndex() (int, error) {
 }
 
 // Set installs the rule and route of every intercepted family. Repeatable.
-func (r *Routing) Set(c *Config) error {
+func (r *Routing) Set(c *Spec) error {
 	lo, err := r.loIndex()
 	if err != nil {
 		return err
@@ -97,7 +97,7 @@ func (r *Routing) Set(c *Config) error {
 
 // Cleanup removes the rules and routes of both families (whether or not
 // this config intercepts them). Safe when nothing is there.
-func (r *Routing) Cleanup(c *Config) error {
+func (r *Routing) Cleanup(c *Spec) error {
 	var errs []error
 	for _, f := range Families {
 		if err := deleteAll(func() error { return r.NL.RuleDel(fwmarkRule(c, f)) }); err != nil {
@@ -118,7 +118,7 @@ func (r *Routing) Cleanup(c *Config) error {
 
 // Missing describes what of the rules and routes Set installs is not in
 // the kernel now (nil: all there), for the keeper.
-func (r *Routing) Missing(c *Config) ([]string, error) {
+func (r *Routing) Missing(c *Spec) ([]string, error) {
 	lo, err := r.loIndex()
 	if err != nil {
 		return nil, err

@@ -17,7 +17,7 @@ func TestRoutingSetIsIdempotentAndCleanupExact(t *testing.T) {
 	}
 	before := nl.String()
 	r := &Routing{NL: nl}
-	c := DefaultConfig()
+	c := testSpec()
 	for range 2 {
 		if err := r.Set(c); err != nil {
 			t.Fatal(err)
@@ -43,7 +43,7 @@ rule af=2 prio=9000 fwmark=0x1000000/0x1000000 table=2026`
 
 func TestRoutingV4Only(t *testing.T) {
 	nl := newFakeNetlink()
-	c := DefaultConfig()
+	c := testSpec()
 	c.TProxy.Addresses = c.TProxy.Addresses[:1]
 	if err := (&Routing{NL: nl}).Set(c); err != nil {
 		t.Fatal(err)
@@ -57,7 +57,7 @@ rule af=2 prio=9000 fwmark=0x1000000/0x1000000 table=2026`
 
 func TestDeriveEnv(t *testing.T) {
 	nl := newFakeNetlink()
-	c := DefaultConfig()
+	c := testSpec()
 	c.LAN.Interfaces = []string{"br-lan", "missing0", "l+"}
 	env, err := DeriveEnv(nl, c, discard())
 	if err != nil {

@@ -22,7 +22,7 @@ func emptyMangle() string {
 func jumpsToOwn(rule string) bool {
 	f := strings.Fields(rule)
 	for i := 0; i+1 < len(f); i++ {
-		if (f[i] == "-j" || f[i] == "-g") && strings.HasPrefix(f[i+1], chainPrefix) {
+		if (f[i] == "-j" || f[i] == "-g") && strings.HasPrefix(f[i+1], ChainPrefix) {
 			return true
 		}
 	}
@@ -32,8 +32,8 @@ func jumpsToOwn(rule string) bool {
 // isOwnLine reports whether a save line belongs to gatewayd: a GWD_ chain
 // declaration, a rule in a GWD_ chain, or a jump into one.
 func isOwnLine(line string) bool {
-	return strings.HasPrefix(line, ":"+chainPrefix) ||
-		strings.HasPrefix(line, "-A "+chainPrefix) ||
+	return strings.HasPrefix(line, ":"+ChainPrefix) ||
+		strings.HasPrefix(line, "-A "+ChainPrefix) ||
 		(strings.HasPrefix(line, "-A ") && jumpsToOwn(line))
 }
 

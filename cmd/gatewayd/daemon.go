@@ -7,8 +7,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/dns"
-	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/internal/fdbudget"
 	"github.com/gatewayd/gatewayd/route"
 	"github.com/gatewayd/gatewayd/tcp"
@@ -17,27 +17,31 @@ import (
 
 // daemon is a running gatewayd's parts, kept for reloads.
 type daemon struct {
-	g     *gateway.Gateway
+	k     *kernel
 	log   *slog.Logger
 	level *slog.LevelVar
 
-	cfg *gateway.Config // the config applied now
+	// cfg is the config applied now: the one place it is kept. Only
+	// reload writes it, from the control socket's goroutine.
+	cfg *config.Config
 	pol *policy
 	tcp *tcp.Server
 	udp *udp.Server
 	dns *dns.Server // nil without the DNS hijack
 	fds *fdbudget.Budget
+	// status is the status endpoint; nil when the config disables it.
+	status *statusRelay
 }
 
-// newDaemon builds the relays for cfg: TCP, UDP and the DNS hijack, routed
-// by the config's policy, and gives g the fast path's static prefixes.
-func newDaemon(cfg *gateway.Config, g *gateway.Gateway, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
-	d := &daemon{g: g, log: log, level: level, cfg: cfg}
+// newDaemon builds the services for cfg: TCP, UDP and the DNS hijack,
+// routed by the config's policy, and the status endpoint; k is its
+// kernel footprint, whose fast path DNS answers feed.
+func newDaemon(cfg *config.Config, k *kernel, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
+	d := &daemon{k: k, log: log, level: level, cfg: cfg}
 	fast, err := cfg.FastPathTable()
 	if err != nil {
 		return nil, err
 	}
-	g.Direct = fast.DirectPrefixes()
 	var resolver *dns.Handler
 	if cfg.DNS.Enabled {
 		if d.dns, resolver, err = newDNSServer(cfg, d.learnedHook(fast), log); err != nil {
@@ -67,21 +71,24 @@ func newDaemon(cfg *gateway.Config, g *gateway.Gateway, log *slog.Logger, level 
 		IsLocal:     local.Has,
 	}, log.With("relay", "udp"))
 	d.route(cfg, d.pol)
+	d.status = newStatusRelay(d)
 	return d, nil
 }
 
-// relays are what gateway.Run opens and serves.
-func (d *daemon) relays() []gateway.Relay {
-	rs := []gateway.Relay{d.pol.neighbors, d.tcp, d.udp}
+// services are what the lifecycle opens and serves, in that order.
+func (d *daemon) services() []service {
+	ss := []service{d.pol.neighbors, d.tcp, d.udp}
 	if d.dns != nil {
-		rs = append(rs, d.dns)
+		ss = append(ss, d.dns)
 	}
-	rs = withStatusRelay(rs, d)
-	return rs
+	if d.status != nil {
+		ss = append(ss, d.status)
+	}
+	return ss
 }
 
 // route points the relays at pol (no dispatcher: straight out).
-func (d *daemon) route(cfg *gateway.Config, pol *policy) {
+func (d *daemon) route(cfg *config.Config, pol *policy) {
 	if pol.disp == nil {
 		d.tcp.SetDialer(&tcp.DirectDialer{Mark: cfg.TProxy.BypassMark, Timeout: cfg.TCP.ConnectTimeout.Duration}, false)
 		d.udp.SetRouting(nil, nil)
@@ -96,7 +103,7 @@ func (d *daemon) route(cfg *gateway.Config, pol *policy) {
 // address shared with a name that goes elsewhere). nil when nothing is
 // learned: no fast path, or no rule by domain.
 func (d *daemon) learnedHook(fast *route.Table) func(string, netip.Addr, time.Duration) {
-	fp := d.g.FastPath
+	fp := d.k.fast
 	if fp == nil || !fast.NeedsDomain() {
 		return nil
 	}
@@ -123,15 +130,19 @@ func memoryOf(h *dns.Handler) interface {
 // the old one's cache), the routing policy, and the log level. An invalid
 // file, or one that changes what only a restart can, changes nothing.
 // Flows and sessions in progress keep going.
-func (d *daemon) reload(ctx context.Context, path string) (*gateway.Config, error) {
-	cfg, err := gateway.LoadConfig(path)
+func (d *daemon) reload(ctx context.Context, path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, err
 	}
-	if keys := gateway.RestartKeys(d.cfg, cfg); len(keys) > 0 {
+	if keys := config.RestartKeys(d.cfg, cfg); len(keys) > 0 {
 		return nil, fmt.Errorf("%v changed: restart gatewayd to apply them", keys)
 	}
 	fast, err := cfg.FastPathTable()
+	if err != nil {
+		return nil, err
+	}
+	spec, err := cfg.Gateway()
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +157,7 @@ func (d *daemon) reload(ctx context.Context, path string) (*gateway.Config, erro
 		closeResolver(resolver)
 		return nil, err
 	}
-	if err := d.g.Reconfigure(ctx, cfg, fast.DirectPrefixes()); err != nil {
+	if err := d.k.g.Reconfigure(ctx, spec); err != nil {
 		closeResolver(resolver)
 		return nil, err
 	}
@@ -158,10 +169,8 @@ func (d *daemon) reload(ctx context.Context, path string) (*gateway.Config, erro
 	}
 	d.route(cfg, pol)
 	d.pol, d.cfg = pol, cfg
-	for _, r := range d.g.Relays {
-		if s, ok := r.(*statusRelay); ok {
-			s.reloaded(cfg, pol)
-		}
+	if d.status != nil {
+		d.status.reloaded(cfg, pol)
 	}
 	_ = d.level.UnmarshalText([]byte(cfg.Log.Level)) // validated by the config
 	return cfg, nil

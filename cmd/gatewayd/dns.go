@@ -9,12 +9,12 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/dns"
-	"github.com/gatewayd/gatewayd/gateway"
 )
 
 // dnsConfig maps the [dns] section onto the resolver's config.
-func dnsConfig(cfg *gateway.Config) dns.Config {
+func dnsConfig(cfg *config.Config) dns.Config {
 	d := cfg.DNS
 	return dns.Config{
 		Upstreams: d.Upstreams, ResolvConf: d.ResolvConf, BypassMark: cfg.TProxy.BypassMark,
@@ -43,7 +43,7 @@ func (e *keyedError) Unwrap() error { return e.err }
 // newResolver builds the resolver; learned (may be nil) hears what
 // addresses names resolve to. Its errors become config errors naming the
 // dns.* key (and entry) and its line.
-func newResolver(cfg *gateway.Config, learned func(string, netip.Addr, time.Duration), log *slog.Logger) (*dns.Handler, error) {
+func newResolver(cfg *config.Config, learned func(string, netip.Addr, time.Duration), log *slog.Logger) (*dns.Handler, error) {
 	dc := dnsConfig(cfg)
 	dc.Learned = learned
 	h, err := dns.New(dc, log)
@@ -58,7 +58,7 @@ func newResolver(cfg *gateway.Config, learned func(string, netip.Addr, time.Dura
 
 // newDNSServer builds the DNS hijack relay and its resolver; learned
 // (may be nil) hears what addresses names resolve to.
-func newDNSServer(cfg *gateway.Config, learned func(string, netip.Addr, time.Duration), log *slog.Logger) (*dns.Server, *dns.Handler, error) {
+func newDNSServer(cfg *config.Config, learned func(string, netip.Addr, time.Duration), log *slog.Logger) (*dns.Server, *dns.Handler, error) {
 	h, err := newResolver(cfg, learned, log.With("relay", "dns"))
 	if err != nil {
 		return nil, nil, err
@@ -74,7 +74,7 @@ func newDNSServer(cfg *gateway.Config, learned func(string, netip.Addr, time.Dur
 // upstream it could ask now: dns.upstreams is empty and dns.resolv_conf is
 // missing or lists no usable nameserver. "" if it has one, or DNS is off.
 // Not an error: on OpenWrt the file appears once the WAN is up.
-func upstreamWarning(cfg *gateway.Config) string {
+func upstreamWarning(cfg *config.Config) string {
 	d := cfg.DNS
 	if !d.Enabled || len(d.Upstreams) > 0 || d.ResolvConf == "" {
 		return ""

@@ -1,6 +1,10 @@
-// Command gatewayd turns a Linux router into a transparent TCP gateway:
-// it intercepts the flows LAN clients send through the router with TPROXY
-// and relays each to its original destination.
+// Command gatewayd turns a Linux router into a transparent TCP/UDP
+// gateway: it intercepts the flows LAN clients send through the router
+// with TPROXY, hijacks their DNS into its own resolver, and relays each
+// flow to where the rules send it. This package is the daemon's one
+// owner of the current config: it maps it to the other packages' specs
+// (package config), runs the lifecycle (lifecycle.go: listen, install,
+// serve, remove, shut down) and applies reloads.
 //
 // Usage:
 //
@@ -25,7 +29,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/config"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
@@ -72,9 +76,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "gatewayd %s\n", version)
 		return exitOK
 	}
-	commands := map[string]func(*gateway.Config, io.Writer, io.Writer) error{
+	commands := map[string]func(*config.Config, io.Writer, io.Writer) error{
 		"run": cmdRun, "check": cmdCheck, "rules": cmdRules, "reload": cmdReload,
-		"cleanup": func(cfg *gateway.Config, stdout, stderr io.Writer) error {
+		"cleanup": func(cfg *config.Config, stdout, stderr io.Writer) error {
 			return cmdCleanup(cfg, *force, stdout, stderr)
 		},
 		"watchdog": cmdWatchdog, // hidden: started by run (watchdog.go)
@@ -84,17 +88,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gatewayd: unknown command %q (want run, check, rules, reload, cleanup, status or version)\n", cmd)
 		return exitUsage
 	}
-	cfg, err := gateway.LoadConfig(*cfgPath)
+	cfg, err := config.Load(*cfgPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "gatewayd: %v\n", err)
-		if errors.Is(err, gateway.ErrConfig) {
+		if errors.Is(err, config.ErrInvalid) {
 			return exitConfig
 		}
 		return exitFailure
 	}
 	if err := f(cfg, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "gatewayd %s: %v\n", cmd, err)
-		if errors.Is(err, gateway.ErrConfig) {
+		if errors.Is(err, config.ErrInvalid) {
 			return exitConfig
 		}
 		return exitFailure
@@ -102,7 +106,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func cmdCheck(cfg *gateway.Config, stdout, stderr io.Writer) error {
+func cmdCheck(cfg *config.Config, stdout, stderr io.Writer) error {
 	if cfg.DNS.Enabled { // the resolver checks its own settings (upstreams, lists)
 		h, err := newResolver(cfg, nil, newLogger(cfg, stderr))
 		if err != nil {
@@ -119,7 +123,7 @@ func cmdCheck(cfg *gateway.Config, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func cmdRun(cfg *gateway.Config, _, stderr io.Writer) error {
+func cmdRun(cfg *config.Config, _, stderr io.Writer) error {
 	log, level := newLevelLogger(cfg, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -128,20 +132,19 @@ func cmdRun(cfg *gateway.Config, _, stderr io.Writer) error {
 		return err
 	}
 	defer fs.close()
-	g, closeSys, err := newGateway(cfg, log)
+	k, err := newKernel(cfg, log)
 	if err != nil {
 		return err
 	}
-	defer closeSys()
+	defer k.close()
 	checkFileLimit(cfg, log)
 	if w := upstreamWarning(cfg); w != "" {
 		log.Warn(w)
 	}
-	d, err := newDaemon(cfg, g, log, level)
+	d, err := newDaemon(cfg, k, log, level)
 	if err != nil {
 		return err
 	}
-	g.Relays = d.relays()
 	stopReloads := startReloads(ctx, d, fs, cfg, log)
 	defer stopReloads()
 	go trimMemory(ctx, d.flowCount, d.flowsStarted, log)
@@ -155,7 +158,9 @@ func cmdRun(cfg *gateway.Config, _, stderr io.Writer) error {
 		stopRun(context.Cause(ctx))
 	})()
 	log.Info("starting", "version", version, "config", cfg.Path())
-	return fs.run(runCtx, g.Run)
+	return fs.run(runCtx, func(ctx context.Context) error {
+		return serve(ctx, k.g, d.services(), cfg.Shutdown.Grace.Duration, log)
+	})
 }
 
 // cmdCleanup removes what gatewayd installs. It refuses while a gatewayd
@@ -163,14 +168,14 @@ func cmdRun(cfg *gateway.Config, _, stderr io.Writer) error {
 // force says the lock's holder is no gatewayd. What a gatewayd that died
 // recorded as installed (installed.toml in state_dir) is removed first:
 // the config file may have been edited since.
-func cmdCleanup(cfg *gateway.Config, force bool, stdout, stderr io.Writer) error {
+func cmdCleanup(cfg *config.Config, force bool, stdout, stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
 	release, locked, err := lockForCleanup(cfg, force, log)
 	if err != nil {
 		return err
 	}
 	defer release()
-	installed, err := gateway.LoadConfig(installedPath(cfg))
+	installed, err := config.Load(installedPath(cfg))
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		installed = nil
@@ -180,7 +185,7 @@ func cmdCleanup(cfg *gateway.Config, force bool, stdout, stderr io.Writer) error
 	case installed.StateDir != cfg.StateDir:
 		installed = nil // not this state_dir's record
 	}
-	for _, c := range []*gateway.Config{installed, cfg} {
+	for _, c := range []*config.Config{installed, cfg} {
 		if c == nil {
 			continue
 		}
@@ -196,11 +201,11 @@ func cmdCleanup(cfg *gateway.Config, force bool, stdout, stderr io.Writer) error
 }
 
 // cleanupFor removes what gatewayd installs for cfg.
-func cleanupFor(cfg *gateway.Config, log *slog.Logger) error {
-	g, closeSys, err := newGateway(cfg, log)
+func cleanupFor(cfg *config.Config, log *slog.Logger) error {
+	k, err := newKernel(cfg, log)
 	if err != nil {
 		return err
 	}
-	defer closeSys()
-	return g.Cleanup()
+	defer k.close()
+	return k.g.Cleanup()
 }

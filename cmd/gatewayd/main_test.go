@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/internal/watchdog"
 )
 
@@ -97,7 +97,7 @@ func TestWriteInstalled(t *testing.T) {
 	dir := t.TempDir()
 	for _, table := range []int{2026, 2027} {
 		text := fmt.Sprintf("version = 1\nstate_dir = %q\n[routing]\ntable = %d\n", dir, table)
-		cfg, err := gateway.ParseConfig(filepath.Join(t.TempDir(), "gateway.toml"), text)
+		cfg, err := config.Parse(filepath.Join(t.TempDir(), "gateway.toml"), text)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,7 +105,7 @@ func TestWriteInstalled(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := gateway.LoadConfig(path)
+		got, err := config.Load(path)
 		if err != nil || got.Routing.Table != table {
 			t.Fatalf("installed config: %+v, %v; want routing.table %d", got, err, table)
 		}
@@ -119,7 +119,7 @@ func TestWriteInstalled(t *testing.T) {
 // watchdog (a running gatewayd) makes cleanup refuse, naming the pid;
 // --force goes ahead without the lock. Nothing here touches the kernel.
 func TestCleanupLockHeld(t *testing.T) {
-	cfg := gateway.DefaultConfig()
+	cfg := config.Default()
 	cfg.StateDir = t.TempDir()
 	l, err := watchdog.TryLock(lockPath(cfg))
 	if err != nil {

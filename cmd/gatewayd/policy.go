@@ -9,8 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/dispatch"
-	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/outbound"
 	"github.com/gatewayd/gatewayd/route"
 )
@@ -30,7 +30,7 @@ type policy struct {
 // destination addresses to names (the DNS memory), nil without DNS. prev is
 // the policy a reload replaces (nil at start): its route numbers and
 // neighbour watch carry over.
-func newPolicy(cfg *gateway.Config, names interface {
+func newPolicy(cfg *config.Config, names interface {
 	Lookup(netip.Addr) (string, bool)
 }, log *slog.Logger, prev *policy) (*policy, error) {
 	table, err := cfg.RouteTable()
@@ -47,7 +47,7 @@ func newPolicy(cfg *gateway.Config, names interface {
 	if prev != nil {
 		p.neighbors = prev.neighbors
 	}
-	if table.Len() == 0 && table.Default() == gateway.OutboundDirect {
+	if table.Len() == 0 && table.Default() == config.OutboundDirect {
 		return p, nil
 	}
 	dcfg := dispatch.Config{Table: table, Outbounds: obs, Iface: lanIfaceOf(cfg.LAN.Interfaces), MACs: p.neighbors}
@@ -64,7 +64,7 @@ func newPolicy(cfg *gateway.Config, names interface {
 }
 
 // newOutbounds builds every outbound, wrapping those with a fallback.
-func newOutbounds(cfg *gateway.Config, log *slog.Logger) (map[string]outbound.Outbound, error) {
+func newOutbounds(cfg *config.Config, log *slog.Logger) (map[string]outbound.Outbound, error) {
 	specs := cfg.OutboundSpecs()
 	base := map[string]outbound.Outbound{}
 	fallback := map[string]string{}
@@ -113,7 +113,7 @@ type neighborsRelay struct {
 	cancel context.CancelFunc
 }
 
-var _ gateway.Relay = (*neighborsRelay)(nil)
+var _ service = (*neighborsRelay)(nil)
 
 func (r *neighborsRelay) Listen(context.Context) error {
 	ctx, cancel := context.WithCancel(context.Background())

@@ -13,12 +13,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/internal/control"
 	"github.com/gatewayd/gatewayd/internal/watchdog"
 )
 
-func controlPath(cfg *gateway.Config) string {
+func controlPath(cfg *config.Config) string {
 	return filepath.Join(cfg.StateDir, control.SocketName)
 }
 
@@ -34,7 +34,7 @@ type reloadRequest struct {
 // handed over the control socket in state_dir and answered with the
 // outcome. stop closes the socket, waits for a reload in progress and may
 // be called more than once. Call it with the state lock held.
-func startReloads(ctx context.Context, d *daemon, fs *failsafe, cfg *gateway.Config, log *slog.Logger) (stop func()) {
+func startReloads(ctx context.Context, d *daemon, fs *failsafe, cfg *config.Config, log *slog.Logger) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	ctx, cancel := context.WithCancel(ctx)
@@ -113,7 +113,7 @@ func applyReload(ctx context.Context, d *daemon, fs *failsafe, path string, log 
 // gatewayd running with FILE's state_dir gets FILE's path over its control
 // socket, applies it or refuses it, and answers; the answer is printed,
 // and a refusal is an error (exit 1) with the daemon's reason.
-func cmdReload(cfg *gateway.Config, stdout, _ io.Writer) error {
+func cmdReload(cfg *config.Config, stdout, _ io.Writer) error {
 	pid, err := runningDaemon(cfg)
 	if err != nil {
 		return err
@@ -136,7 +136,7 @@ func cmdReload(cfg *gateway.Config, stdout, _ io.Writer) error {
 }
 
 // runningDaemon returns the pid of the gatewayd holding cfg's state lock.
-func runningDaemon(cfg *gateway.Config) (int, error) {
+func runningDaemon(cfg *config.Config) (int, error) {
 	l, err := watchdog.TryLock(lockPath(cfg))
 	var held *watchdog.HeldError
 	switch {

@@ -15,7 +15,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/internal/status"
 )
 
@@ -94,10 +94,10 @@ func statusAddrFromConfig(path string, explicit bool, stderr io.Writer) (string,
 			return status.DefaultAddr, exitOK
 		}
 	}
-	cfg, err := gateway.LoadConfig(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "gatewayd status: %v (-addr names the endpoint without a config)\n", err)
-		if errors.Is(err, gateway.ErrConfig) {
+		if errors.Is(err, config.ErrInvalid) {
 			return "", exitConfig
 		}
 		return "", exitFailure

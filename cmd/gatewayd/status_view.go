@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/dispatch"
 	"github.com/gatewayd/gatewayd/dns"
 	"github.com/gatewayd/gatewayd/gateway"
@@ -30,7 +31,7 @@ type statusView struct {
 	tcp *tcp.Server
 	udp *udp.Server
 	dns *dns.Server // nil without the DNS hijack
-	g   *gateway.Gateway
+	k   *kernel
 	fds *fdbudget.Budget // nil: none
 
 	dnsListen []netip.AddrPort // the DNS hijack's listeners
@@ -46,7 +47,7 @@ type statusPolicy struct {
 }
 
 func newStatusView(d *daemon) *statusView {
-	v := &statusView{tcp: d.tcp, udp: d.udp, dns: d.dns, g: d.g, fds: d.fds}
+	v := &statusView{tcp: d.tcp, udp: d.udp, dns: d.dns, k: d.k, fds: d.fds}
 	if d.dns != nil {
 		for _, ap := range d.cfg.ListenAddrPorts() {
 			v.dnsListen = append(v.dnsListen, netip.AddrPortFrom(ap.Addr(), d.cfg.DNS.Port))
@@ -70,7 +71,7 @@ func (v *statusView) registry() *status.Registry {
 		status.UDPCollector(v.udp.Stats),
 		status.OutboundCollector(v.outboundStats),
 		status.ActiveFlowsCollector(v.flowsBare),
-		status.RuleReappliesCollector(v.g.Reapplies),
+		status.RuleReappliesCollector(v.k.g.Reapplies),
 		status.FDBudgetCollector(v.fds.Stats),
 	)
 	if v.dns != nil {
@@ -78,7 +79,7 @@ func (v *statusView) registry() *status.Registry {
 			status.DNSCollector(func() dns.Stats { return v.dns.Handler().Stats() }),
 			status.DNSServerCollector(v.dns.Dropped))
 	}
-	if fp := v.g.FastPath; fp != nil {
+	if fp := v.k.fast; fp != nil {
 		r.Register(fastPathCollector(fp.Stats))
 	}
 	return r
@@ -144,7 +145,7 @@ func (v *statusView) flowsNamed(names *dns.Memory) []status.Flow {
 // policy, else the one the dispatcher named (route).
 func (p *statusPolicy) tcpOutbound(route string) string {
 	if p.disp == nil {
-		return gateway.OutboundDirect
+		return config.OutboundDirect
 	}
 	return route
 }
@@ -153,7 +154,7 @@ func (p *statusPolicy) tcpOutbound(route string) string {
 // does not know (one a reload added after it was read).
 func (p *statusPolicy) routeName(r int) string {
 	if p.disp == nil {
-		return gateway.OutboundDirect
+		return config.OutboundDirect
 	}
 	return p.disp.RouteName(r)
 }

@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/internal/status"
 )
 
@@ -32,7 +32,7 @@ type statusRelay struct {
 	up       atomic.Bool // listening
 }
 
-var _ gateway.Relay = (*statusRelay)(nil)
+var _ service = (*statusRelay)(nil)
 
 // newStatusRelay builds the endpoint for d as the [status] section
 // configures it. It returns nil when the section disables it, or (logged)
@@ -70,15 +70,6 @@ func newStatusRelay(d *daemon) *statusRelay {
 			"listen", listen.String(), "lan", cfg.LAN.Interfaces)
 	}
 	return r
-}
-
-// withStatusRelay appends d's status relay to rs when the config enables
-// it.
-func withStatusRelay(rs []gateway.Relay, d *daemon) []gateway.Relay {
-	if r := newStatusRelay(d); r != nil {
-		return append(rs, r)
-	}
-	return rs
 }
 
 // Listen opens the endpoint. A failure (address in use, LAN address not
@@ -125,7 +116,7 @@ func (r *statusRelay) Shutdown(grace time.Duration) {
 // reload: the config digest /status shows and the outbounds the flows and
 // metrics name. (status.listen, status.hosts and status.enabled take
 // effect at the next start.)
-func (r *statusRelay) reloaded(cfg *gateway.Config, pol *policy) {
+func (r *statusRelay) reloaded(cfg *config.Config, pol *policy) {
 	r.srv.SetConfig(cfg.Path(), configDigest(cfg.Path(), r.log))
 	r.view.setPolicy(pol)
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/internal/status"
 	dto "github.com/prometheus/client_model/go"
@@ -31,12 +32,16 @@ const relayGuard = 10 * time.Second
 // resolver to build), without opening anything.
 func statusDaemon(t *testing.T, text string) *daemon {
 	t.Helper()
-	cfg, err := gateway.LoadConfig(writeConfig(t, "version = 1\n[dns]\nenabled = false\n"+text))
+	cfg, err := config.Load(writeConfig(t, "version = 1\n[dns]\nenabled = false\n"+text))
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	d, err := newDaemon(cfg, &gateway.Gateway{Config: cfg, Log: log}, log, new(slog.LevelVar))
+	spec, err := cfg.Gateway()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := newDaemon(cfg, &kernel{g: gateway.New(spec, gateway.Options{Log: log})}, log, new(slog.LevelVar))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,12 +185,12 @@ func TestStatusRelayDisabled(t *testing.T) {
 	if r := newStatusRelay(d); r != nil {
 		t.Error("status relay built although status.enabled = false")
 	}
-	rs := d.relays()
-	if slices.ContainsFunc(rs, func(r gateway.Relay) bool { _, ok := r.(*statusRelay); return ok }) {
-		t.Error("daemon relays include a status relay although status.enabled = false")
+	isStatus := func(s service) bool { _, ok := s.(*statusRelay); return ok }
+	if slices.ContainsFunc(d.services(), isStatus) {
+		t.Error("daemon services include a status relay although status.enabled = false")
 	}
-	if rs := withStatusRelay(nil, statusDaemon(t, "")); len(rs) != 1 {
-		t.Errorf("enabled: %d relays added, want the status relay", len(rs))
+	if !slices.ContainsFunc(statusDaemon(t, "").services(), isStatus) {
+		t.Error("enabled: the daemon's services lack the status relay")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/internal/fdbudget"
 	"github.com/gatewayd/gatewayd/internal/ipset"
@@ -15,15 +16,29 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// newGateway wires the real kernel seams: iptables of each family and a
-// netlink handle in gatewayd's network namespace.
-func newGateway(cfg *gateway.Config, log *slog.Logger) (*gateway.Gateway, func(), error) {
+// kernel is gatewayd's footprint in the kernel with the real seams wired
+// in: iptables of each family and a netlink handle in gatewayd's network
+// namespace.
+type kernel struct {
+	g *gateway.Gateway
+	// fast is the fast path's sets (nil without ipsets), which DNS
+	// answers feed.
+	fast  *gateway.FastPath
+	close func() // the netlink handle
+}
+
+// newKernel wires the kernel seams for cfg's footprint.
+func newKernel(cfg *config.Config, log *slog.Logger) (*kernel, error) {
+	spec, err := cfg.Gateway()
+	if err != nil {
+		return nil, err
+	}
 	tables := map[gateway.Family]gateway.Tables{}
 	for _, f := range gateway.Families {
 		t, err := gateway.NewTables(f)
 		if err != nil {
-			if cfg.Intercepts(f) {
-				return nil, nil, err
+			if spec.Intercepts(f) {
+				return nil, err
 			}
 			log.Debug("family not available", "family", f.String(), "err", err)
 			continue
@@ -32,15 +47,17 @@ func newGateway(cfg *gateway.Config, log *slog.Logger) (*gateway.Gateway, func()
 	}
 	h, err := netlink.NewHandle()
 	if err != nil {
-		return nil, nil, fmt.Errorf("opening netlink: %w", err)
+		return nil, fmt.Errorf("opening netlink: %w", err)
 	}
-	g := &gateway.Gateway{Config: cfg, Log: log, Tables: tables, NL: h, ReadSysctl: readSysctl, Events: gateway.KernelEvents(log)}
-	if k, err := ipset.NewNetlink(h); err == nil {
-		g.FastPath = gateway.NewFastPath(k, log.With("part", "fastpath"))
+	k := &kernel{close: h.Close}
+	if ks, err := ipset.NewNetlink(h); err == nil {
+		k.fast = gateway.NewFastPath(ks, log.With("part", "fastpath"))
 	} else {
 		log.Warn("no kernel fast path: ipsets not available", "err", err)
 	}
-	return g, h.Close, nil
+	k.g = gateway.New(spec, gateway.Options{Log: log, Tables: tables, NL: h, ReadSysctl: readSysctl,
+		FastPath: k.fast, Events: gateway.KernelEvents(log)})
+	return k, nil
 }
 
 func readSysctl(key string) (string, error) {
@@ -48,13 +65,13 @@ func readSysctl(key string) (string, error) {
 	return strings.TrimSpace(string(b)), err
 }
 
-func newLogger(cfg *gateway.Config, w io.Writer) *slog.Logger {
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	log, _ := newLevelLogger(cfg, w)
 	return log
 }
 
 // newLevelLogger is newLogger with its level adjustable (reloads).
-func newLevelLogger(cfg *gateway.Config, w io.Writer) (*slog.Logger, *slog.LevelVar) {
+func newLevelLogger(cfg *config.Config, w io.Writer) (*slog.Logger, *slog.LevelVar) {
 	lvl := new(slog.LevelVar)
 	_ = lvl.UnmarshalText([]byte(cfg.Log.Level)) // validated by the config
 	opts := &slog.HandlerOptions{Level: lvl}
@@ -76,7 +93,7 @@ const udpFDsPerSession = 3
 // for self-healing, DNS and the status endpoint. Flows beyond it are not
 // lost silently: the budget refuses them with an RST, counted in /metrics.
 // (Go already raised the soft limit to the hard one at start.)
-func checkFileLimit(cfg *gateway.Config, log *slog.Logger) {
+func checkFileLimit(cfg *config.Config, log *slog.Logger) {
 	var r unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &r); err != nil {
 		return

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/internal/watchdog"
 )
@@ -44,7 +45,7 @@ const (
 	cleanupLockWait = 5 * time.Second
 )
 
-func lockPath(cfg *gateway.Config) string {
+func lockPath(cfg *config.Config) string {
 	return filepath.Join(cfg.StateDir, watchdog.LockName)
 }
 
@@ -55,13 +56,13 @@ func lockPath(cfg *gateway.Config) string {
 // Removed on a clean exit.
 const installedName = "installed.toml"
 
-func installedPath(cfg *gateway.Config) string {
+func installedPath(cfg *config.Config) string {
 	return filepath.Join(cfg.StateDir, installedName)
 }
 
 // writeInstalled records cfg as installed (atomically: a watchdog reading
 // it sees the old or the new config) and returns the file's path.
-func writeInstalled(cfg *gateway.Config) (string, error) {
+func writeInstalled(cfg *config.Config) (string, error) {
 	path := installedPath(cfg)
 	if cfg.Text() == "" {
 		return "", fmt.Errorf("recording the installed config: %s was not read from a file", cfg.Path())
@@ -101,7 +102,7 @@ type failsafe struct {
 
 // startFailsafe takes the state lock and starts the watchdog. Call it
 // before installing anything. ctx ends the wait for the lock early.
-func startFailsafe(ctx context.Context, cfg *gateway.Config, log *slog.Logger, stderr io.Writer) (*failsafe, error) {
+func startFailsafe(ctx context.Context, cfg *config.Config, log *slog.Logger, stderr io.Writer) (*failsafe, error) {
 	ctx, cancel := context.WithTimeout(ctx, runLockWait)
 	defer cancel()
 	lock, err := watchdog.Acquire(ctx, lockPath(cfg), nil)
@@ -135,7 +136,7 @@ func startFailsafe(ctx context.Context, cfg *gateway.Config, log *slog.Logger, s
 }
 
 // reloaded records cfg as installed and has the watchdog read it.
-func (f *failsafe) reloaded(cfg *gateway.Config) error {
+func (f *failsafe) reloaded(cfg *config.Config) error {
 	if f.installed == "" {
 		return f.wd.Reload() // it re-reads the config file
 	}
@@ -178,7 +179,7 @@ func (f *failsafe) close() {
 // naming its pid, unless force (the holder is known not to be one), which
 // cleans up without the lock. locked says whether the lock is held; the
 // returned function releases it.
-func lockForCleanup(cfg *gateway.Config, force bool, log *slog.Logger) (release func(), locked bool, err error) {
+func lockForCleanup(cfg *config.Config, force bool, log *slog.Logger) (release func(), locked bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupLockWait)
 	defer cancel()
 	l, err := watchdog.Acquire(ctx, lockPath(cfg), func(holder int) bool {
@@ -217,7 +218,7 @@ func isWatchdog(pid int) bool {
 // (see package watchdog), FILE being the installed config in state_dir
 // (writeInstalled). It is not meant to be run by hand and refuses to
 // without its pipe.
-func cmdWatchdog(cfg *gateway.Config, _, stderr io.Writer) error {
+func cmdWatchdog(cfg *config.Config, _, stderr io.Writer) error {
 	runtime.GOMAXPROCS(watchdogMaxProcs)
 	debug.SetGCPercent(watchdogGCPercent)
 	debug.SetMemoryLimit(watchdogMemLimit)
@@ -245,32 +246,32 @@ func cmdWatchdog(cfg *gateway.Config, _, stderr io.Writer) error {
 // watchdogTarget is what the watchdog cleans up: the current config's
 // gateway, opened in advance so that a cleanup starts at once.
 type watchdogTarget struct {
-	cfg      *gateway.Config
+	cfg      *config.Config
 	log      *slog.Logger
 	daemon   int    // the gatewayd pid being guarded
 	closeSys func() // of the prepared gateway; nil if none
 }
 
 // policy prepares the failsafe policy of cfg and makes cfg current.
-func (t *watchdogTarget) policy(cfg *gateway.Config) (watchdog.Policy, error) {
-	if cfg.Failsafe.Mode == gateway.FailClosed {
+func (t *watchdogTarget) policy(cfg *config.Config) (watchdog.Policy, error) {
+	if cfg.Failsafe.Mode == config.FailClosed {
 		t.close()
 		t.cfg = cfg
 		return watchdog.Policy{FailOpen: false}, nil
 	}
-	g, closeSys, err := newGateway(cfg, t.log)
+	k, err := newKernel(cfg, t.log)
 	if err != nil {
 		return watchdog.Policy{}, fmt.Errorf("watchdog: preparing the cleanup: %w", err)
 	}
 	t.close()
-	t.cfg, t.closeSys = cfg, closeSys
-	return watchdog.Policy{FailOpen: true, Cleanup: g.Cleanup}, nil
+	t.cfg, t.closeSys = cfg, k.close
+	return watchdog.Policy{FailOpen: true, Cleanup: k.g.Cleanup}, nil
 }
 
 // reload re-reads its config file (the installed config the daemon has
 // just rewritten) after the daemon applied a reload.
 func (t *watchdogTarget) reload() (watchdog.Policy, error) {
-	cfg, err := gateway.LoadConfig(t.cfg.Path())
+	cfg, err := config.Load(t.cfg.Path())
 	if err != nil {
 		return watchdog.Policy{}, err
 	}

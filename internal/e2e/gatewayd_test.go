@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/internal/netlab"
 )
 
@@ -58,7 +58,7 @@ func configText(stateDir string, o opts) string {
 	fmt.Fprintf(&b, "[mangle]\nmode = %q\n", mode)
 	if len(o.bypass) > 0 {
 		b.WriteString("[bypass]\ndestinations = [\n")
-		for _, p := range append(slices.Clone(gateway.DefaultBypass), o.bypass...) {
+		for _, p := range append(slices.Clone(config.DefaultBypass), o.bypass...) {
 			fmt.Fprintf(&b, "  %q,\n", p)
 		}
 		b.WriteString("]\n")

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/internal/netlab"
 )
 
@@ -48,7 +48,7 @@ func newPolicyGW(t *testing.T, lab *netlab.Lab, o opts, policy string) *gw {
 func policyMetrics(t *testing.T, g *gw) metrics {
 	t.Helper()
 	g.waitLog("status listening", logGuard)
-	return scrape(t, g.lab, netip.MustParseAddrPort(gateway.DefaultStatusListen))
+	return scrape(t, g.lab, netip.MustParseAddrPort(config.DefaultStatusListen))
 }
 
 // logGuard bounds the wait for a line in gatewayd's log (lines come

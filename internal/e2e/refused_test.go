@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/internal/netlab"
 )
 
@@ -25,7 +25,7 @@ func TestRefusedStartIsNoCrash(t *testing.T) {
 	lab := netlab.NewT(t)
 	before := kernelState(t, lab)
 	var squatter net.Listener
-	taken := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), gateway.DefaultPort) // a default tproxy address and port
+	taken := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), config.DefaultPort) // a default tproxy address and port
 	if err := lab.Gateway.Do(func() (err error) {
 		squatter, err = net.Listen("tcp", taken.String())
 		return err

@@ -11,13 +11,15 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/gatewayd/gatewayd/gateway"
 )
 
 // The daemon runs the endpoint with its relays: opened before the rules go
 // in, shut down with them.
-var _ gateway.Relay = (*Server)(nil)
+var _ interface {
+	Listen(context.Context) error
+	Serve() error
+	Shutdown(time.Duration)
+} = (*Server)(nil)
 
 // failAfter guards every blocking step of a test; it is never a timing
 // assertion, only a way to fail instead of hanging.

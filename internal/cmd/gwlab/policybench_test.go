@@ -8,7 +8,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/route"
 )
 
@@ -23,7 +23,7 @@ func TestPolicyRulesRouteAsTheBenchAssumes(t *testing.T) {
 	}
 	user, fast, socks := netip.MustParseAddr("198.19.0.10"), netip.MustParseAddr("198.19.0.11"), netip.MustParseAddr("198.19.0.12")
 	server := netip.MustParseAddrPort("198.18.2.2:1080")
-	cfg, err := gateway.ParseConfig("policy.toml", string(base)+policyRules(fast, socks, server))
+	cfg, err := config.Parse("policy.toml", string(base)+policyRules(fast, socks, server))
 	if err != nil {
 		t.Fatalf("the bench's config does not load: %v", err)
 	}
@@ -37,8 +37,8 @@ func TestPolicyRulesRouteAsTheBenchAssumes(t *testing.T) {
 		outbound  string
 		ruleIndex int
 	}{
-		{user, gateway.OutboundDirect, -1},
-		{fast, gateway.OutboundDirect, 0},
+		{user, config.OutboundDirect, -1},
+		{fast, config.OutboundDirect, 0},
 		{socks, socksOutbound, 1},
 	} {
 		ob, i := table.Match(route.Flow{Proto: route.ProtoTCP, Src: client, Dst: netip.AddrPortFrom(c.dst, 5222)})

@@ -1,4 +1,4 @@
-package gateway
+package config
 
 import (
 	"fmt"
@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/gatewayd/gatewayd/gateway"
 )
 
 // validate checks every value that decoding alone cannot.
@@ -25,10 +27,10 @@ func (c *Config) validate() error {
 
 func (c *Config) validateVersion() error {
 	if c.Version == 0 {
-		return c.errorf("version", "missing; set version = %d", ConfigVersion)
+		return c.errorf("version", "missing; set version = %d", Version)
 	}
-	if c.Version != ConfigVersion {
-		return c.errorf("version", "unsupported version %d; this gatewayd reads version %d", c.Version, ConfigVersion)
+	if c.Version != Version {
+		return c.errorf("version", "unsupported version %d; this gatewayd reads version %d", c.Version, Version)
 	}
 	if !filepath.IsAbs(c.StateDir) {
 		return c.errorf("state_dir", "must be an absolute path, got %q", c.StateDir)
@@ -99,41 +101,31 @@ func (c *Config) validateMarks() error {
 	return nil
 }
 
-// maxTable is the largest routing table id that means the same on every
-// router CPU: netlink's table attribute is a uint32, but 32-bit builds
-// (mipsle, arm) hold it in a Go int.
-const maxTable = 1<<31 - 1
-
 func (c *Config) validateRouting() error {
-	r := c.Routing
-	switch r.Table {
-	case tableUnspec, tableDefault, tableMain, tableLocal:
-		return c.errorf("routing.table", "%d is reserved (0, 253 default, 254 main, 255 local)", r.Table)
+	if err := gateway.CheckTable(c.Routing.Table); err != nil {
+		return c.errorf("routing.table", "%v", err)
 	}
-	if r.Table < 0 || r.Table > maxTable {
-		return c.errorf("routing.table", "must be between 1 and %d", maxTable)
-	}
-	if r.Priority <= prioLocal || r.Priority >= prioMain {
-		return c.errorf("routing.priority", "%d must be between %d and %d (before the main table)", r.Priority, prioLocal+1, prioMain-1)
+	if err := gateway.CheckPriority(c.Routing.Priority); err != nil {
+		return c.errorf("routing.priority", "%v", err)
 	}
 	return nil
 }
 
 func (c *Config) validateMangle() error {
 	m := c.Mangle
-	if m.Mode != ModeAppliance && m.Mode != ModeShared {
-		return c.errorf("mangle.mode", "%q: want %q or %q", m.Mode, ModeAppliance, ModeShared)
+	if m.Mode != gateway.ModeAppliance && m.Mode != gateway.ModeShared {
+		return c.errorf("mangle.mode", "%q: want %q or %q", m.Mode, gateway.ModeAppliance, gateway.ModeShared)
 	}
 	for key, rules := range map[string][]string{"mangle.extra_rules_v4": m.ExtraV4, "mangle.extra_rules_v6": m.ExtraV6} {
-		if len(rules) > 0 && m.Mode == ModeShared {
-			return c.errorf(key, "only used in %q mode; in %q mode keep such rules in your own firewall scripts", ModeAppliance, ModeShared)
+		if len(rules) > 0 && m.Mode == gateway.ModeShared {
+			return c.errorf(key, "only used in %q mode; in %q mode keep such rules in your own firewall scripts", gateway.ModeAppliance, gateway.ModeShared)
 		}
 		for _, r := range rules {
 			if !strings.HasPrefix(r, "-A ") || strings.ContainsAny(r, "\n\r") {
 				return c.errorf(key, "%q: each entry must be one iptables-restore line starting with \"-A CHAIN\"", r)
 			}
-			if strings.Contains(r, chainPrefix) {
-				return c.errorf(key, "%q: chains named %s* belong to gatewayd", r, chainPrefix)
+			if strings.Contains(r, gateway.ChainPrefix) {
+				return c.errorf(key, "%q: chains named %s* belong to gatewayd", r, gateway.ChainPrefix)
 			}
 		}
 	}

@@ -1,4 +1,4 @@
-package gateway
+package config
 
 import (
 	"errors"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/gatewayd/gatewayd/gateway"
 )
 
 // Defaults. The marks, table and priority are explained in marks.go.
@@ -48,21 +49,21 @@ var DefaultBypass = []string{
 	"fc00::/7", "fe80::/10", "ff00::/8",
 }
 
-// DefaultConfig returns the built-in configuration.
-func DefaultConfig() *Config {
+// Default returns the built-in configuration.
+func Default() *Config {
 	c := &Config{
-		Version:  ConfigVersion,
+		Version:  Version,
 		StateDir: DefaultStateDir,
 		LAN:      LANConfig{Interfaces: []string{DefaultLAN}},
 		TProxy: TProxyConfig{
 			Port:       DefaultPort,
 			Addresses:  []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")},
-			Mark:       DefaultTProxyMark,
-			Mask:       DefaultTProxyMark,
-			BypassMark: DefaultBypassMark,
+			Mark:       gateway.DefaultTProxyMark,
+			Mask:       gateway.DefaultTProxyMark,
+			BypassMark: gateway.DefaultBypassMark,
 		},
-		Routing: RoutingConfig{Table: DefaultTable, Priority: DefaultPriority},
-		Mangle:  MangleConfig{Mode: ModeAppliance},
+		Routing: RoutingConfig{Table: gateway.DefaultTable, Priority: gateway.DefaultPriority},
+		Mangle:  MangleConfig{Mode: gateway.ModeAppliance},
 		TCP: TCPConfig{
 			ConnectTimeout: Duration{DefaultConnectTimeout},
 			IdleTimeout:    Duration{DefaultIdleTimeout},
@@ -96,10 +97,10 @@ func DefaultConfig() *Config {
 	return c
 }
 
-// ParseConfig decodes and validates config text; name is used in errors.
+// Parse decodes and validates config text; name is used in errors.
 // Keys absent from the text keep their defaults.
-func ParseConfig(name, text string) (*Config, error) {
-	c := DefaultConfig()
+func Parse(name, text string) (*Config, error) {
+	c := Default()
 	c.path, c.text = name, text
 	c.Version = 0 // required in every file
 	c.lines = keyLines(text)
@@ -121,11 +122,11 @@ func ParseConfig(name, text string) (*Config, error) {
 	return c, nil
 }
 
-// decodeError turns a toml error into a ConfigError with key and line.
+// decodeError turns a toml error into a Error with key and line.
 func (c *Config) decodeError(err error) error {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
-		return &ConfigError{File: c.path, Key: indexKey(c.elems, pe.LastKey, pe.Position.Line), Line: pe.Position.Line, Msg: pe.Message}
+		return &Error{File: c.path, Key: indexKey(c.elems, pe.LastKey, pe.Position.Line), Line: pe.Position.Line, Msg: pe.Message}
 	}
 	// Type mismatches are plain errors: `toml: line 3 (last key "tcp.x"): ...`.
 	msg := strings.TrimPrefix(err.Error(), "toml: ")
@@ -135,20 +136,20 @@ func (c *Config) decodeError(err error) error {
 		if i := strings.Index(msg, "):"); i >= 0 {
 			msg = strings.TrimSpace(msg[i+2:])
 		}
-		return &ConfigError{File: c.path, Key: indexKey(c.elems, key, line), Line: line, Msg: msg}
+		return &Error{File: c.path, Key: indexKey(c.elems, key, line), Line: line, Msg: msg}
 	}
-	return &ConfigError{File: c.path, Msg: msg}
+	return &Error{File: c.path, Msg: msg}
 }
 
-// errorf builds a ConfigError for key, with the line the key is on.
+// errorf builds a Error for key, with the line the key is on.
 func (c *Config) errorf(key, format string, args ...any) error {
-	return &ConfigError{File: c.path, Key: key, Line: c.lines[key], Msg: fmt.Sprintf(format, args...)}
+	return &Error{File: c.path, Key: key, Line: c.lines[key], Msg: fmt.Sprintf(format, args...)}
 }
 
 // KeyError is a config error about key (dotted, e.g. "dns.split"), found
 // by a later stage than decoding; it carries the key's line.
 func (c *Config) KeyError(key string, err error) error {
-	return &ConfigError{File: c.path, Key: key, Line: c.keyLine(key), Msg: err.Error()}
+	return &Error{File: c.path, Key: key, Line: c.keyLine(key), Msg: err.Error()}
 }
 
 // keyLine is the line key is on; for an entry of a list or table

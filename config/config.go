@@ -1,4 +1,4 @@
-package gateway
+package config
 
 import (
 	"errors"
@@ -8,17 +8,8 @@ import (
 	"time"
 )
 
-// ConfigVersion is the only config format version this build understands.
-const ConfigVersion = 1
-
-// Mangle table modes.
-const (
-	// ModeAppliance: gatewayd owns the whole mangle table of each family; it is
-	// rendered from the config and replaced atomically.
-	ModeAppliance = "appliance"
-	// ModeShared: gatewayd owns only its own chains and the jumps into them.
-	ModeShared = "shared"
-)
+// Version is the only config format version this build understands.
+const Version = 1
 
 // Config is gatewayd's configuration file (TOML). configs/gateway.toml
 // documents every key.
@@ -216,16 +207,16 @@ func (d *Duration) UnmarshalTOML(v any) error {
 // MarshalText renders the duration for `gatewayd rules` and logs.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
-// ConfigError is a config mistake: the key, the line it is on (0 when the
+// Error is a config mistake: the key, the line it is on (0 when the
 // key is absent from the file) and what is wrong.
-type ConfigError struct {
+type Error struct {
 	File string
 	Key  string
 	Line int
 	Msg  string
 }
 
-func (e *ConfigError) Error() string {
+func (e *Error) Error() string {
 	switch {
 	case e.Line > 0 && e.Key != "":
 		return fmt.Sprintf("%s:%d: %s: %s", e.File, e.Line, e.Key, e.Msg)
@@ -237,17 +228,17 @@ func (e *ConfigError) Error() string {
 	return fmt.Sprintf("%s: %s", e.File, e.Msg)
 }
 
-// ErrConfig is matched by every *ConfigError (errors.Is(err, ErrConfig)).
-var ErrConfig = errors.New("invalid config")
+// ErrInvalid is matched by every *Error (errors.Is(err, ErrInvalid)).
+var ErrInvalid = errors.New("invalid config")
 
-// Is makes errors.Is(err, ErrConfig) true for config errors.
-func (e *ConfigError) Is(target error) bool { return target == ErrConfig }
+// Is makes errors.Is(err, ErrInvalid) true for config errors.
+func (e *Error) Is(target error) bool { return target == ErrInvalid }
 
-// LoadConfig reads and validates a config file.
-func LoadConfig(path string) (*Config, error) {
+// Load reads and validates a config file.
+func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
-	return ParseConfig(path, string(data))
+	return Parse(path, string(data))
 }

@@ -1,4 +1,4 @@
-package gateway
+package config
 
 import (
 	"errors"
@@ -14,11 +14,11 @@ func TestShippedConfigIsTheDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := ParseConfig("gateway.toml", string(text))
+	got, err := Parse("gateway.toml", string(text))
 	if err != nil {
 		t.Fatalf("shipped config rejected: %v", err)
 	}
-	want := DefaultConfig()
+	want := Default()
 	got.path, got.lines, got.text, got.elems, want.path, want.lines = "", nil, "", nil, "", nil
 	if len(got.Mangle.ExtraV4)+len(got.Mangle.ExtraV6) == 0 { // [] in the file, nil by default
 		got.Mangle.ExtraV4, got.Mangle.ExtraV6 = nil, nil
@@ -43,7 +43,7 @@ func TestShippedConfigIsTheDefault(t *testing.T) {
 }
 
 func TestMinimalConfig(t *testing.T) {
-	c, err := ParseConfig("min.toml", "version = 1\n")
+	c, err := Parse("min.toml", "version = 1\n")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestKeyLines(t *testing.T) {
 }
 
 // FuzzParseConfig: any text gives a config that passes validation or a
-// ConfigError naming the file and, if any, a line the text has.
+// Error naming the file and, if any, a line the text has.
 func FuzzParseConfig(f *testing.F) {
 	text, err := os.ReadFile("../configs/gateway.toml")
 	if err != nil {
@@ -110,33 +110,33 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add("version = 1\n[tproxy]\nmark = 0x10\nmask = 0x10\n")
 	f.Add(routeExample)
 	f.Fuzz(func(t *testing.T, s string) {
-		c, err := ParseConfig("fuzz.toml", s)
+		c, err := Parse("fuzz.toml", s)
 		if err == nil && c.validate() != nil {
 			t.Fatalf("accepted config fails validation")
 		}
-		if err != nil && !errors.Is(err, ErrConfig) {
-			t.Fatalf("error is not a ConfigError: %v", err)
+		if err != nil && !errors.Is(err, ErrInvalid) {
+			t.Fatalf("error is not a Error: %v", err)
 		}
 		// An error points into the file: its name, a line it has.
-		var ce *ConfigError
+		var ce *Error
 		if errors.As(err, &ce) && (ce.File != "fuzz.toml" || ce.Line < 0 || ce.Line > strings.Count(s, "\n")+1) {
 			t.Fatalf("error %q: file %q, line %d of a %d-line text", err, ce.File, ce.Line, strings.Count(s, "\n")+1)
 		}
 	})
 }
 
-// expectConfigErrors parses each case's text and requires an ErrConfig
+// expectConfigErrors parses each case's text and requires an ErrInvalid
 // whose message contains want.
 func expectConfigErrors(t *testing.T, tests []struct{ name, text, want string }) {
 	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseConfig("f.toml", tt.text)
+			_, err := Parse("f.toml", tt.text)
 			if err == nil {
 				t.Fatalf("accepted, want error %q", tt.want)
 			}
-			if !errors.Is(err, ErrConfig) {
-				t.Errorf("error %v is not ErrConfig", err)
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("error %v is not ErrInvalid", err)
 			}
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error = %q, want it to contain %q", err, tt.want)

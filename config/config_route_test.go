@@ -1,4 +1,4 @@
-package gateway
+package config
 
 import (
 	"errors"
@@ -59,7 +59,7 @@ outbound = "reject"
 `
 
 func TestRouteConfig(t *testing.T) {
-	c, err := ParseConfig("f.toml", routeExample)
+	c, err := Parse("f.toml", routeExample)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestRouteConfig(t *testing.T) {
 }
 
 func TestRouteDefaults(t *testing.T) {
-	c := DefaultConfig()
+	c := Default()
 	if len(c.Outbounds) != 0 || len(c.Rules) != 0 || c.Route.DefaultOutbound() != "direct" || c.Route.QUIC != QUICAllow {
 		t.Errorf("defaults: %+v %+v %+v", c.Outbounds, c.Route, c.Rules)
 	}
@@ -115,7 +115,7 @@ func TestRouteDefaults(t *testing.T) {
 	if tab.Len() != 0 || tab.Default() != "direct" || tab.NeedsDomain() || tab.NeedsMAC() {
 		t.Errorf("default table: %s", tab)
 	}
-	c, err = ParseConfig("f.toml", "version = 1\n[route]\ndefault = \"reject\"\nquic = \"allow\"\n")
+	c, err = Parse("f.toml", "version = 1\n[route]\ndefault = \"reject\"\nquic = \"allow\"\n")
 	if err != nil || c.Route.DefaultOutbound() != "reject" {
 		t.Errorf("explicit route: %v %+v", err, c)
 	}
@@ -176,17 +176,17 @@ func TestRouteConfigErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			text := "version = 1\n" + tt.text
-			_, err := ParseConfig("f.toml", text)
-			var ce *ConfigError
+			_, err := Parse("f.toml", text)
+			var ce *Error
 			if !errors.As(err, &ce) {
-				t.Fatalf("error = %v, want a *ConfigError", err)
+				t.Fatalf("error = %v, want a *Error", err)
 			}
 			if ce.Key != tt.key || !strings.Contains(ce.Msg, tt.want) {
 				t.Errorf("error = %q; want key %q and message containing %q", err, tt.key, tt.want)
 			}
 			// Indexed keys get their line from arrayTableLines; that it
 			// points where it should is checked here, whether or not
-			// ParseConfig merges it in yet (see arrayTableLines).
+			// Parse merges it in yet (see arrayTableLines).
 			line := ce.Line
 			if strings.Contains(tt.key, "[") {
 				line = elemLine(arrayTableLines(text), tt.key)
@@ -233,7 +233,7 @@ name = "p"
 }
 
 func TestLANCovers(t *testing.T) {
-	c := DefaultConfig()
+	c := Default()
 	c.LAN.Interfaces = []string{"br-lan", "wg+"}
 	for iface, want := range map[string]bool{"br-lan": true, "br-lan2": false, "br+": true, "wg0": true, "wg+": true, "w+": true, "eth0": false, "eth+": false} {
 		if got := c.lanCovers(iface); got != want {
@@ -261,7 +261,7 @@ func TestShippedRouteExample(t *testing.T) {
 		line = strings.TrimPrefix(strings.TrimPrefix(line, "#"), " ")
 		b.WriteString(line + "\n")
 	}
-	c, err := ParseConfig("example.toml", b.String())
+	c, err := Parse("example.toml", b.String())
 	if err != nil {
 		t.Fatalf("uncommented example rejected: %v\n%s", err, b.String())
 	}

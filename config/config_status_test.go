@@ -1,4 +1,4 @@
-package gateway
+package config
 
 import (
 	"net/netip"
@@ -15,7 +15,7 @@ func TestShippedStatusIsTheDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := ParseConfig("gateway.toml", string(text))
+	got, err := Parse("gateway.toml", string(text))
 	if err != nil {
 		t.Fatalf("shipped config rejected: %v", err)
 	}
@@ -30,7 +30,7 @@ func TestShippedStatusIsTheDefault(t *testing.T) {
 }
 
 func TestStatusDefaults(t *testing.T) {
-	c, err := ParseConfig("min.toml", "version = 1\n")
+	c, err := Parse("min.toml", "version = 1\n")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestStatusAccepted(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := ParseConfig("f.toml", "version = 1\n[status]\n"+tt.body+"\n")
+			c, err := Parse("f.toml", "version = 1\n[status]\n"+tt.body+"\n")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package gateway
+package config
 
 import (
 	"errors"
@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/outbound"
 	"github.com/gatewayd/gatewayd/route"
 )
@@ -17,11 +18,6 @@ const (
 	OutboundDirect = route.Direct // straight to the destination, with the bypass mark
 	OutboundReject = "reject"     // TCP reset, UDP dropped
 )
-
-// quicPort is the UDP port of HTTP/3 (QUIC); route.quic = "reject" refuses
-// it so browsers fall back to TCP, where the rules see the flow's domain
-// in the TLS ClientHello.
-const quicPort = 443
 
 // QUICRuleLabel names the rule route.quic = "reject" adds, in
 // `gatewayd rules` and logs.
@@ -121,7 +117,7 @@ func (c *Config) RuleSpecs() []route.RuleSpec {
 	if c.Route.QUIC == QUICReject {
 		specs = append(specs, route.RuleSpec{
 			Label: QUICRuleLabel, Proto: route.ProtoUDP,
-			Port: []route.PortRange{{Lo: quicPort, Hi: quicPort}}, Outbound: OutboundReject,
+			Port: []route.PortRange{{Lo: gateway.QUICPort, Hi: gateway.QUICPort}}, Outbound: OutboundReject,
 		})
 	}
 	for i, r := range c.Rules {
@@ -165,7 +161,7 @@ func (c *Config) compileRules(specs []route.RuleSpec) (*route.Table, error) {
 // its DirectPrefixes are the static entries and its DirectDomain says which
 // DNS answers are learned. The QUIC switch's rule is left out: with the
 // fast path, the mangle rules send QUIC to gatewayd before the fast path's
-// RETURN (chainRules), so it is rejected anyway and does not empty the
+// RETURN, so it is rejected anyway and does not empty the
 // fast path.
 func (c *Config) FastPathTable() (*route.Table, error) {
 	specs := c.RuleSpecs()
@@ -364,7 +360,7 @@ func (c *Config) lanCovers(ruleIface string) bool {
 // ("outbound[1].password"): when the key itself is not in the file (a
 // missing value), the error points at the element's [[header]].
 func (c *Config) elemErrorf(key, format string, args ...any) error {
-	return &ConfigError{File: c.path, Key: key, Line: elemLine(c.lines, key), Msg: fmt.Sprintf(format, args...)}
+	return &Error{File: c.path, Key: key, Line: elemLine(c.lines, key), Msg: fmt.Sprintf(format, args...)}
 }
 
 func elemLine(lines map[string]int, key string) int {
@@ -380,7 +376,7 @@ func elemLine(lines map[string]int, key string) int {
 // arrayTableLines maps the keys of TOML arrays of tables, indexed as in
 // config errors ("rule[2]", "rule[2].dst", "outbound[0].server"), to the
 // line they are on. keyLines knows only the first occurrence of
-// "rule.dst"; ParseConfig merges this map into the config's lines.
+// "rule.dst"; Parse merges this map into the config's lines.
 func arrayTableLines(text string) map[string]int {
 	lines := map[string]int{}
 	scanKeys(text, func(n int, _, elem, key string) {
