@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/internal/lan"
 	"github.com/gatewayd/gatewayd/outbound"
 	"github.com/gatewayd/gatewayd/route"
 )
@@ -343,17 +345,7 @@ func containsPrefix(list []netip.Prefix, p netip.Prefix) bool {
 // lanCovers reports whether a flow could come in on a LAN interface that
 // the rule's iface entry matches; either may end in the "+" wildcard.
 func (c *Config) lanCovers(ruleIface string) bool {
-	rBase, rWild := strings.CutSuffix(ruleIface, "+")
-	for _, lan := range c.LAN.Interfaces {
-		lBase, lWild := strings.CutSuffix(lan, "+")
-		switch {
-		case !rWild && !lWild && rBase == lBase,
-			lWild && strings.HasPrefix(rBase, lBase),
-			rWild && strings.HasPrefix(lBase, rBase):
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(c.LAN.Interfaces, func(p string) bool { return lan.Overlap(ruleIface, p) })
 }
 
 // elemErrorf is errorf for keys inside an array of tables

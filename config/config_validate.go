@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/internal/lan"
 )
 
 // validate checks every value that decoding alone cannot.
@@ -38,18 +39,14 @@ func (c *Config) validateVersion() error {
 	return nil
 }
 
-// maxIfName is IFNAMSIZ-1: Linux interface names are at most 15 bytes.
-const maxIfName = 15
-
 func (c *Config) validateLAN() error {
 	if len(c.LAN.Interfaces) == 0 {
 		return c.errorf("lan.interfaces", "at least one LAN interface is required")
 	}
 	seen := map[string]bool{}
 	for _, name := range c.LAN.Interfaces {
-		base := strings.TrimSuffix(name, "+") // iptables wildcard: "lan+" matches lan0, lan1
-		if base == "" || len(name) > maxIfName || strings.ContainsAny(base, " /\t\n+!") {
-			return c.errorf("lan.interfaces", "%q is not a valid interface name", name)
+		if err := lan.CheckPattern(name); err != nil {
+			return c.errorf("lan.interfaces", "%v", err)
 		}
 		if seen[name] {
 			return c.errorf("lan.interfaces", "%q is listed twice", name)

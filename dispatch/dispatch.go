@@ -34,7 +34,7 @@ type Config struct {
 	Names interface {
 		Lookup(netip.Addr) (string, bool)
 	}
-	// MACs maps LAN addresses to MAC addresses (route.Neighbors); nil:
+	// MACs maps LAN addresses to MAC addresses (lan.Neighbors); nil:
 	// rules by MAC never match.
 	MACs interface {
 		Lookup(netip.Addr) net.HardwareAddr

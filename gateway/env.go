@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/gatewayd/gatewayd/internal/lan"
 	"github.com/vishvananda/netlink"
 )
 
@@ -43,7 +44,7 @@ func lanLinks(nl Netlink, names []string, log *slog.Logger) ([]netlink.Link, err
 	var out []netlink.Link
 	var all []netlink.Link
 	for _, name := range names {
-		if prefix, ok := strings.CutSuffix(name, "+"); ok {
+		if strings.HasSuffix(name, lan.Wildcard) {
 			if all == nil {
 				var err error
 				if all, err = nl.LinkList(); err != nil {
@@ -51,7 +52,7 @@ func lanLinks(nl Netlink, names []string, log *slog.Logger) ([]netlink.Link, err
 				}
 			}
 			for _, l := range all {
-				if strings.HasPrefix(l.Attrs().Name, prefix) {
+				if lan.Matches(name, l.Attrs().Name) {
 					out = append(out, l)
 				}
 			}

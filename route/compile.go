@@ -7,14 +7,13 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/gatewayd/gatewayd/internal/lan"
 )
 
 // Direct is the built-in outbound that connects straight to the
 // destination; DirectPrefixes and DirectDomain are about it.
 const Direct = "direct"
-
-// maxIfName is IFNAMSIZ-1: Linux interface names are at most 15 bytes.
-const maxIfName = 15
 
 // cond is a bit set of the conditions a rule has.
 type cond uint8
@@ -143,10 +142,10 @@ func compileRule(spec RuleSpec) (Rule, *CompileError) {
 		r.conds |= condMAC
 	}
 	for _, name := range spec.Iface {
-		base, wild := strings.CutSuffix(name, "+")
-		if base == "" || len(name) > maxIfName || strings.ContainsAny(base, " /\t\n+!:") {
-			return fail("iface", "%q is not a valid interface name", name)
+		if err := lan.CheckPattern(name); err != nil {
+			return fail("iface", "%v", err)
 		}
+		base, wild := strings.CutSuffix(name, lan.Wildcard)
 		if wild {
 			r.ifpfx = append(r.ifpfx, base)
 		} else {
@@ -212,7 +211,7 @@ func (t *Table) Label(i int) string {
 func (t *Table) NeedsDomain() bool { return t.needDom }
 
 // NeedsMAC reports whether any rule matches on source MAC: only then is a
-// Neighbors watcher needed.
+// neighbour watch (internal/lan) needed.
 func (t *Table) NeedsMAC() bool { return t.needMAC }
 
 // NeedsIface reports whether a rule matches by LAN interface, so flows

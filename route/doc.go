@@ -13,6 +13,6 @@
 // tell the gateway which destinations it may hand to the kernel fast path,
 // because every flow to them would be relayed by "direct" anyway.
 //
-// Neighbors keeps the kernel neighbour table (IP to MAC) current for rules
-// that match on source MAC.
+// The client's MAC and LAN interface a rule may match come from package
+// internal/lan (the neighbour table and the LAN subnets).
 package route

@@ -17,7 +17,7 @@ type Flow struct {
 	Proto string         // ProtoTCP or ProtoUDP
 	Src   netip.AddrPort // LAN client (IPv4-mapped addresses are unmapped)
 	Dst   netip.AddrPort // original destination
-	// MAC is the client's MAC address (from Neighbors), nil when unknown.
+	// MAC is the client's MAC address (from lan.Neighbors), nil when unknown.
 	MAC net.HardwareAddr
 	// Iface is the LAN interface the flow came in on, "" when unknown.
 	Iface string

@@ -10,6 +10,7 @@ import (
 	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/dns"
 	"github.com/gatewayd/gatewayd/internal/fdbudget"
+	"github.com/gatewayd/gatewayd/internal/lan"
 	"github.com/gatewayd/gatewayd/route"
 	"github.com/gatewayd/gatewayd/tcp"
 	"github.com/gatewayd/gatewayd/udp"
@@ -29,6 +30,9 @@ type daemon struct {
 	udp *udp.Server
 	dns *dns.Server // nil without the DNS hijack
 	fds *fdbudget.Budget
+	// addrs is what the daemon knows of the router's interfaces: LAN
+	// subnets, local addresses, the LAN interface of a client.
+	addrs *lan.Addrs
 	// status is the status endpoint; nil when the config disables it.
 	status *statusRelay
 }
@@ -48,19 +52,19 @@ func newDaemon(cfg *config.Config, k *kernel, log *slog.Logger, level *slog.Leve
 			return nil, err
 		}
 	}
-	if d.pol, err = newPolicy(cfg, memoryOf(resolver), log, nil); err != nil {
+	d.addrs = lan.NewAddrs(cfg.LAN.Interfaces, nil)
+	if d.pol, err = newPolicy(cfg, memoryOf(resolver), d.addrs, log, nil); err != nil {
 		return nil, err
 	}
 	if d.fds, err = fdbudget.ForProcess(); err != nil {
 		log.Warn("no descriptor budget: flows are not refused before the open-file limit", "err", err)
 	}
-	local := &localAddrs{}
 	d.tcp = tcp.New(tcp.Config{
 		FDs:         d.fds,
 		Listen:      cfg.ListenAddrPorts(),
 		IdleTimeout: cfg.TCP.IdleTimeout.Duration,
 		MaxConns:    cfg.TCP.MaxConnections,
-		IsLocal:     local.Has,
+		IsLocal:     d.addrs.IsLocal,
 	}, log.With("relay", "tcp"))
 	d.udp = udp.New(udp.Config{
 		FDs:         d.fds,
@@ -68,7 +72,7 @@ func newDaemon(cfg *config.Config, k *kernel, log *slog.Logger, level *slog.Leve
 		BypassMark:  cfg.TProxy.BypassMark,
 		IdleTimeout: cfg.UDP.IdleTimeout.Duration,
 		MaxSessions: cfg.UDP.MaxSessions,
-		IsLocal:     local.Has,
+		IsLocal:     d.addrs.IsLocal,
 	}, log.With("relay", "udp"))
 	d.route(cfg, d.pol)
 	d.status = newStatusRelay(d)
@@ -152,7 +156,7 @@ func (d *daemon) reload(ctx context.Context, path string) (*config.Config, error
 			return nil, err
 		}
 	}
-	pol, err := newPolicy(cfg, memoryOf(resolver), d.log, d.pol)
+	pol, err := newPolicy(cfg, memoryOf(resolver), d.addrs, d.log, d.pol)
 	if err != nil {
 		closeResolver(resolver)
 		return nil, err
@@ -167,6 +171,7 @@ func (d *daemon) reload(ctx context.Context, path string) (*config.Config, error
 		d.dns.SetHandler(resolver)
 		_ = old.Close()
 	}
+	d.addrs.SetPatterns(cfg.LAN.Interfaces)
 	d.route(cfg, pol)
 	d.pol, d.cfg = pol, cfg
 	if d.status != nil {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,16 +77,6 @@ func TestRulesPrintsPayloads(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("rules output lacks %q:\n%s", want, out)
 		}
-	}
-}
-
-func TestLocalAddrs(t *testing.T) {
-	var l localAddrs
-	if !l.Has(netip.MustParseAddr("127.0.0.1")) || !l.Has(netip.MustParseAddr("::ffff:127.0.0.1")) {
-		t.Error("loopback is not local")
-	}
-	if l.Has(netip.MustParseAddr("198.19.255.254")) {
-		t.Error("198.19.255.254 reported local")
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/dispatch"
+	"github.com/gatewayd/gatewayd/internal/lan"
 	"github.com/gatewayd/gatewayd/outbound"
 	"github.com/gatewayd/gatewayd/route"
 )
@@ -32,7 +33,7 @@ type policy struct {
 // neighbour watch carry over.
 func newPolicy(cfg *config.Config, names interface {
 	Lookup(netip.Addr) (string, bool)
-}, log *slog.Logger, prev *policy) (*policy, error) {
+}, addrs *lan.Addrs, log *slog.Logger, prev *policy) (*policy, error) {
 	table, err := cfg.RouteTable()
 	if err != nil {
 		return nil, err
@@ -50,7 +51,7 @@ func newPolicy(cfg *config.Config, names interface {
 	if table.Len() == 0 && table.Default() == config.OutboundDirect {
 		return p, nil
 	}
-	dcfg := dispatch.Config{Table: table, Outbounds: obs, Iface: lanIfaceOf(cfg.LAN.Interfaces), MACs: p.neighbors}
+	dcfg := dispatch.Config{Table: table, Outbounds: obs, Iface: addrs.Iface, MACs: p.neighbors}
 	if names != nil {
 		dcfg.Names = names
 	}
@@ -94,22 +95,12 @@ func newOutbounds(cfg *config.Config, log *slog.Logger) (map[string]outbound.Out
 	return obs, nil
 }
 
-// lanIfaceOf returns which LAN interface a client address is on: the one
-// whose connected subnet holds it (with one LAN interface, that one).
-func lanIfaceOf(ifaces []string) func(netip.Addr) string {
-	if len(ifaces) == 1 {
-		name := ifaces[0]
-		return func(netip.Addr) string { return name }
-	}
-	return newLANClients(ifaces).iface
-}
-
 // neighborsRelay runs the neighbour table watch (client MACs for rules by
 // MAC) for as long as the relays serve.
 type neighborsRelay struct {
 	log    *slog.Logger
 	mu     sync.Mutex
-	n      *route.Neighbors
+	n      *lan.Neighbors
 	cancel context.CancelFunc
 }
 
@@ -117,7 +108,7 @@ var _ service = (*neighborsRelay)(nil)
 
 func (r *neighborsRelay) Listen(context.Context) error {
 	ctx, cancel := context.WithCancel(context.Background())
-	n, err := route.WatchNeighbors(ctx, r.log.With("part", "neighbors"), nil)
+	n, err := lan.WatchNeighbors(ctx, r.log.With("part", "neighbors"), nil)
 	if err != nil {
 		cancel()
 		// Only rules by MAC need it; they then never match.

@@ -45,12 +45,11 @@ func newStatusRelay(d *daemon) *statusRelay {
 	log := d.log.With("part", "status")
 	view := newStatusView(d)
 	listen := cfg.Status.Listen.AddrPort
-	lan := newLANClients(cfg.LAN.Interfaces)
 	srv, err := status.New(status.Config{
 		Listen: listen,
 		// Only a non-loopback address written in the config gets here.
 		AllowNonLoopback: !listen.Addr().IsLoopback(),
-		AllowClient:      lan.allowed,
+		AllowClient:      d.addrs.InLAN,
 		Hosts:            cfg.Status.HostNames(),
 		Version:          version,
 		Start:            time.Now(),
@@ -65,7 +64,7 @@ func newStatusRelay(d *daemon) *statusRelay {
 		return nil
 	}
 	r := &statusRelay{srv: srv, view: view, log: log, retry: statusRetry, done: make(chan struct{})}
-	if !listen.Addr().IsLoopback() && !lan.hasAddr(listen.Addr()) {
+	if !listen.Addr().IsLoopback() && !d.addrs.IsLANAddr(listen.Addr()) {
 		log.Warn("status.listen is not an address of a LAN interface; only loopback and LAN clients are answered on it",
 			"listen", listen.String(), "lan", cfg.LAN.Interfaces)
 	}

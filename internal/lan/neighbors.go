@@ -1,4 +1,4 @@
-package route
+package lan
 
 import (
 	"context"
@@ -23,6 +23,10 @@ const (
 	neighRetryMin = 200 * time.Millisecond
 	neighRetryMax = 30 * time.Second
 )
+
+// ethernetAddrLen is the length of the EUI-48 (Ethernet) addresses
+// recorded: the ones rules by MAC match.
+const ethernetAddrLen = 6
 
 // Neighbors is an IP to MAC map kept current from the kernel neighbour
 // table (ARP and NDP) through netlink. It is safe for concurrent use.
@@ -225,7 +229,7 @@ func entryOf(ne netlink.Neigh) (ip netip.Addr, e neighEntry, ok bool) {
 	}
 	ip = ip.Unmap()
 	e = neighEntry{link: ne.LinkIndex}
-	if len(ne.HardwareAddr) != macLen || ne.State&unusable != 0 || isZeroMAC(ne.HardwareAddr) {
+	if len(ne.HardwareAddr) != ethernetAddrLen || ne.State&unusable != 0 || isZeroMAC(ne.HardwareAddr) {
 		return ip, e, false
 	}
 	e.mac = slices.Clone(ne.HardwareAddr)
