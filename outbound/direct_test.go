@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func directConfig() Config {
@@ -52,6 +54,7 @@ func TestDirectTCP(t *testing.T) {
 				t.Fatalf("DialTCP: %v", err)
 			}
 			defer c.Close()
+			expectUpstreamKeepAlive(t, c)
 			expectEcho(t, c, "direct")
 			if got := (<-seen).Addr(); got != tt.want {
 				t.Errorf("server saw source %s, want %s", got, tt.want)
@@ -138,5 +141,26 @@ func TestReject(t *testing.T) {
 	expectKind(t, err, KindRejected, `outbound "block"`)
 	if st := o.Stats(); st.Dials != 2 || st.Rejected != 2 || st.Failures.Total() != 0 {
 		t.Errorf("stats = %+v, want 2 rejected dials and no failures", st)
+	}
+}
+
+// expectUpstreamKeepAlive checks that c probes after a minute of silence
+// (sockopt.UpstreamKeepAlive), not after Go's 15 s.
+func expectUpstreamKeepAlive(t *testing.T, c *net.TCPConn) {
+	t.Helper()
+	raw, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var on, idle int
+	var e1, e2 error
+	if err := raw.Control(func(fd uintptr) {
+		on, e1 = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+		idle, e2 = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
+	}); err != nil || e1 != nil || e2 != nil {
+		t.Fatalf("reading keepalive options: %v %v %v", err, e1, e2)
+	}
+	if on != 1 || idle != 60 {
+		t.Errorf("SO_KEEPALIVE %d, TCP_KEEPIDLE %d s; want 1 and 60", on, idle)
 	}
 }

@@ -2,11 +2,9 @@ package tcp
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
-	"time"
-
-	"github.com/gatewayd/gatewayd/internal/sockopt"
 )
 
 // Flow is what the Dialer knows of a flow when it opens the upstream.
@@ -33,20 +31,11 @@ type RouteDialer interface {
 	DialTCPRoute(ctx context.Context, f Flow) (c *net.TCPConn, route string, err error)
 }
 
-// DirectDialer connects straight to the original destination. Every socket
-// carries SO_MARK=Mark (0 sets no mark) so the TPROXY rules let it pass;
-// the mark must not intersect the TPROXY fwmark/mask. Timeout bounds the
-// connect (0: only the context bounds it). MPTCP is off; keepalive is
-// sockopt.UpstreamKeepAlive.
-type DirectDialer struct {
-	Mark    uint32
-	Timeout time.Duration
-}
+// errNoDialer fails the flows of a Server given no Dialer yet.
+var errNoDialer = errors.New("no dialer configured")
 
-// DialTCP implements Dialer.
-func (d DirectDialer) DialTCP(ctx context.Context, f Flow) (*net.TCPConn, error) {
-	dst := f.Dst
-	nd := net.Dialer{Timeout: d.Timeout, Control: sockopt.Chain(sockopt.Mark(d.Mark)), KeepAliveConfig: sockopt.UpstreamKeepAlive()}
-	nd.SetMultipathTCP(false)
-	return sockopt.DialTCP(ctx, &nd, dst, dst.String())
-}
+// noDialer is the Dialer of a Server configured without one: every flow
+// is refused until SetDialer.
+type noDialer struct{}
+
+func (noDialer) DialTCP(context.Context, Flow) (*net.TCPConn, error) { return nil, errNoDialer }

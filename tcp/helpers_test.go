@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayd/gatewayd/internal/sockopt"
 	"github.com/gatewayd/gatewayd/internal/testutil"
 )
 
@@ -183,4 +184,23 @@ func expectRefused(t testing.TB, a net.Addr) {
 	}
 	defer c.Close()
 	expectReset(t, c)
+}
+
+// DirectDialer is the tests' Dialer: it connects straight to the
+// original destination, as the daemon's "direct" outbound does. Every socket
+// carries SO_MARK=Mark (0 sets no mark) so the TPROXY rules let it pass;
+// the mark must not intersect the TPROXY fwmark/mask. Timeout bounds the
+// connect (0: only the context bounds it). MPTCP is off; keepalive is
+// sockopt.UpstreamKeepAlive.
+type DirectDialer struct {
+	Mark    uint32
+	Timeout time.Duration
+}
+
+// DialTCP implements Dialer.
+func (d DirectDialer) DialTCP(ctx context.Context, f Flow) (*net.TCPConn, error) {
+	dst := f.Dst
+	nd := net.Dialer{Timeout: d.Timeout, Control: sockopt.Chain(sockopt.Mark(d.Mark)), KeepAliveConfig: sockopt.UpstreamKeepAlive()}
+	nd.SetMultipathTCP(false)
+	return sockopt.DialTCP(ctx, &nd, dst, dst.String())
 }

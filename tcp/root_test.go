@@ -116,23 +116,3 @@ func TestListenNamesFailingAddress(t *testing.T) {
 		t.Errorf("listeners kept after a failed Listen: %v", s.Addrs())
 	}
 }
-
-func TestDirectDialerMark(t *testing.T) {
-	needRoot(t)
-	ln := listenLoopback(t)
-	c, err := DirectDialer{Mark: bypassMark, Timeout: failAfter}.DialTCP(context.Background(), Flow{Dst: ln.Addr().(*net.TCPAddr).AddrPort()})
-	if err != nil {
-		t.Fatalf("DialTCP with SO_MARK: %v", err)
-	}
-	defer c.Close()
-	raw, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mark int
-	var serr error
-	_ = raw.Control(func(fd uintptr) { mark, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK) })
-	if serr != nil || mark != bypassMark {
-		t.Errorf("SO_MARK = %#x (err %v), want %#x", mark, serr, bypassMark)
-	}
-}

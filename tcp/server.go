@@ -18,16 +18,14 @@ import (
 	"github.com/gatewayd/gatewayd/internal/listen"
 )
 
-// defaultDialTimeout is the connect timeout of the DirectDialer used when
-// Config.Dialer is nil.
-const defaultDialTimeout = 10 * time.Second
-
 // Config configures a Server.
 type Config struct {
 	// Listen gets one transparent listener per address (e.g. 127.0.0.1:15001
 	// and [::1]:15001). "[::]:p" is dual-stack, "0.0.0.0:p" IPv4 only.
 	Listen []netip.AddrPort
-	// Dialer opens upstreams. nil: DirectDialer without mark, 10 s timeout.
+	// Dialer opens upstreams (the daemon's dispatcher, whose "direct"
+	// outbound connects straight). nil: every flow is refused until
+	// SetDialer.
 	Dialer Dialer
 	// IdleTimeout closes a flow that carried no data either way for this
 	// long. 0 disables it.
@@ -89,7 +87,7 @@ type Server struct {
 // A nil log discards output.
 func New(cfg Config, log *slog.Logger) *Server {
 	if cfg.Dialer == nil {
-		cfg.Dialer = DirectDialer{Timeout: defaultDialTimeout}
+		cfg.Dialer = noDialer{}
 	}
 	if cfg.SniffTimeout <= 0 {
 		cfg.SniffTimeout = DefaultSniffTimeout

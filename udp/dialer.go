@@ -2,12 +2,10 @@ package udp
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"net"
 	"net/netip"
 	"time"
-
-	"github.com/gatewayd/gatewayd/internal/sockopt"
 )
 
 // Upstream is the outside leg of one client's session: a packet socket that
@@ -56,26 +54,15 @@ func (f DialerFunc) OpenUpstream(ctx context.Context, client netip.AddrPort, rou
 // download burst for one client queues there (default ~200 KiB).
 const upstreamRecvBuffer = 1 << 20
 
-// DirectDialer sends straight to the original destinations from one
-// unconnected socket per client, bound to the wildcard address of the
-// client's family. Every socket carries SO_MARK=Mark (0 sets no mark) so the
-// TPROXY rules let it pass; the mark must not intersect the TPROXY
-// fwmark/mask.
-type DirectDialer struct {
-	Mark uint32
-}
+// errNoDialer fails the sessions of a Server given no Dialer yet.
+var errNoDialer = errors.New("no dialer configured")
 
-// OpenUpstream implements Dialer; every route goes direct.
-func (d DirectDialer) OpenUpstream(ctx context.Context, client netip.AddrPort, _ int) (Upstream, error) {
-	network, laddr := "udp6", netip.IPv6Unspecified()
-	if client.Addr().Unmap().Is4() {
-		network, laddr = "udp4", netip.IPv4Unspecified()
-	}
-	uc, err := sockopt.ListenUDP(ctx, network, netip.AddrPortFrom(laddr, 0), sockopt.Mark(d.Mark), sockopt.RecvBuffer(upstreamRecvBuffer))
-	if err != nil {
-		return nil, fmt.Errorf("opening upstream socket for %s: %w", client, err)
-	}
-	return uc, nil
+// noDialer is the Dialer of a Server configured without one: every
+// session is refused until SetRouting.
+type noDialer struct{}
+
+func (noDialer) OpenUpstream(context.Context, netip.AddrPort, int) (Upstream, error) {
+	return nil, errNoDialer
 }
 
 // batchReader is implemented by an Upstream whose datagrams arrive

@@ -2,6 +2,7 @@ package udp
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -234,4 +235,27 @@ func next[T any](t testing.TB, ch <-chan T, what string) T {
 		var zero T
 		return zero
 	}
+}
+
+// DirectDialer is the tests' Dialer, as the daemon's "direct" outbound:
+// it sends straight to the original destinations from one
+// unconnected socket per client, bound to the wildcard address of the
+// client's family. Every socket carries SO_MARK=Mark (0 sets no mark) so the
+// TPROXY rules let it pass; the mark must not intersect the TPROXY
+// fwmark/mask.
+type DirectDialer struct {
+	Mark uint32
+}
+
+// OpenUpstream implements Dialer; every route goes direct.
+func (d DirectDialer) OpenUpstream(ctx context.Context, client netip.AddrPort, _ int) (Upstream, error) {
+	network, laddr := "udp6", netip.IPv6Unspecified()
+	if client.Addr().Unmap().Is4() {
+		network, laddr = "udp4", netip.IPv4Unspecified()
+	}
+	uc, err := sockopt.ListenUDP(ctx, network, netip.AddrPortFrom(laddr, 0), sockopt.Mark(d.Mark), sockopt.RecvBuffer(upstreamRecvBuffer))
+	if err != nil {
+		return nil, fmt.Errorf("opening upstream socket for %s: %w", client, err)
+	}
+	return uc, nil
 }

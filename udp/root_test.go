@@ -142,39 +142,6 @@ func TestListenNamesFailingAddress(t *testing.T) {
 	}
 }
 
-// The default upstream is an unconnected socket of the client's family on
-// the wildcard address, carrying the bypass mark.
-func TestDirectDialerMark(t *testing.T) {
-	needRoot(t)
-	clients := []string{"198.18.0.2:5000", "[::ffff:198.18.0.2]:5000"}
-	if haveIPv6(t) {
-		clients = append(clients, "[2001:2::2]:5000")
-	}
-	for _, c := range clients {
-		client := netip.MustParseAddrPort(c)
-		up, err := DirectDialer{Mark: bypassMark}.OpenUpstream(context.Background(), client, 0)
-		if err != nil {
-			t.Fatalf("OpenUpstream(%s): %v", client, err)
-		}
-		uc := up.(*net.UDPConn)
-		family := unix.AF_INET6
-		if client.Addr().Unmap().Is4() {
-			family = unix.AF_INET
-		}
-		expectOpts(t, c, uc, map[[2]int]int{
-			{unix.SOL_SOCKET, unix.SO_MARK}:   bypassMark,
-			{unix.SOL_SOCKET, unix.SO_DOMAIN}: family,
-		})
-		if la := localAddr(uc); !la.Addr().IsUnspecified() || la.Port() == 0 {
-			t.Errorf("%s: upstream bound to %s, want the wildcard with a port", c, la)
-		}
-		if uc.RemoteAddr() != nil {
-			t.Errorf("%s: upstream connected to %s", c, uc.RemoteAddr())
-		}
-		_ = uc.Close()
-	}
-}
-
 // inFreshNetns runs f on a locked thread inside a new network namespace
 // whose loopback is up and also carries addrs, then returns the thread to
 // the original namespace. Sockets f opens stay in the new namespace, which

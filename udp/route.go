@@ -28,11 +28,12 @@ type routing struct {
 }
 
 // SetRouting makes new datagrams routed by r (nil: route 0) and new
-// sessions opened by d (a config reload). Sessions already open keep their
-// upstreams; r must keep the route numbers of routes that still exist.
+// sessions opened by d (a config reload; nil: Config.Dialer). Sessions
+// already open keep their upstreams; r must keep the route numbers of
+// routes that still exist.
 func (s *Server) SetRouting(r Router, d Dialer) {
 	if d == nil {
-		d = DirectDialer{Mark: s.cfg.BypassMark}
+		d = s.cfg.Dialer
 	}
 	s.routing.Store(&routing{router: r, dialer: d})
 }

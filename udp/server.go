@@ -54,7 +54,9 @@ type Config struct {
 	// BypassMark is the SO_MARK of the default upstream sockets and of the
 	// reply sockets; it must not intersect the TPROXY fwmark/mask.
 	BypassMark uint32
-	// Dialer opens each session's upstream. nil: DirectDialer{Mark: BypassMark}.
+	// Dialer opens each session's upstream (the daemon's dispatcher, whose
+	// "direct" outbound sends straight). nil: no session opens until
+	// SetRouting.
 	Dialer Dialer
 	// Router picks each datagram's route; nil: route 0 for all.
 	Router Router
@@ -132,7 +134,7 @@ type Server struct {
 // A nil log discards output.
 func New(cfg Config, log *slog.Logger) *Server {
 	if cfg.Dialer == nil {
-		cfg.Dialer = DirectDialer{Mark: cfg.BypassMark}
+		cfg.Dialer = noDialer{}
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = defaultIdleTimeout

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/gatewayd/gatewayd/internal/fdbudget"
 	"net"
 	"net/netip"
 	"strings"
@@ -12,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gatewayd/gatewayd/internal/fdbudget"
 
 	"github.com/gatewayd/gatewayd/internal/listen"
 	"golang.org/x/sys/unix"
@@ -558,8 +559,8 @@ func TestDefaults(t *testing.T) {
 		s.cfg.MaxReplySockets != defaultRepliesPerSession*defaultMaxSessions {
 		t.Errorf("defaults: %+v", s.cfg)
 	}
-	if d, ok := s.cfg.Dialer.(DirectDialer); !ok || d.Mark != 0x2 {
-		t.Errorf("default dialer = %#v, want DirectDialer{Mark: 0x2}", s.cfg.Dialer)
+	if _, err := s.cfg.Dialer.OpenUpstream(context.Background(), netip.MustParseAddrPort("198.18.0.2:5000"), 0); !errors.Is(err, errNoDialer) {
+		t.Errorf("default dialer opened an upstream (%v): the daemon's dispatcher must be given", err)
 	}
 }
 

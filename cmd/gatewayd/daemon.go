@@ -74,7 +74,7 @@ func newDaemon(cfg *config.Config, k *kernel, log *slog.Logger, level *slog.Leve
 		MaxSessions: cfg.UDP.MaxSessions,
 		IsLocal:     d.addrs.IsLocal,
 	}, log.With("relay", "udp"))
-	d.route(cfg, d.pol)
+	d.route(d.pol)
 	d.status = newStatusRelay(d)
 	return d, nil
 }
@@ -91,13 +91,8 @@ func (d *daemon) services() []service {
 	return ss
 }
 
-// route points the relays at pol (no dispatcher: straight out).
-func (d *daemon) route(cfg *config.Config, pol *policy) {
-	if pol.disp == nil {
-		d.tcp.SetDialer(&tcp.DirectDialer{Mark: cfg.TProxy.BypassMark, Timeout: cfg.TCP.ConnectTimeout.Duration}, false)
-		d.udp.SetRouting(nil, nil)
-		return
-	}
+// route points the relays at pol's dispatcher.
+func (d *daemon) route(pol *policy) {
 	d.tcp.SetDialer(pol.disp, pol.disp.SniffTCP())
 	d.udp.SetRouting(pol.disp, pol.disp)
 }
@@ -172,7 +167,7 @@ func (d *daemon) reload(ctx context.Context, path string) (*config.Config, error
 		_ = old.Close()
 	}
 	d.addrs.SetPatterns(cfg.LAN.Interfaces)
-	d.route(cfg, pol)
+	d.route(pol)
 	d.pol, d.cfg = pol, cfg
 	if d.status != nil {
 		d.status.reloaded(cfg, pol)

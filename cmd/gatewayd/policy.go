@@ -17,9 +17,8 @@ import (
 )
 
 // policy is the routing of a config: its rules, its outbounds and the
-// dispatcher that applies them. A config with no rule and the default
-// outbound "direct" routes nothing (nil dispatcher): the relays then dial
-// straight out, as without a policy.
+// dispatcher that applies them. Every flow goes through the dispatcher,
+// rules or none: "direct" is an outbound like the others.
 type policy struct {
 	table     *route.Table
 	outbounds map[string]outbound.Outbound
@@ -47,9 +46,6 @@ func newPolicy(cfg *config.Config, names interface {
 	p := &policy{table: table, outbounds: obs, neighbors: &neighborsRelay{log: log}}
 	if prev != nil {
 		p.neighbors = prev.neighbors
-	}
-	if table.Len() == 0 && table.Default() == config.OutboundDirect {
-		return p, nil
 	}
 	dcfg := dispatch.Config{Table: table, Outbounds: obs, Iface: addrs.Iface, MACs: p.neighbors}
 	if names != nil {

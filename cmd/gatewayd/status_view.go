@@ -5,7 +5,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/dispatch"
 	"github.com/gatewayd/gatewayd/dns"
 	"github.com/gatewayd/gatewayd/gateway"
@@ -40,8 +39,6 @@ type statusView struct {
 
 // statusPolicy is the routing policy as the endpoint names outbounds.
 type statusPolicy struct {
-	// disp is nil when no policy routes anything: every flow goes
-	// straight out, "direct".
 	disp      *dispatch.Dispatcher
 	outbounds map[string]outbound.Outbound
 }
@@ -85,13 +82,9 @@ func (v *statusView) registry() *status.Registry {
 	return r
 }
 
-// outboundStats are the policy's outbounds' counters; none without a
-// policy, where the relays dial straight out and no outbound counts.
+// outboundStats are the policy's outbounds' counters.
 func (v *statusView) outboundStats() map[string]outbound.Stats {
 	p := v.pol.Load()
-	if p.disp == nil {
-		return nil
-	}
 	out := make(map[string]outbound.Stats, len(p.outbounds))
 	for name, ob := range p.outbounds {
 		out[name] = ob.Stats()
@@ -129,34 +122,16 @@ func (v *statusView) flowsNamed(names *dns.Memory) []status.Flow {
 	for _, f := range tf {
 		out = append(out, status.Flow{
 			Proto: protoTCP, Client: f.Client, Destination: f.Dst, Domain: domain(f.Domain, f.Dst.Addr()),
-			Outbound: p.tcpOutbound(f.Route), BytesUp: f.BytesUp, BytesDown: f.BytesDown, Start: f.Start,
+			Outbound: f.Route, BytesUp: f.BytesUp, BytesDown: f.BytesDown, Start: f.Start,
 		})
 	}
 	for _, s := range us {
 		out = append(out, status.Flow{
 			Proto: protoUDP, Client: s.Client, Destination: s.FirstDst, Domain: domain("", s.FirstDst.Addr()),
-			Outbound: p.routeName(s.Route), BytesUp: s.BytesUp, BytesDown: s.BytesDown, Start: s.Start,
+			Outbound: p.disp.RouteName(s.Route), BytesUp: s.BytesUp, BytesDown: s.BytesDown, Start: s.Start,
 		})
 	}
 	return out
-}
-
-// tcpOutbound names the outbound of a TCP flow: "direct" without a
-// policy, else the one the dispatcher named (route).
-func (p *statusPolicy) tcpOutbound(route string) string {
-	if p.disp == nil {
-		return config.OutboundDirect
-	}
-	return route
-}
-
-// routeName names the outbound of a UDP route; "" for a route this policy
-// does not know (one a reload added after it was read).
-func (p *statusPolicy) routeName(r int) string {
-	if p.disp == nil {
-		return config.OutboundDirect
-	}
-	return p.disp.RouteName(r)
 }
 
 // listeners are the relays' bound addresses.

@@ -147,6 +147,7 @@ func TestStatusRelayServes(t *testing.T) {
 		{"gatewayd_bytes_total", []string{"proto", "tcp", "direction", "up"}},
 		{"gatewayd_udp_drops_total", []string{"reason", "loop"}},
 		{"gatewayd_rule_reapplies_total", nil},
+		{"gatewayd_outbound_dials_total", []string{"outbound", "direct"}}, // without rules too: every flow goes through an outbound
 		{"go_goroutines", nil},
 		{"process_resident_memory_bytes", nil},
 	} {
@@ -155,8 +156,8 @@ func TestStatusRelayServes(t *testing.T) {
 		}
 	}
 	for name := range fams {
-		if strings.HasPrefix(name, "gatewayd_dns_") || strings.HasPrefix(name, "gatewayd_outbound_") || strings.HasPrefix(name, "gatewayd_fastpath_") {
-			t.Errorf("/metrics has %s, but DNS, the routing policy and the fast path are off", name)
+		if strings.HasPrefix(name, "gatewayd_dns_") || strings.HasPrefix(name, "gatewayd_fastpath_") {
+			t.Errorf("/metrics has %s, but DNS and the fast path are off", name)
 		}
 	}
 
@@ -266,33 +267,27 @@ outbound = "proxy"
 func TestStatusPolicyNames(t *testing.T) {
 	direct := statusDaemon(t, "")
 	v := newStatusView(direct)
-	if p := v.pol.Load(); p.tcpOutbound("") != "direct" || p.routeName(0) != "direct" {
-		t.Errorf("no policy: tcp %q, udp route 0 %q; want direct for both", p.tcpOutbound(""), p.routeName(0))
+	if p := v.pol.Load(); p.disp.RouteName(0) != "direct" {
+		t.Errorf("no rules: udp route 0 %q, want direct", p.disp.RouteName(0))
 	}
-	if got := v.outboundStats(); got != nil {
-		t.Errorf("no policy: outbound stats %v, want none (the relays dial themselves)", got)
+	if _, ok := v.outboundStats()["direct"]; !ok {
+		t.Errorf("no rules: outbound stats %v lack direct, which every flow goes through", v.outboundStats())
 	}
 
 	routed := statusDaemon(t, policyConfig)
 	v = newStatusView(routed)
 	p := v.pol.Load()
-	if p.disp == nil {
-		t.Fatal("config with rules: no dispatcher")
-	}
 	names := map[string]bool{}
 	for r := range 2 {
-		names[p.routeName(r)] = true
+		names[p.disp.RouteName(r)] = true
 	}
 	if !names["direct"] || !names["proxy"] {
 		t.Errorf("routes 0 and 1 named %v, want direct and proxy", names)
 	}
 	for _, r := range []int{2, 99, -1} {
-		if got := p.routeName(r); got != "" {
+		if got := p.disp.RouteName(r); got != "" {
 			t.Errorf("unknown route %d named %q, want \"\"", r, got)
 		}
-	}
-	if got := p.tcpOutbound("proxy"); got != "proxy" {
-		t.Errorf("tcp outbound with a policy = %q, want the dispatcher's name", got)
 	}
 
 	stats := v.outboundStats()
@@ -302,8 +297,8 @@ func TestStatusPolicyNames(t *testing.T) {
 
 	// A reload's policy replaces the names.
 	v.setPolicy(direct.pol)
-	if got := v.pol.Load().routeName(1); got != "direct" {
-		t.Errorf("after setPolicy without rules: route 1 named %q, want direct", got)
+	if got := v.pol.Load().disp.RouteName(0); got != "direct" {
+		t.Errorf("after setPolicy without rules: route 0 named %q, want direct", got)
 	}
 }
 
