@@ -11,9 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// bypassMark is an arbitrary SO_MARK for the privileged dial test.
-const bypassMark = 0x2
-
 // needRoot skips privileged tests for non-root users, except in CI, where
 // they must run.
 func needRoot(t *testing.T) {
