@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/internal/sockopt"
+	"github.com/gatewayd/gatewayd/internal/udpio"
 )
 
 // Upstream is the outside leg of one client's session: a packet socket that
@@ -88,13 +89,13 @@ type batchReader interface {
 // batchSockets returns the descriptors a session batches on: sends only
 // when up is a plain *net.UDPConn (a wrapper may change what it sends),
 // receives also through batchReader. nil: one datagram per call.
-func batchSockets(up Upstream) (send, recv *rawSock) {
+func batchSockets(up Upstream) (send, recv *udpio.Sock) {
 	switch u := up.(type) {
 	case *net.UDPConn:
-		r := newRawSock(u)
+		r := udpio.NewSock(u)
 		return r, r
 	case batchReader:
-		return nil, newRawSock(u.batchConn())
+		return nil, udpio.NewSock(u.batchConn())
 	}
 	return nil, nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/internal/listen"
+	"github.com/gatewayd/gatewayd/internal/udpio"
 	"golang.org/x/sys/unix"
 )
 
@@ -373,7 +374,7 @@ func TestPendingQueueTakesOneHugeDatagram(t *testing.T) {
 	checkGoroutines(t)
 	d := &memDialer{gate: make(chan struct{})}
 	s := newMemServer(t, Config{}, d)
-	huge := make([]byte, maxDatagram-28)
+	huge := make([]byte, udpio.MaxDatagram-28)
 	s.handleDatagram(huge, origDstCmsg(remoteDst), 0, clientN(1))
 	s.handleDatagram(huge, origDstCmsg(remoteDst), 0, clientN(1))
 	if st := s.Stats(); st.DropQueue != 1 {

@@ -1,9 +1,8 @@
-package udp
+package udpio
 
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -24,42 +23,13 @@ func payload(tag, n int) []byte {
 	return p
 }
 
-// testDatagram is one datagram put into a receive batch by hand.
-type testDatagram struct {
-	p         []byte
-	from, dst netip.AddrPort
-}
-
-// fillBatch lays datagrams out in rb as recvmmsg would have, with the
-// original destination control message the kernel attaches.
-func fillBatch(t testing.TB, rb *recvBatch, ds []testDatagram) {
-	t.Helper()
-	if len(ds) > len(rb.msgs) {
-		t.Fatalf("%d datagrams for a batch of %d", len(ds), len(rb.msgs))
-	}
-	for i, d := range ds {
-		copy(rb.bufs[i*maxDatagram:], d.p)
-		rb.msgs[i].Len = uint32(len(d.p))
-		n, ok := encodeSockaddr(&rb.names[i], d.from, !d.from.Addr().Is4())
-		if !ok {
-			t.Fatalf("cannot encode %s", d.from)
-		}
-		h := &rb.msgs[i].Hdr
-		h.Namelen, h.Flags = n, 0
-		c := origDstCmsg(d.dst)
-		copy(rb.oob[i*rb.oobLen:], c)
-		h.SetControllen(len(c))
-	}
-	rb.n, rb.used = len(ds), len(ds)
-}
-
 // recvAll reads n datagrams from c (a receive buffer big enough for them
 // all is the caller's business).
 func recvAll(t testing.TB, c *net.UDPConn, n int) ([][]byte, []netip.AddrPort) {
 	t.Helper()
 	var ps [][]byte
 	var froms []netip.AddrPort
-	buf := make([]byte, maxDatagram)
+	buf := make([]byte, MaxDatagram)
 	_ = c.SetReadDeadline(time.Now().Add(failAfter))
 	for range n {
 		m, from, err := c.ReadFromUDPAddrPort(buf)
@@ -76,7 +46,7 @@ func recvAll(t testing.TB, c *net.UDPConn, n int) ([][]byte, []netip.AddrPort) {
 func expectNothingMore(t testing.TB, c *net.UDPConn) {
 	t.Helper()
 	_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-	buf := make([]byte, maxDatagram)
+	buf := make([]byte, MaxDatagram)
 	if n, from, err := c.ReadFromUDPAddrPort(buf); err == nil {
 		t.Errorf("unexpected datagram of %d bytes from %s", n, from)
 	}
@@ -115,32 +85,32 @@ func TestRecvBatchFromSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rb := newRecvBatch(listenerBatch, oobSize)
+	rb := NewRecvBatch(32, oobSize)
 	_ = ln.SetReadDeadline(time.Now().Add(failAfter))
 	for got := 0; got < rounds*len(sizes); {
-		if err := rb.read(rc); err != nil {
+		if err := rb.Read(rc); err != nil {
 			t.Fatalf("after %d datagrams: %v", got, err)
 		}
-		if rb.n < 1 || rb.n > listenerBatch {
-			t.Fatalf("read returned %d datagrams", rb.n)
+		if rb.Len() < 1 || rb.Len() > 32 {
+			t.Fatalf("read returned %d datagrams", rb.Len())
 		}
-		for i := range rb.n {
+		for i := range rb.Len() {
 			tag := got + i
 			want := payload(tag, sizes[tag%len(sizes)])
-			if !bytes.Equal(rb.datagram(i), want) {
-				t.Fatalf("datagram %d: %d bytes, want %d", tag, len(rb.datagram(i)), len(want))
+			if !bytes.Equal(rb.Datagram(i), want) {
+				t.Fatalf("datagram %d: %d bytes, want %d", tag, len(rb.Datagram(i)), len(want))
 			}
-			if from, ok := rb.source(i); !ok || from != localAddr(senders[tag%2]) {
+			if from, ok := rb.Source(i); !ok || from != localAddr(senders[tag%2]) {
 				t.Errorf("datagram %d from %v (%v), want %s", tag, from, ok, localAddr(senders[tag%2]))
 			}
-			if rb.flags(i) != 0 {
-				t.Errorf("datagram %d: flags %#x", tag, rb.flags(i))
+			if rb.Flags(i) != 0 {
+				t.Errorf("datagram %d: flags %#x", tag, rb.Flags(i))
 			}
-			if dst, err := origDst(rb.control(i)); err != nil || dst != localAddr(ln) {
+			if dst, err := OrigDst(rb.Control(i)); err != nil || dst != localAddr(ln) {
 				t.Errorf("datagram %d: original destination %v, %v; want %s", tag, dst, err, localAddr(ln))
 			}
 		}
-		got += rb.n
+		got += rb.Len()
 	}
 }
 
@@ -168,16 +138,16 @@ func TestSendBatchCoalesces(t *testing.T) {
 	a, b := listenUDP(t, "127.0.0.1:0"), listenUDP(t, "127.0.0.1:0")
 	bigBuffers(t, a)
 	bigBuffers(t, b)
-	rs := newRawSock(sender)
+	rs := NewSock(sender)
 	if rs == nil || rs.inet6 {
-		t.Fatalf("rawSock = %+v", rs)
+		t.Fatalf("Sock = %+v", rs)
 	}
 	gso := rs.gsoMax.Load() > 0
-	sb := newSendBatch(32)
-	sb.begin(rs)
+	sb := NewSendBatch(32)
+	sb.Begin(rs)
 	var toA, toB [][]byte
 	add := func(p []byte, c *net.UDPConn, list *[][]byte) {
-		if !sb.add(p, localAddr(c)) {
+		if !sb.Add(p, localAddr(c)) {
 			t.Fatal("add refused an IPv4 destination")
 		}
 		*list = append(*list, p)
@@ -202,7 +172,7 @@ func TestSendBatchCoalesces(t *testing.T) {
 	} else {
 		t.Log("no UDP GSO here: one message per datagram")
 	}
-	if err := sb.flush(); err != nil {
+	if err := sb.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	if sb.sentN != len(toA)+len(toB) || sb.dropped != 0 {
@@ -210,7 +180,7 @@ func TestSendBatchCoalesces(t *testing.T) {
 	}
 	checkReceived(t, a, toA, localAddr(sender))
 	checkReceived(t, b, toB, localAddr(sender))
-	if gso && rs.gsoMax.Load() != maxDatagram {
+	if gso && rs.gsoMax.Load() != MaxDatagram {
 		t.Errorf("gsoMax = %d after a good send", rs.gsoMax.Load())
 	}
 }
@@ -219,7 +189,7 @@ func TestSendBatchCoalesces(t *testing.T) {
 // runs that long are not coalesced on that socket again.
 func TestSendBatchGSOFallback(t *testing.T) {
 	sender := listenUDP(t, "127.0.0.1:0")
-	rs := newRawSock(sender)
+	rs := NewSock(sender)
 	if rs == nil || rs.gsoMax.Load() == 0 {
 		t.Skip("no UDP GSO here")
 	}
@@ -234,15 +204,15 @@ func TestSendBatchGSOFallback(t *testing.T) {
 	dst := listenUDP(t, "127.0.0.1:0")
 	bigBuffers(t, dst)
 	var want [][]byte
-	sb := newSendBatch(16)
+	sb := NewSendBatch(16)
 	for round, size := range []int{1200, 1200, 1000} {
-		sb.begin(rs)
+		sb.Begin(rs)
 		for i := range 4 {
 			p := payload(round*4+i, size)
-			sb.add(p, localAddr(dst))
+			sb.Add(p, localAddr(dst))
 			want = append(want, p)
 		}
-		if err := sb.flush(); err != nil {
+		if err := sb.Flush(); err != nil {
 			t.Fatal(err)
 		}
 		if sb.sentN != 4 || sb.dropped != 0 {
@@ -265,22 +235,22 @@ func TestSendBatchGSOFallback(t *testing.T) {
 // them in one call.
 func TestSendBatchWithoutGSO(t *testing.T) {
 	sender := listenUDP(t, "127.0.0.1:0")
-	rs := newRawSock(sender)
+	rs := NewSock(sender)
 	rs.gsoMax.Store(0)
 	dst := listenUDP(t, "127.0.0.1:0")
 	bigBuffers(t, dst)
-	sb := newSendBatch(8)
-	sb.begin(rs)
+	sb := NewSendBatch(8)
+	sb.Begin(rs)
 	var want [][]byte
 	for i := range 8 {
 		p := payload(i, 1200)
-		sb.add(p, localAddr(dst))
+		sb.Add(p, localAddr(dst))
 		want = append(want, p)
 	}
 	if sb.nmsg != 8 {
 		t.Errorf("%d messages, want 8", sb.nmsg)
 	}
-	if err := sb.flush(); err != nil || sb.sentN != 8 {
+	if err := sb.Flush(); err != nil || sb.sentN != 8 {
 		t.Fatalf("flush: %v, sent %d", err, sb.sentN)
 	}
 	checkReceived(t, dst, want, localAddr(sender))
@@ -293,24 +263,24 @@ func TestSendBatchFamilies(t *testing.T) {
 		t.Skip("no IPv6")
 	}
 	s6 := listenUDP(t, "[::]:0")
-	rs6 := newRawSock(s6)
+	rs6 := NewSock(s6)
 	if rs6 == nil || !rs6.inet6 {
-		t.Fatalf("rawSock = %+v, want AF_INET6", rs6)
+		t.Fatalf("Sock = %+v, want AF_INET6", rs6)
 	}
 	d6, d4 := listenUDP(t, "[::1]:0"), listenUDP(t, "127.0.0.1:0")
-	sb := newSendBatch(4)
-	sb.begin(rs6)
-	if !sb.add([]byte("six"), localAddr(d6)) || !sb.add([]byte("four"), localAddr(d4)) {
+	sb := NewSendBatch(4)
+	sb.Begin(rs6)
+	if !sb.Add([]byte("six"), localAddr(d6)) || !sb.Add([]byte("four"), localAddr(d4)) {
 		t.Fatal("add refused a destination")
 	}
-	if err := sb.flush(); err != nil || sb.sentN != 2 {
+	if err := sb.Flush(); err != nil || sb.sentN != 2 {
 		t.Fatalf("flush: %v, sent %d", err, sb.sentN)
 	}
 	expectDatagram(t, d6, "six")
 	expectDatagram(t, d4, "four")
 
-	sb.begin(newRawSock(listenUDP(t, "127.0.0.1:0")))
-	if sb.add([]byte("x"), localAddr(d6)) {
+	sb.Begin(NewSock(listenUDP(t, "127.0.0.1:0")))
+	if sb.Add([]byte("x"), localAddr(d6)) {
 		t.Error("an IPv4 socket took an IPv6 destination")
 	}
 }
@@ -319,8 +289,8 @@ func TestSendBatchFamilies(t *testing.T) {
 func TestSockaddrRoundTrip(t *testing.T) {
 	for _, s := range []string{"198.51.100.7:53", "[2001:db8::1]:443", "[fe80::1%7]:9"} {
 		ap := netip.MustParseAddrPort(s)
-		var b sockaddrBuf
-		n, ok := encodeSockaddr(&b, ap, ap.Addr().Is6())
+		var b Sockaddr
+		n, ok := EncodeSockaddr(&b, ap, ap.Addr().Is6())
 		if !ok {
 			t.Fatalf("encode %s", s)
 		}
@@ -331,8 +301,8 @@ func TestSockaddrRoundTrip(t *testing.T) {
 	}
 	// IPv4 on an IPv6 socket: mapped, and decoded unmapped.
 	ap := netip.MustParseAddrPort("198.51.100.7:53")
-	var b sockaddrBuf
-	n, _ := encodeSockaddr(&b, ap, true)
+	var b Sockaddr
+	n, _ := EncodeSockaddr(&b, ap, true)
 	if n != unix.SizeofSockaddrInet6 {
 		t.Errorf("length %d, want sockaddr_in6", n)
 	}
@@ -344,247 +314,116 @@ func TestSockaddrRoundTrip(t *testing.T) {
 	}
 }
 
-// batchServer is a server with direct upstreams whose sessions for
-// clients are open, ready for batches. The clients are addresses nobody
-// listens on: nothing is sent to them here.
-func batchServer(t testing.TB, clients []netip.AddrPort, sink netip.AddrPort) *Server {
-	t.Helper()
-	s := New(Config{Dialer: DirectDialer{}}, nil)
-	s.raw = nil // bound (faked) reply sockets only
-	s.openReply = func(netip.AddrPort) (*net.UDPConn, error) {
-		return net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+// Put lays datagrams out as Read would, for tests of what consumes
+// batches; what does not fit is refused.
+func TestRecvBatchPut(t *testing.T) {
+	rb := NewRecvBatch(2, oobSize)
+	from4 := netip.MustParseAddrPort("198.18.0.1:1000")
+	from6 := netip.MustParseAddrPort("[2001:2::1]:2000")
+	dst := netip.MustParseAddrPort("198.18.0.53:53")
+	if !rb.Put(0, []byte("one"), from4, origDstCmsg(dst)) || !rb.Put(1, nil, from6, nil) {
+		t.Fatal("Put refused")
 	}
-	t.Cleanup(func() { s.Shutdown(0) })
-	for _, c := range clients {
-		s.handleDatagram([]byte("open"), origDstCmsg(sink), 0, c)
+	if rb.Len() != 2 {
+		t.Fatalf("Len = %d, want 2", rb.Len())
 	}
-	waitFor(t, "sessions ready", func() bool {
-		for _, c := range clients {
-			ss, ok := s.sessions.get(sessionKey{client: c})
-			if !ok || !ss.ready.Load() {
-				return false
-			}
-		}
-		return true
-	})
-	return s
-}
-
-// The listener's batch path: datagrams of several clients, interleaved,
-// leave from each client's own upstream, in each client's order, through
-// sendmmsg/GSO, and are counted.
-func TestRelayBatch(t *testing.T) {
-	checkGoroutines(t)
-	a, b := listenUDP(t, "127.0.0.1:0"), listenUDP(t, "127.0.0.1:0")
-	bigBuffers(t, a)
-	bigBuffers(t, b)
-	c1 := netip.MustParseAddrPort("127.0.0.1:9")
-	c2 := netip.MustParseAddrPort("127.0.0.2:9")
-	s := batchServer(t, []netip.AddrPort{c1, c2}, localAddr(a))
-	recvAll(t, a, 2) // the datagrams that opened the sessions
-	ss1, _ := s.sessions.get(sessionKey{client: c1})
-	ss2, _ := s.sessions.get(sessionKey{client: c2})
-	if ss1.raw == nil || ss2.raw == nil {
-		t.Fatal("direct upstreams have no descriptor for batched sends")
+	if got := string(rb.Datagram(0)); got != "one" || len(rb.Datagram(1)) != 0 {
+		t.Errorf("datagrams %q, %q", got, rb.Datagram(1))
 	}
-
-	u := newUpBatch()
-	var ds []testDatagram
-	var toA1, toA2, toB1 [][]byte
-	add := func(p []byte, from netip.AddrPort, to *net.UDPConn, list *[][]byte) {
-		ds = append(ds, testDatagram{p, from, localAddr(to)})
-		*list = append(*list, p)
+	if src, ok := rb.Source(0); !ok || src != from4 {
+		t.Errorf("source 0 = %v, %v", src, ok)
 	}
-	for i := range 5 {
-		add(payload(i, 1200), c1, a, &toA1)
+	if src, ok := rb.Source(1); !ok || src != from6 {
+		t.Errorf("source 1 = %v, %v", src, ok)
 	}
-	add(payload(5, 1200), c2, a, &toA2)
-	add(payload(6, 1200), c1, a, &toA1)
-	add(payload(7, 60000), c1, b, &toB1)
-	for i := range 4 {
-		add(payload(8+i, 900), c1, b, &toB1)
+	if got, err := OrigDst(rb.Control(0)); err != nil || got != dst {
+		t.Errorf("OrigDst = %v, %v", got, err)
 	}
-	add(payload(12, 1200), c2, a, &toA2)
-	fillBatch(t, u.rb, ds)
-	before := s.Stats()
-	s.relayBatch(u)
-
-	got, froms := recvAll(t, a, len(toA1)+len(toA2))
-	var got1, got2 [][]byte
-	for i, p := range got {
-		switch froms[i] {
-		case upstreamAddr(t, ss1):
-			got1 = append(got1, p)
-		case upstreamAddr(t, ss2):
-			got2 = append(got2, p)
-		default:
-			t.Fatalf("datagram from %s, not from a session's upstream", froms[i])
-		}
+	if len(rb.Control(1)) != 0 || rb.Flags(0) != 0 {
+		t.Errorf("control %d bytes, flags %#x", len(rb.Control(1)), rb.Flags(0))
 	}
-	for _, c := range []struct {
-		got, want [][]byte
-	}{{got1, toA1}, {got2, toA2}} {
-		if len(c.got) != len(c.want) {
-			t.Fatalf("got %d datagrams, want %d", len(c.got), len(c.want))
-		}
-		for i := range c.want {
-			if !bytes.Equal(c.got[i], c.want[i]) {
-				t.Errorf("datagram %d out of order or damaged", i)
-			}
-		}
+	if rb.Put(2, nil, from4, nil) || rb.Put(0, make([]byte, MaxDatagram+1), from4, nil) ||
+		rb.Put(0, nil, from4, make([]byte, oobSize+1)) {
+		t.Error("Put took what does not fit")
 	}
-	checkReceived(t, b, toB1, upstreamAddr(t, ss1))
-	st := s.Stats()
-	if n := st.DatagramsUp - before.DatagramsUp; n != uint64(len(ds)) {
-		t.Errorf("DatagramsUp grew by %d, want %d", n, len(ds))
-	}
-	var bytesWant uint64
-	for _, d := range ds {
-		bytesWant += uint64(len(d.p))
-	}
-	if n := st.BytesUp - before.BytesUp; n != bytesWant {
-		t.Errorf("BytesUp grew by %d, want %d", n, bytesWant)
-	}
-	if st.DropSendUp != 0 || st.SessionsTotal != 2 {
-		t.Errorf("Stats = %+v", st)
+	if b := rb.Buffer(1); len(b) != MaxDatagram || cap(b) != MaxDatagram {
+		t.Errorf("Buffer: len %d, cap %d", len(b), cap(b))
 	}
 }
 
-// upstreamAddr is where a loopback receiver sees the session's upstream
-// (bound to the wildcard address) send from.
-func upstreamAddr(t testing.TB, ss *session) netip.AddrPort {
-	t.Helper()
-	c, ok := ss.up.(*net.UDPConn)
-	if !ok {
-		t.Fatalf("upstream is a %T", ss.up)
+// A flush on a closed socket leaves what it did not send in Unsent, in
+// order; a good flush leaves nothing there.
+func TestSendBatchUnsent(t *testing.T) {
+	sender := listenUDP(t, "127.0.0.1:0")
+	rs := NewSock(sender)
+	dst := localAddr(listenUDP(t, "127.0.0.1:0"))
+	sb := NewSendBatch(4)
+	sb.Begin(rs)
+	if sb.Sock() != rs || !sb.Empty() {
+		t.Fatal("Begin: wrong socket, or not empty")
 	}
-	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), localAddr(c).Port())
-}
-
-// A batch whose session was closed meanwhile goes to a new session: the
-// one-datagram path takes over what the closed upstream refused.
-func TestRelayBatchClosedSession(t *testing.T) {
-	checkGoroutines(t)
-	a := listenUDP(t, "127.0.0.1:0")
-	bigBuffers(t, a)
-	c1 := netip.MustParseAddrPort("127.0.0.1:9")
-	s := batchServer(t, []netip.AddrPort{c1}, localAddr(a))
-	recvAll(t, a, 1)
-	ss, _ := s.sessions.get(sessionKey{client: c1})
-	ss.close(reasonEvicted, nil) // still in the table
-
-	u := newUpBatch()
-	var ds []testDatagram
-	var want [][]byte
-	for i := range 4 {
-		p := payload(i, 100)
-		ds = append(ds, testDatagram{p, c1, localAddr(a)})
-		want = append(want, p)
+	ps := [][]byte{payload(0, 100), payload(1, 100), payload(2, 50)}
+	for _, p := range ps {
+		sb.Add(p, dst)
 	}
-	fillBatch(t, u.rb, ds)
-	s.relayBatch(u)
-	got, froms := recvAll(t, a, len(want))
-	for i := range want {
-		if !bytes.Equal(got[i], want[i]) {
-			t.Errorf("datagram %d out of order or damaged", i)
+	if err := sb.Flush(); err != nil || len(sb.Unsent()) != 0 {
+		t.Fatalf("Flush: %v, %d unsent", err, len(sb.Unsent()))
+	}
+	if n, bytes := sb.Sent(); n != 3 || bytes != 250 || sb.Dropped() != 0 {
+		t.Errorf("Sent = %d, %d; Dropped = %d", n, bytes, sb.Dropped())
+	}
+	_ = sender.Close()
+	sb.Begin(rs)
+	for _, p := range ps {
+		sb.Add(p, dst)
+	}
+	if err := sb.Flush(); err == nil {
+		t.Fatal("Flush on a closed socket succeeded")
+	}
+	un := sb.Unsent()
+	if len(un) != len(ps) {
+		t.Fatalf("%d unsent, want %d", len(un), len(ps))
+	}
+	for i, q := range un {
+		if !bytes.Equal(q.Payload, ps[i]) || q.Dst != dst {
+			t.Errorf("unsent %d: %d bytes to %s", i, len(q.Payload), q.Dst)
 		}
-		if froms[i] == upstreamAddr(t, ss) {
-			t.Errorf("datagram %d left from the closed session's socket", i)
-		}
-	}
-	if st := s.Stats(); st.SessionsTotal != 2 || st.DropSendUp != 0 || st.DropQueue != 0 {
-		t.Errorf("Stats = %+v, want a second session and no drops", st)
 	}
 }
 
-// A download burst reaches the client complete and in order, from the
-// remote's address, read and sent in batches; the reader's batches go
-// back to the pool when the upstream is quiet.
-func TestDownloadBurst(t *testing.T) {
-	checkGoroutines(t)
-	const linger = 50 * time.Millisecond
-	h := startHarnessWith(t, Config{}, nil, func(s *Server) { s.linger = linger })
-	client := listenUDP(t, "127.0.0.1:0")
-	bigBuffers(t, client)
-	sendTo(t, client, h.addr, "ping")
-	mapping := expectDatagram(t, h.backend, "ping")
-	other := listenUDP(t, "127.0.0.1:0")
-
-	const n = 2000
-	var want [][]byte
-	for i := range n {
-		p := payload(i, 1200)
-		if i%500 == 499 {
-			p = payload(i, 60000)
+// Receiving and sending a batch allocate nothing.
+func TestBatchIOAllocs(t *testing.T) {
+	ln := listenUDP(t, "127.0.0.1:0")
+	bigBuffers(t, ln)
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := NewSock(listenUDP(t, "127.0.0.1:0"))
+	rb, sb := NewRecvBatch(8, oobSize), NewSendBatch(8)
+	p := payload(1, 1200)
+	_ = ln.SetReadDeadline(time.Now().Add(failAfter))
+	round := func() {
+		sb.Begin(rs)
+		for range 8 {
+			sb.Add(p, localAddr(ln))
 		}
-		from := h.backend
-		if i%100 == 99 {
-			from = other // another remote now and then
-			p = []byte(fmt.Sprintf("other %d", i))
-		}
-		if _, err := from.WriteToUDPAddrPort(p, mapping); err != nil {
+		if err := sb.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		want = append(want, p)
-		if i%50 == 49 {
-			// Bursts of 50: the upstream socket's buffer holds them even
-			// when this machine is busy; a lost datagram fails the test.
-			time.Sleep(2 * time.Millisecond)
+		for got := 0; got < 8; got += rb.Len() {
+			if err := rb.Read(rc); err != nil {
+				t.Fatal(err)
+			}
+			for i := range rb.Len() {
+				if _, ok := rb.Source(i); !ok {
+					t.Fatal("no source")
+				}
+			}
 		}
 	}
-	got, froms := recvAll(t, client, n)
-	for i := range want {
-		if !bytes.Equal(got[i], want[i]) {
-			t.Fatalf("datagram %d out of order or damaged: %d bytes %x..., want %d bytes %x...",
-				i, len(got[i]), head(got[i]), len(want[i]), head(want[i]))
-		}
-	}
-	// The harness's reply sockets are plain loopback ones: the remote
-	// shows as which socket sent, one per remote.
-	if froms[0] == froms[99] {
-		t.Errorf("datagrams of two remotes left from one reply socket %s", froms[0])
-	}
-	if st := h.s.Stats(); st.DatagramsDown != n || st.DropSendDown != 0 {
-		t.Errorf("Stats = %+v, want %d down", st, n)
-	}
-	waitFor(t, "batches returned", func() bool { return h.s.bufsHeld.Load() == 0 })
-}
-
-// The batched paths allocate nothing per batch once sessions and reply
-// sockets exist.
-func TestBatchAllocs(t *testing.T) {
-	sink := listenUDP(t, "127.0.0.1:0")
-	c1 := netip.MustParseAddrPort("127.0.0.1:9")
-	c2 := netip.MustParseAddrPort("127.0.0.2:9")
-	s := batchServer(t, []netip.AddrPort{c1, c2}, localAddr(sink))
-	u := newUpBatch()
-	var ds []testDatagram
-	for i := range listenerBatch {
-		c := c1
-		if i%8 == 7 {
-			c = c2
-		}
-		ds = append(ds, testDatagram{payload(i, 1200), c, localAddr(sink)})
-	}
-	fillBatch(t, u.rb, ds)
-	if n := testing.AllocsPerRun(200, func() { s.relayBatch(u) }); n != 0 {
-		t.Errorf("relayBatch: %v allocations per batch", n)
-	}
-
-	ss, _ := s.sessions.get(sessionKey{client: c1})
-	db := newDownBatch(sessionBatch)
-	var slot replySlot
-	remote := localAddr(sink)
-	var down []testDatagram
-	for i := range sessionBatch {
-		down = append(down, testDatagram{payload(i, 1200), remote, remote})
-	}
-	fillBatch(t, db.rb, down)
-	s.deliverBatch(ss, &slot, db, s.now()) // opens the reply socket
-	if n := testing.AllocsPerRun(200, func() { s.deliverBatch(ss, &slot, db, s.now()) }); n != 0 {
-		t.Errorf("deliverBatch: %v allocations per batch", n)
-	}
-	if st := s.Stats(); st.DropSendUp != 0 || st.DropSendDown != 0 {
-		t.Errorf("Stats = %+v", st)
+	round()
+	if n := testing.AllocsPerRun(100, round); n != 0 {
+		t.Errorf("%v allocations per batch sent and received", n)
 	}
 }
