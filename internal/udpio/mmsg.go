@@ -59,9 +59,10 @@ var gsoCmsgSpace = unix.CmsgSpace(2)
 // Sockaddr holds a struct sockaddr_in or sockaddr_in6.
 type Sockaddr [unix.SizeofSockaddrInet6]byte
 
-// Sock is the descriptor side of one *net.UDPConn, for batched sends. It
+// Sock is the descriptor side of one *net.UDPConn, for batched I/O. It
 // remembers how long a run of datagrams the socket's route takes as one
-// UDP GSO message, for every SendBatch that sends on it.
+// UDP GSO message, for every SendBatch that sends on it; it is safe for
+// concurrent use.
 type Sock struct {
 	rc    syscall.RawConn
 	inet6 bool // AF_INET6 (so IPv4 destinations go as mapped addresses)
