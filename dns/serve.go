@@ -44,8 +44,11 @@ type Server struct {
 	dropped atomic.Uint64  // queries dropped: undecodable destination, send errors, garbage to an address with no reply socket open
 }
 
-// NewServer returns a server answering with h.
+// NewServer returns a server answering with h. A nil log discards output.
 func NewServer(cfg ServerConfig, h *Handler, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg: cfg, log: log, ctx: ctx, cancel: cancel,

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/internal/listen"
-	"github.com/gatewayd/gatewayd/udp"
+	"github.com/gatewayd/gatewayd/internal/udpio"
 )
 
 // Reply socket cache bounds: LAN clients ask few distinct resolver
@@ -34,7 +34,7 @@ var errRepliesClosed = errors.New("dns server shut down: reply sockets closed")
 
 type replySocket struct {
 	c    *net.UDPConn
-	raw  *udp.Sender // c for batched sends
+	raw  *udpio.Sock // c for batched sends
 	used time.Time
 }
 
@@ -53,7 +53,7 @@ func (r *replySockets) send(b []byte, src, client netip.AddrPort) error {
 }
 
 // sender is src's socket for batched sends.
-func (r *replySockets) sender(src netip.AddrPort) (*udp.Sender, error) {
+func (r *replySockets) sender(src netip.AddrPort) (*udpio.Sock, error) {
 	rs, err := r.socket(src)
 	if err != nil {
 		return nil, err
@@ -65,7 +65,7 @@ func (r *replySockets) sender(src netip.AddrPort) (*udp.Sender, error) {
 }
 
 // open is src's socket for batched sends if one is open; it opens none.
-func (r *replySockets) open(src netip.AddrPort) (*udp.Sender, bool) {
+func (r *replySockets) open(src netip.AddrPort) (*udpio.Sock, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rs, ok := r.m[src]
@@ -92,7 +92,7 @@ func (r *replySockets) socket(src netip.AddrPort) (*replySocket, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := &replySocket{c: c, raw: udp.NewSender(c), used: now}
+	rs := &replySocket{c: c, raw: udpio.NewSock(c), used: now}
 	r.m[src] = rs
 	return rs, nil
 }

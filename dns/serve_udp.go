@@ -7,8 +7,10 @@ import (
 	"net/netip"
 	"slices"
 
-	"github.com/gatewayd/gatewayd/udp"
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+
+	"github.com/gatewayd/gatewayd/internal/udpio"
 )
 
 // maxResolving bounds the UDP queries being resolved at once per listener
@@ -28,23 +30,23 @@ const udpBatch = 32
 // thread wake-up. Any other query is resolved in a goroutine of its own,
 // so a slow upstream never holds up the cache hits behind it.
 func (s *Server) readLoop(c *net.UDPConn) error {
-	br, err := udp.NewBatchReader(c, udpBatch)
+	rc, err := c.SyscallConn()
 	if err != nil {
-		return err
+		return fmt.Errorf("batch reader for %s: %w", c.LocalAddr(), err)
 	}
+	rb := udpio.NewRecvBatch(udpBatch, udpio.OOBSize())
 	resolving := make(chan struct{}, maxResolving)
 	hits := newHitBatch(s)
 	for {
-		n, err := br.Read()
-		if err != nil {
+		if err := rb.Read(rc); err != nil {
 			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			return fmt.Errorf("receiving DNS on %s: %w", c.LocalAddr(), err)
 		}
-		for i := range n {
-			query := br.Datagram(i)
-			client, dst, ok := br.Addrs(i)
+		for i := range rb.Len() {
+			query := rb.Datagram(i)
+			client, dst, ok := queryAddrs(rb, i)
 			if !ok {
 				s.dropped.Add(1)
 				continue
@@ -82,6 +84,19 @@ func (s *Server) readLoop(c *net.UDPConn) error {
 	}
 }
 
+// queryAddrs are datagram i's unmapped source and original destination;
+// false if it was truncated or its addresses cannot be decoded (drop it).
+func queryAddrs(rb *udpio.RecvBatch, i int) (src, dst netip.AddrPort, ok bool) {
+	if rb.Flags(i)&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
+		return src, dst, false
+	}
+	if src, ok = rb.Source(i); !ok {
+		return src, dst, false
+	}
+	dst, err := udpio.OrigDst(rb.Control(i))
+	return src, dst, err == nil
+}
+
 // hitBatch collects the fast-path answers of one received batch and sends
 // them with one sendmmsg(2) per reply address.
 type hitBatch struct {
@@ -92,12 +107,12 @@ type hitBatch struct {
 	to   [udpBatch]netip.AddrPort
 	// garbage marks answers to undecodable datagrams (queue).
 	garbage [udpBatch]bool
-	sb      *udp.SendBatch
+	sb      *udpio.SendBatch
 
 	order [udpBatch]int // flush's send order
 }
 
-func newHitBatch(s *Server) *hitBatch { return &hitBatch{s: s, sb: udp.NewSendBatch(udpBatch)} }
+func newHitBatch(s *Server) *hitBatch { return &hitBatch{s: s, sb: udpio.NewSendBatch(udpBatch)} }
 
 // answer queues the memoized answer to query, if there is one.
 func (h *hitBatch) answer(query []byte, client, dst netip.AddrPort) bool {
@@ -160,7 +175,7 @@ func (h *hitBatch) compare(a, b int) int {
 // its read loop the time to open it, while real queries queue behind).
 // They are counted as dropped.
 func (h *hitBatch) send(src netip.AddrPort, idx []int) {
-	var snd *udp.Sender
+	var snd *udpio.Sock
 	var err error
 	if !slices.ContainsFunc(idx, func(i int) bool { return !h.garbage[i] }) {
 		var ok bool
@@ -186,8 +201,10 @@ func (h *hitBatch) send(src netip.AddrPort, idx []int) {
 		}
 	}
 	if queued > 0 {
-		dropped, _ := h.sb.Flush()
-		h.s.dropped.Add(uint64(dropped))
+		// Refused by the kernel, or not sent at all on a socket that
+		// closed under the flush: dropped either way.
+		_ = h.sb.Flush()
+		h.s.dropped.Add(uint64(h.sb.Dropped() + len(h.sb.Unsent())))
 	}
 }
 

@@ -10,6 +10,21 @@ import (
 	"time"
 )
 
+// NewServer takes a nil logger, as tcp.New and udp.New do: its output is
+// discarded. (An answer that cannot be sent is logged.)
+func TestNewServerNilLogger(t *testing.T) {
+	s := NewServer(ServerConfig{}, nil, nil)
+	defer s.cancel()
+	if s.log == nil {
+		t.Fatal("the server kept a nil logger")
+	}
+	s.replies.closeAll() // nothing is opened, the answer fails and is logged
+	s.sendUDP([]byte("x"), netip.MustParseAddrPort("198.18.0.53:53"), netip.MustParseAddrPort("198.18.1.2:40000"))
+	if got := s.dropped.Load(); got != 1 {
+		t.Errorf("dropped = %d, want 1", got)
+	}
+}
+
 // TestGarbageAnswersOpenNoReplySocket: the FORMERR answers to undecodable
 // datagrams leave only from a reply socket already open. A flood of
 // random bytes at a new address each datagram opened a transparent

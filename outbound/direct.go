@@ -12,7 +12,7 @@ import (
 
 // udpRecvBuffer is the receive buffer of every UDP socket an outbound
 // opens for a session: a download burst for one client queues there
-// (Linux's default is ~200 KiB). Same size as udp.DirectDialer's.
+// (Linux's default is ~200 KiB).
 const udpRecvBuffer = 1 << 20
 
 // direct connects straight to the original destination.

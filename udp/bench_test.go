@@ -143,7 +143,7 @@ func BenchmarkDeliverBatch(b *testing.B) {
 	db := newDownBatch(sessionBatch)
 	var ds []testDatagram
 	for i := range sessionBatch {
-		ds = append(ds, testDatagram{payload(i, 1200), localAddr(sink), localAddr(sink)})
+		ds = append(ds, testDatagram{p: payload(i, 1200), from: localAddr(sink)})
 	}
 	fillBatch(b, db.rb, ds)
 	var slot replySlot

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/gatewayd/gatewayd/internal/listen"
+	"github.com/gatewayd/gatewayd/internal/udpio"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,13 +21,13 @@ var temporaryReadErrors = []error{
 // upBatch is a listener read loop's state: the datagrams of one recvmmsg,
 // and the run of them for one session waiting to go out with sendmmsg.
 type upBatch struct {
-	rb *recvBatch
-	sb *sendBatch
+	rb *udpio.RecvBatch
+	sb *udpio.SendBatch
 	ss *session // session of the datagrams in sb
 }
 
 func newUpBatch() *upBatch {
-	return &upBatch{rb: newRecvBatch(listenerBatch, oobSize), sb: newSendBatch(listenerBatch)}
+	return &upBatch{rb: udpio.NewRecvBatch(listenerBatch, udpio.OOBSize()), sb: udpio.NewSendBatch(listenerBatch)}
 }
 
 // readLoop receives on ln until the listener is closed, up to
@@ -40,7 +41,7 @@ func (s *Server) readLoop(ln *net.UDPConn) error {
 	u := newUpBatch()
 	var backoff listen.Backoff
 	for {
-		err := u.rb.read(rc)
+		err := u.rb.Read(rc)
 		if err == nil {
 			backoff.Reset()
 			s.relayBatch(u)
@@ -71,14 +72,14 @@ func (s *Server) relayBatch(u *upBatch) {
 		last   sessionKey // client and route of the previous datagram
 		lastSS *session   // its session, if it was ready for batching
 	)
-	for i := range rb.n {
-		from, ok := rb.source(i)
+	for i := range rb.Len() {
+		from, ok := rb.Source(i)
 		if !ok {
 			s.stats.dropNoOrigDst.Add(1)
 			continue
 		}
-		p := rb.datagram(i)
-		dst, client, ok := s.accept(p, rb.control(i), rb.flags(i), from)
+		p := rb.Datagram(i)
+		dst, client, ok := s.accept(p, rb.Control(i), rb.Flags(i), from)
 		if !ok {
 			continue
 		}
@@ -102,10 +103,10 @@ func (s *Server) relayBatch(u *upBatch) {
 		if ss != u.ss {
 			s.flushUp(u, now)
 			u.ss = ss
-			u.sb.begin(ss.raw)
+			u.sb.Begin(ss.raw)
 		}
 		ss.noteDst(dst, hashAddrPort(dst, 0)|1)
-		if !u.sb.add(p, dst) {
+		if !u.sb.Add(p, dst) {
 			s.stats.dropSendUp.Add(1)
 		}
 	}
@@ -121,23 +122,23 @@ func (s *Server) flushUp(u *upBatch, now int64) {
 	}
 	u.ss = nil
 	sb := u.sb
-	if sb.empty() {
+	if sb.Empty() {
 		return
 	}
 	ss.touch(now)
-	err := sb.flush()
-	if sb.sentN > 0 {
-		s.countUp(ss, sb.sentN, sb.sentBytes)
+	err := sb.Flush()
+	if n, bytes := sb.Sent(); n > 0 {
+		s.countUp(ss, n, bytes)
 	}
-	if sb.dropped > 0 {
-		s.stats.dropSendUp.Add(uint64(sb.dropped))
+	if n := sb.Dropped(); n > 0 {
+		s.stats.dropSendUp.Add(uint64(n))
 	}
 	if err != nil {
-		for _, it := range sb.items[sb.next:] {
-			s.relay(ss.key, it.dst, it.p, now)
+		for _, it := range sb.Unsent() {
+			s.relay(ss.key, it.Dst, it.Payload, now)
 		}
 	}
-	sb.begin(ss.raw) // let go of the receive buffers' datagrams
+	sb.Begin(ss.raw) // let go of the receive buffers' datagrams
 }
 
 // handleDatagram relays one datagram a client sent: decode its original
@@ -164,7 +165,7 @@ func (s *Server) accept(p, oob []byte, flags int, client netip.AddrPort) (dst, f
 		s.stats.dropTruncated.Add(1)
 		return dst, from, false
 	}
-	dst, err := origDst(oob)
+	dst, err := udpio.OrigDst(oob)
 	if err != nil {
 		s.stats.dropNoOrigDst.Add(1)
 		if s.warnedNoOrigDst.CompareAndSwap(false, true) {

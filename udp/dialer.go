@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/gatewayd/gatewayd/internal/udpio"
 )
 
 // Upstream is the outside leg of one client's session: a packet socket that
@@ -18,7 +20,7 @@ import (
 // buffer memory. Otherwise the session's reader keeps a 64 KiB buffer for
 // as long as it lives.
 //
-// A plain *net.UDPConn (DirectDialer's) is driven through its descriptor:
+// A plain *net.UDPConn (the direct outbound's) is driven through its descriptor:
 // the listener sends a client's datagrams with sendmmsg(2) (and UDP GSO),
 // and the session reads with recvmmsg(2). Any other Upstream is used
 // through these methods, one datagram per call.
@@ -50,10 +52,6 @@ func (f DialerFunc) OpenUpstream(ctx context.Context, client netip.AddrPort, rou
 	return f(ctx, client, route)
 }
 
-// upstreamRecvBuffer is each session's upstream receive buffer: a
-// download burst for one client queues there (default ~200 KiB).
-const upstreamRecvBuffer = 1 << 20
-
 // errNoDialer fails the sessions of a Server given no Dialer yet.
 var errNoDialer = errors.New("no dialer configured")
 
@@ -75,13 +73,13 @@ type batchReader interface {
 // batchSockets returns the descriptors a session batches on: sends only
 // when up is a plain *net.UDPConn (a wrapper may change what it sends),
 // receives also through batchReader. nil: one datagram per call.
-func batchSockets(up Upstream) (send, recv *rawSock) {
+func batchSockets(up Upstream) (send, recv *udpio.Sock) {
 	switch u := up.(type) {
 	case *net.UDPConn:
-		r := newRawSock(u)
+		r := udpio.NewSock(u)
 		return r, r
 	case batchReader:
-		return nil, newRawSock(u.batchConn())
+		return nil, udpio.NewSock(u.batchConn())
 	}
 	return nil, nil
 }

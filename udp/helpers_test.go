@@ -9,12 +9,10 @@ import (
 	"os"
 	"testing"
 	"time"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/gatewayd/gatewayd/internal/sockopt"
 	"github.com/gatewayd/gatewayd/internal/testutil"
+	"github.com/gatewayd/gatewayd/internal/udpio"
 )
 
 // failAfter guards every blocking step of a test; it is never a timing
@@ -66,7 +64,7 @@ func localAddr(c *net.UDPConn) netip.AddrPort {
 func expectDatagram(t testing.TB, c *net.UDPConn, want string) netip.AddrPort {
 	t.Helper()
 	_ = c.SetReadDeadline(time.Now().Add(failAfter))
-	buf := make([]byte, maxDatagram)
+	buf := make([]byte, udpio.MaxDatagram)
 	n, from, err := c.ReadFromUDPAddrPort(buf)
 	if err != nil {
 		t.Fatalf("waiting for %q: %v", want, err)
@@ -97,41 +95,8 @@ func fdCount(t testing.TB) int {
 	return len(ents)
 }
 
-// cmsg builds one control message the way the kernel lays it out,
-// independently of the decoder (through the real struct cmsghdr).
-func cmsg(level, typ int32, data []byte) []byte {
-	b := make([]byte, unix.CmsgSpace(len(data)))
-	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
-	h.Level, h.Type = level, typ
-	h.SetLen(unix.CmsgLen(len(data)))
-	copy(b[unix.CmsgLen(0):], data)
-	return b
-}
-
-// sockaddr returns ap as the bytes of a struct sockaddr_in or sockaddr_in6.
-func sockaddr(ap netip.AddrPort) []byte {
-	port := [2]byte{byte(ap.Port() >> 8), byte(ap.Port())}
-	if ap.Addr().Is4() {
-		var sa unix.RawSockaddrInet4
-		sa.Family = unix.AF_INET
-		sa.Port = *(*uint16)(unsafe.Pointer(&port))
-		sa.Addr = ap.Addr().As4()
-		return append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(&sa)), unix.SizeofSockaddrInet4)...)
-	}
-	var sa unix.RawSockaddrInet6
-	sa.Family = unix.AF_INET6
-	sa.Port = *(*uint16)(unsafe.Pointer(&port))
-	sa.Addr = ap.Addr().As16()
-	return append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(&sa)), unix.SizeofSockaddrInet6)...)
-}
-
 // origDstCmsg is the control message the kernel attaches for dst.
-func origDstCmsg(dst netip.AddrPort) []byte {
-	if dst.Addr().Is4() {
-		return cmsg(unix.SOL_IP, unix.IP_ORIGDSTADDR, sockaddr(dst))
-	}
-	return cmsg(unix.SOL_IPV6, unix.IPV6_ORIGDSTADDR, sockaddr(dst))
-}
+func origDstCmsg(dst netip.AddrPort) []byte { return testutil.OrigDstCmsg(dst) }
 
 // redirected is an upstream that sends everything to one backend instead of
 // the destination, and reports the destination asked for. It embeds the
@@ -236,6 +201,10 @@ func next[T any](t testing.TB, ch <-chan T, what string) T {
 		return zero
 	}
 }
+
+// upstreamRecvBuffer is the test upstreams' receive buffer, as the direct
+// outbound's (a download burst for one client queues there).
+const upstreamRecvBuffer = 1 << 20
 
 // DirectDialer is the tests' Dialer, as the daemon's "direct" outbound:
 // it sends straight to the original destinations from one

@@ -9,12 +9,17 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gatewayd/gatewayd/internal/udpio"
 )
 
-// maxDatagram is the receive buffer size: the largest IP datagram. TPROXY
-// (like any local delivery) reassembles fragments, so datagrams arrive
-// whole and a smaller buffer would truncate them.
-const maxDatagram = 65535
+// Batch sizes: datagrams per recvmmsg. A listener keeps its batch for its
+// whole life; a session reader takes a sessionBatch from a pool only while
+// its upstream outruns it (see burst).
+const (
+	listenerBatch = 32
+	sessionBatch  = 16
+)
 
 // bufferLinger is how long a session's reader keeps its receive buffers
 // after the last datagram before it returns them to the pool and waits
@@ -40,14 +45,14 @@ const shrinkAfter = 64
 // downBatch is what a session reader holds during a burst: its receive
 // batch and the send batch for the replies.
 type downBatch struct {
-	rb  *recvBatch
-	sb  *sendBatch
+	rb  *udpio.RecvBatch
+	sb  *udpio.SendBatch
 	raw *rawBatch
 	big bool
 }
 
 func newDownBatch(n int) *downBatch {
-	return &downBatch{rb: newRecvBatch(n, 0), sb: newSendBatch(n), raw: newRawBatch(), big: n > 1}
+	return &downBatch{rb: udpio.NewRecvBatch(n, 0), sb: udpio.NewSendBatch(n), raw: newRawBatch(), big: n > 1}
 }
 
 // batchBuffers is what a batch counts against maxLingering.
@@ -69,7 +74,7 @@ func (s *Server) getBatch(big bool) *downBatch {
 
 func (s *Server) putBatch(b *downBatch) {
 	s.bufsHeld.Add(-batchBuffers(b.big))
-	b.sb.begin(nil)
+	b.sb.Begin(nil)
 	if b.big {
 		s.bigBatches.Put(b)
 	} else {
@@ -114,9 +119,9 @@ func (s *Server) burst(ss *session, up Upstream, slot *replySlot, linger bool) e
 			err  error
 		)
 		if ss.rawIn != nil {
-			err = b.rb.read(ss.rawIn.rc)
+			err = b.rb.Read(ss.rawIn.RawConn())
 		} else {
-			n, from, err = up.ReadFromUDPAddrPort(b.rb.bufs[:maxDatagram])
+			n, from, err = up.ReadFromUDPAddrPort(b.rb.Buffer(0))
 		}
 		if err != nil {
 			if !linger || !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -133,7 +138,7 @@ func (s *Server) burst(ss *session, up Upstream, slot *replySlot, linger bool) e
 		}
 		lastRead = s.now()
 		if ss.rawIn == nil {
-			s.deliver(ss, slot, b.rb.bufs[:n], from, lastRead)
+			s.deliver(ss, slot, b.rb.Buffer(0)[:n], from, lastRead)
 		} else {
 			s.deliverBatch(ss, slot, b, lastRead)
 		}
@@ -146,10 +151,10 @@ func (s *Server) burst(ss *session, up Upstream, slot *replySlot, linger bool) e
 		// Resize: a read that found datagrams queued (not the first, which
 		// the bufferless wait made sure of) means the upstream is busy.
 		switch {
-		case !b.big && !b.rb.waited && reads > 0 && s.bufsHeld.Load()+sessionBatch <= maxLingering: // a big batch only while buffers are not scarce
+		case !b.big && !b.rb.Waited() && reads > 0 && s.bufsHeld.Load()+sessionBatch <= maxLingering: // a big batch only while buffers are not scarce
 			s.putBatch(b)
 			b, thin = s.getBatch(true), 0
-		case b.big && b.rb.waited && b.rb.n == 1:
+		case b.big && b.rb.Waited() && b.rb.Len() == 1:
 			if thin++; thin >= shrinkAfter {
 				s.putBatch(b)
 				b = s.getBatch(false)
@@ -174,17 +179,17 @@ func (s *Server) deliverBatch(ss *session, slot *replySlot, b *downBatch, now in
 		have   bool           // remote is set
 	)
 	defer s.flushRaw(ss, b.raw, now)
-	for i := range rb.n {
-		if rb.flags(i)&unix.MSG_TRUNC != 0 {
+	for i := range rb.Len() {
+		if rb.Flags(i)&unix.MSG_TRUNC != 0 {
 			s.stats.dropTruncated.Add(1)
 			continue
 		}
-		from, ok := rb.source(i)
+		from, ok := rb.Source(i)
 		if !ok {
 			s.stats.dropSendDown.Add(1)
 			continue
 		}
-		p := rb.datagram(i)
+		p := rb.Datagram(i)
 		if s.raw != nil && !slot.bulk(from) && s.addRaw(ss, b.raw, p, from) {
 			continue
 		}
@@ -195,7 +200,7 @@ func (s *Server) deliverBatch(ss *session, slot *replySlot, b *downBatch, now in
 			s.flushDown(ss, slot, sb, remote, now)
 			remote, have = from, true
 			if rs, rerr = s.replyFor(slot, remote, now); rerr == nil && rs.raw != nil {
-				sb.begin(rs.raw)
+				sb.Begin(rs.raw)
 			}
 		}
 		switch {
@@ -207,7 +212,7 @@ func (s *Server) deliverBatch(ss *session, slot *replySlot, b *downBatch, now in
 			s.countReplyError(remote, rerr, 1)
 		case rs.raw == nil:
 			s.deliver(ss, slot, p, remote, now)
-		case !sb.add(p, ss.client):
+		case !sb.Add(p, ss.client):
 			s.stats.dropSendDown.Add(1)
 		}
 	}
@@ -216,25 +221,25 @@ func (s *Server) deliverBatch(ss *session, slot *replySlot, b *downBatch, now in
 
 // flushDown sends what sb holds for remote. Datagrams a closed reply
 // socket did not take go the one-datagram way, which replaces the socket.
-func (s *Server) flushDown(ss *session, slot *replySlot, sb *sendBatch, remote netip.AddrPort, now int64) {
-	if sb.rs == nil || sb.empty() {
+func (s *Server) flushDown(ss *session, slot *replySlot, sb *udpio.SendBatch, remote netip.AddrPort, now int64) {
+	if sb.Sock() == nil || sb.Empty() {
 		return
 	}
-	err := sb.flush()
-	if sb.sentN > 0 {
+	err := sb.Flush()
+	if n, bytes := sb.Sent(); n > 0 {
 		ss.touch(now)
-		s.countDown(ss, sb.sentN, sb.sentBytes)
+		s.countDown(ss, n, bytes)
 	}
-	if sb.dropped > 0 {
-		s.stats.dropSendDown.Add(uint64(sb.dropped))
+	if n := sb.Dropped(); n > 0 {
+		s.stats.dropSendDown.Add(uint64(n))
 	}
 	if err != nil {
 		slot.rs = nil
-		for _, it := range sb.items[sb.next:] {
-			s.deliver(ss, slot, it.p, remote, now)
+		for _, it := range sb.Unsent() {
+			s.deliver(ss, slot, it.Payload, remote, now)
 		}
 	}
-	sb.begin(nil)
+	sb.Begin(nil)
 }
 
 // readWaiter returns a function that blocks until up has a datagram

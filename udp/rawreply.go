@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gatewayd/gatewayd/internal/udpio"
 )
 
 // Replies without a descriptor per remote. A client that talks to
@@ -218,7 +220,7 @@ func routeMTU(client netip.AddrPort, mark uint32) (int, error) {
 		sa = &unix.SockaddrInet4{Port: int(client.Port()), Addr: a.As4()}
 	} else {
 		domain, level, opt = unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_MTU
-		sa = &unix.SockaddrInet6{Port: int(client.Port()), Addr: a.As16(), ZoneId: zoneIndex(a.Zone())}
+		sa = &unix.SockaddrInet6{Port: int(client.Port()), Addr: a.As16(), ZoneId: udpio.ZoneIndex(a.Zone())}
 	}
 	fd, err := unix.Socket(domain, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -271,7 +273,7 @@ type rawBatch struct {
 	msgs  []unix.Mmsghdr
 	iovs  []unix.Iovec // two per message
 	hdrs  []byte       // rawHdrRoom per message
-	names []sockaddrBuf
+	names []udpio.Sockaddr
 	meta  []rawMsgMeta
 	n     int // packets queued
 	next  int // first packet not sent yet
@@ -298,7 +300,7 @@ func newRawBatch() *rawBatch {
 		msgs:  make([]unix.Mmsghdr, rawBatchMsgs),
 		iovs:  make([]unix.Iovec, 2*rawBatchMsgs),
 		hdrs:  make([]byte, rawHdrRoom*rawBatchMsgs),
-		names: make([]sockaddrBuf, rawBatchMsgs),
+		names: make([]udpio.Sockaddr, rawBatchMsgs),
 		meta:  make([]rawMsgMeta, rawBatchMsgs),
 	}
 	for i := range b.msgs {
@@ -343,7 +345,7 @@ func (b *rawBatch) emit(f rawFragment) {
 	}
 	// The destination is the client's address (port 0: a raw socket's
 	// "port" is its protocol).
-	namelen, _ := encodeSockaddr(&b.names[m], b.emitDst, b.snd.inet6)
+	namelen, _ := udpio.EncodeSockaddr(&b.names[m], b.emitDst, b.snd.inet6)
 	h.Namelen = namelen
 	b.meta[m] = rawMsgMeta{dg: b.dg, plen: -1}
 	b.n++
@@ -436,5 +438,5 @@ func (b *rawBatch) take() (sent, bytes, dropped int, tooBig bool) {
 
 // send is the RawConn.Write callback: one non-blocking sendmmsg.
 func (b *rawBatch) send(fd uintptr) bool {
-	return sendmmsg(fd, b.msgs[b.from:b.to], &b.res, &b.errno)
+	return udpio.Sendmmsg(fd, b.msgs[b.from:b.to], &b.res, &b.errno)
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/gatewayd/gatewayd/internal/udpio"
 )
 
 // Replies from the raw sockets reach the client from the remote's
@@ -67,7 +69,7 @@ func TestRawRepliesInNetns(t *testing.T) {
 	// Each reply comes from its own remote port (in any order: the
 	// kernel may reorder packets sent from different CPUs).
 	for _, r := range results {
-		buf := make([]byte, maxDatagram)
+		buf := make([]byte, udpio.MaxDatagram)
 		seen := map[int]bool{}
 		for range sizes {
 			_ = r.client.SetReadDeadline(time.Now().Add(failAfter))
@@ -168,7 +170,7 @@ func BenchmarkReplyPaths(b *testing.B) {
 						fill := func(round int) {
 							var ds []testDatagram
 							for i := range sessionBatch {
-								ds = append(ds, testDatagram{payload(i, size), from(round*sessionBatch + i), from(0)})
+								ds = append(ds, testDatagram{p: payload(i, size), from: from(round*sessionBatch + i)})
 							}
 							fillBatch(b, db.rb, ds)
 						}

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/gatewayd/gatewayd/internal/listen"
+	"github.com/gatewayd/gatewayd/internal/udpio"
 )
 
 // errLocalSource refuses to spoof a source that is gatewayd's own host.
@@ -25,7 +26,7 @@ var errLocalSource = errors.New("remote is a local or multicast address")
 // remote address with LRU eviction and idle expiry.
 type replySock struct {
 	conn *net.UDPConn
-	raw  *rawSock     // conn's descriptor for batched sends, if it has one
+	raw  *udpio.Sock  // conn's descriptor for batched sends, if it has one
 	last atomic.Int64 // server clock at the last send
 }
 
@@ -141,7 +142,7 @@ func (s *Server) reply(remote netip.AddrPort, now int64) (*replySock, error) {
 		s.cfg.FDs.Give(1)
 		return nil, err
 	}
-	rs := &replySock{conn: conn, raw: newRawSock(conn)}
+	rs := &replySock{conn: conn, raw: udpio.NewSock(conn)}
 	rs.last.Store(now)
 	got, added := s.replies.add(remote, rs)
 	if !added {

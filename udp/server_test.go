@@ -15,6 +15,7 @@ import (
 	"github.com/gatewayd/gatewayd/internal/fdbudget"
 
 	"github.com/gatewayd/gatewayd/internal/listen"
+	"github.com/gatewayd/gatewayd/internal/udpio"
 	"golang.org/x/sys/unix"
 )
 
@@ -374,7 +375,7 @@ func TestPendingQueueTakesOneHugeDatagram(t *testing.T) {
 	checkGoroutines(t)
 	d := &memDialer{gate: make(chan struct{})}
 	s := newMemServer(t, Config{}, d)
-	huge := make([]byte, maxDatagram-28)
+	huge := make([]byte, udpio.MaxDatagram-28)
 	s.handleDatagram(huge, origDstCmsg(remoteDst), 0, clientN(1))
 	s.handleDatagram(huge, origDstCmsg(remoteDst), 0, clientN(1))
 	if st := s.Stats(); st.DropQueue != 1 {

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gatewayd/gatewayd/internal/udpio"
 )
 
 // Why a session ended, for its log line.
@@ -60,8 +62,8 @@ type session struct {
 	last  atomic.Int64 // server clock at the last datagram either way
 	ready atomic.Bool  // up is set and the pending queue flushed
 	up    Upstream     // written once, before ready
-	raw   *rawSock     // up's descriptor if up is a *net.UDPConn (batched sends); written before ready
-	rawIn *rawSock     // the descriptor up's datagrams are read from in batches, if any
+	raw   *udpio.Sock  // up's descriptor if up is a *net.UDPConn (batched sends); written before ready
+	rawIn *udpio.Sock  // the descriptor up's datagrams are read from in batches, if any
 
 	lastDst atomic.Uint64 // hash of the last destination, skips the set on repeats
 	holdsFD atomic.Bool   // holds a descriptor of Config.FDs for its upstream

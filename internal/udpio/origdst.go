@@ -1,4 +1,4 @@
-package udp
+package udpio
 
 import (
 	"encoding/binary"
@@ -32,23 +32,27 @@ const (
 // IPV6_ORIGDSTADDR for IPv6 ones.
 var oobSize = unix.CmsgSpace(unix.SizeofSockaddrInet6) + unix.CmsgSpace(unix.SizeofSockaddrInet4)
 
-// Why a datagram's original destination could not be read. Values, so the
-// per-datagram path allocates nothing.
+// OOBSize is the control buffer size OrigDst needs, for either family (a
+// RecvBatch's oobLen, or ReadMsgUDP's oob).
+func OOBSize() int { return oobSize }
+
+// Why a datagram's original destination could not be read (OrigDst's
+// errors). Values, so the per-datagram path allocates nothing.
 var (
-	errCmsgTruncated = errors.New("control message truncated")
-	errCmsgMalformed = errors.New("control message length invalid")
-	errNoOrigDst     = errors.New("no original destination control message")
-	errBadSockaddr   = errors.New("original destination sockaddr invalid")
+	ErrCmsgTruncated = errors.New("control message truncated")
+	ErrCmsgMalformed = errors.New("control message length invalid")
+	ErrNoOrigDst     = errors.New("no original destination control message")
+	ErrBadSockaddr   = errors.New("original destination sockaddr invalid")
 )
 
-// origDst returns the original destination carried by an IP_ORIGDSTADDR or
+// OrigDst returns the original destination carried by an IP_ORIGDSTADDR or
 // IPV6_ORIGDSTADDR control message in oob, unmapped and without zone. Every
 // length is checked; other control messages are skipped; the first
 // original-destination message decides. It never allocates.
-func origDst(oob []byte) (netip.AddrPort, error) {
+func OrigDst(oob []byte) (netip.AddrPort, error) {
 	for len(oob) > 0 {
 		if len(oob) < unix.SizeofCmsghdr {
-			return netip.AddrPort{}, errCmsgTruncated
+			return netip.AddrPort{}, ErrCmsgTruncated
 		}
 		var l uint64
 		if cmsgLenSize == 8 {
@@ -60,9 +64,9 @@ func origDst(oob []byte) (netip.AddrPort, error) {
 		typ := int32(binary.NativeEndian.Uint32(oob[cmsgLenSize+4:]))
 		switch {
 		case l < cmsgData:
-			return netip.AddrPort{}, errCmsgMalformed
+			return netip.AddrPort{}, ErrCmsgMalformed
 		case l > uint64(len(oob)):
-			return netip.AddrPort{}, errCmsgTruncated
+			return netip.AddrPort{}, ErrCmsgTruncated
 		}
 		data := oob[cmsgData:l]
 		switch {
@@ -78,12 +82,12 @@ func origDst(oob []byte) (netip.AddrPort, error) {
 		}
 		oob = oob[next:]
 	}
-	return netip.AddrPort{}, errNoOrigDst
+	return netip.AddrPort{}, ErrNoOrigDst
 }
 
 func sockaddr4(b []byte) (netip.AddrPort, error) {
 	if len(b) < unix.SizeofSockaddrInet4 || binary.NativeEndian.Uint16(b[saFamilyOff:]) != unix.AF_INET {
-		return netip.AddrPort{}, errBadSockaddr
+		return netip.AddrPort{}, ErrBadSockaddr
 	}
 	return checkDst(netip.AddrPortFrom(
 		netip.AddrFrom4([4]byte(b[sin4AddrOff:sin4AddrOff+4])),
@@ -92,7 +96,7 @@ func sockaddr4(b []byte) (netip.AddrPort, error) {
 
 func sockaddr6(b []byte) (netip.AddrPort, error) {
 	if len(b) < unix.SizeofSockaddrInet6 || binary.NativeEndian.Uint16(b[saFamilyOff:]) != unix.AF_INET6 {
-		return netip.AddrPort{}, errBadSockaddr
+		return netip.AddrPort{}, ErrBadSockaddr
 	}
 	return checkDst(netip.AddrPortFrom(
 		netip.AddrFrom16([16]byte(b[sin6AddrOff:sin6AddrOff+16])).Unmap(),
@@ -102,7 +106,7 @@ func sockaddr6(b []byte) (netip.AddrPort, error) {
 // checkDst refuses destinations no datagram can be relayed to.
 func checkDst(ap netip.AddrPort) (netip.AddrPort, error) {
 	if ap.Port() == 0 || ap.Addr().IsUnspecified() {
-		return netip.AddrPort{}, errBadSockaddr
+		return netip.AddrPort{}, ErrBadSockaddr
 	}
 	return ap, nil
 }

@@ -1,4 +1,4 @@
-package udp
+package udpio
 
 import (
 	"bytes"
@@ -32,26 +32,26 @@ func TestOrigDst(t *testing.T) {
 		{"after other messages", slices.Concat(tos, pktinfo, origDstCmsg(v6)), v6, nil},
 		{"first of two", slices.Concat(origDstCmsg(v4), origDstCmsg(v6)), v4, nil},
 		{"last without padding", slices.Concat(tos, origDstCmsg(v6)[:unix.CmsgLen(unix.SizeofSockaddrInet6)]), v6, nil},
-		{"empty", nil, netip.AddrPort{}, errNoOrigDst},
-		{"only other messages", slices.Concat(tos, pktinfo), netip.AddrPort{}, errNoOrigDst},
-		{"truncated header", origDstCmsg(v4)[:unix.SizeofCmsghdr-1], netip.AddrPort{}, errCmsgTruncated},
-		{"truncated data", origDstCmsg(v4)[:unix.CmsgLen(unix.SizeofSockaddrInet4)-1], netip.AddrPort{}, errCmsgTruncated},
-		{"truncated after another message", slices.Concat(tos, origDstCmsg(v6)[:20]), netip.AddrPort{}, errCmsgTruncated},
-		{"zero length", withLen(origDstCmsg(v4), 0), netip.AddrPort{}, errCmsgMalformed},
-		{"length below header", withLen(origDstCmsg(v4), unix.SizeofCmsghdr-1), netip.AddrPort{}, errCmsgMalformed},
-		{"length beyond buffer", withLen(origDstCmsg(v4), 1<<20), netip.AddrPort{}, errCmsgTruncated},
-		{"short sockaddr_in", cmsg(unix.SOL_IP, unix.IP_ORIGDSTADDR, sockaddr(v4)[:unix.SizeofSockaddrInet4-1]), netip.AddrPort{}, errBadSockaddr},
-		{"short sockaddr_in6", cmsg(unix.SOL_IPV6, unix.IPV6_ORIGDSTADDR, sockaddr(v6)[:unix.SizeofSockaddrInet6-1]), netip.AddrPort{}, errBadSockaddr},
-		{"sockaddr_in6 under IPv4 type", cmsg(unix.SOL_IP, unix.IP_ORIGDSTADDR, sockaddr(v6)), netip.AddrPort{}, errBadSockaddr},
-		{"sockaddr_in under IPv6 type", cmsg(unix.SOL_IPV6, unix.IPV6_ORIGDSTADDR, sockaddr(v4)), netip.AddrPort{}, errBadSockaddr},
-		{"wrong level", cmsg(unix.SOL_IPV6, unix.IP_ORIGDSTADDR, sockaddr(v4)), netip.AddrPort{}, errNoOrigDst},
-		{"wrong type", cmsg(unix.SOL_IP, unix.IP_PKTINFO, sockaddr(v4)), netip.AddrPort{}, errNoOrigDst},
-		{"port 0", origDstCmsg(netip.MustParseAddrPort("198.18.0.9:0")), netip.AddrPort{}, errBadSockaddr},
-		{"unspecified", origDstCmsg(netip.MustParseAddrPort("[::]:53")), netip.AddrPort{}, errBadSockaddr},
-		{"garbage", bytes.Repeat([]byte{0xff}, oobSize), netip.AddrPort{}, errCmsgTruncated},
-		{"zeros", make([]byte, oobSize), netip.AddrPort{}, errCmsgMalformed},
+		{"empty", nil, netip.AddrPort{}, ErrNoOrigDst},
+		{"only other messages", slices.Concat(tos, pktinfo), netip.AddrPort{}, ErrNoOrigDst},
+		{"truncated header", origDstCmsg(v4)[:unix.SizeofCmsghdr-1], netip.AddrPort{}, ErrCmsgTruncated},
+		{"truncated data", origDstCmsg(v4)[:unix.CmsgLen(unix.SizeofSockaddrInet4)-1], netip.AddrPort{}, ErrCmsgTruncated},
+		{"truncated after another message", slices.Concat(tos, origDstCmsg(v6)[:20]), netip.AddrPort{}, ErrCmsgTruncated},
+		{"zero length", withLen(origDstCmsg(v4), 0), netip.AddrPort{}, ErrCmsgMalformed},
+		{"length below header", withLen(origDstCmsg(v4), unix.SizeofCmsghdr-1), netip.AddrPort{}, ErrCmsgMalformed},
+		{"length beyond buffer", withLen(origDstCmsg(v4), 1<<20), netip.AddrPort{}, ErrCmsgTruncated},
+		{"short sockaddr_in", cmsg(unix.SOL_IP, unix.IP_ORIGDSTADDR, sockaddr(v4)[:unix.SizeofSockaddrInet4-1]), netip.AddrPort{}, ErrBadSockaddr},
+		{"short sockaddr_in6", cmsg(unix.SOL_IPV6, unix.IPV6_ORIGDSTADDR, sockaddr(v6)[:unix.SizeofSockaddrInet6-1]), netip.AddrPort{}, ErrBadSockaddr},
+		{"sockaddr_in6 under IPv4 type", cmsg(unix.SOL_IP, unix.IP_ORIGDSTADDR, sockaddr(v6)), netip.AddrPort{}, ErrBadSockaddr},
+		{"sockaddr_in under IPv6 type", cmsg(unix.SOL_IPV6, unix.IPV6_ORIGDSTADDR, sockaddr(v4)), netip.AddrPort{}, ErrBadSockaddr},
+		{"wrong level", cmsg(unix.SOL_IPV6, unix.IP_ORIGDSTADDR, sockaddr(v4)), netip.AddrPort{}, ErrNoOrigDst},
+		{"wrong type", cmsg(unix.SOL_IP, unix.IP_PKTINFO, sockaddr(v4)), netip.AddrPort{}, ErrNoOrigDst},
+		{"port 0", origDstCmsg(netip.MustParseAddrPort("198.18.0.9:0")), netip.AddrPort{}, ErrBadSockaddr},
+		{"unspecified", origDstCmsg(netip.MustParseAddrPort("[::]:53")), netip.AddrPort{}, ErrBadSockaddr},
+		{"garbage", bytes.Repeat([]byte{0xff}, oobSize), netip.AddrPort{}, ErrCmsgTruncated},
+		{"zeros", make([]byte, oobSize), netip.AddrPort{}, ErrCmsgMalformed},
 	} {
-		got, err := origDst(tc.oob)
+		got, err := OrigDst(tc.oob)
 		if got != tc.want || !errors.Is(err, tc.err) {
 			t.Errorf("%s: origDst = %v, %v; want %v, %v", tc.name, got, err, tc.want, tc.err)
 		}
@@ -85,8 +85,8 @@ func TestOrigDstMatchesUnix(t *testing.T) {
 		case *unix.SockaddrInet6:
 			want = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port))
 		}
-		if got, err := origDst(oob); err != nil || got != want || got != dst {
-			t.Errorf("origDst(%s) = %v, %v; x/sys says %v", ap, got, err, want)
+		if got, err := OrigDst(oob); err != nil || got != want || got != dst {
+			t.Errorf("OrigDst(%s) = %v, %v; x/sys says %v", ap, got, err, want)
 		}
 	}
 }
@@ -99,7 +99,7 @@ func FuzzOrigDst(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, oob []byte) {
-		ap, err := origDst(oob)
+		ap, err := OrigDst(oob)
 		if err != nil {
 			if ap != (netip.AddrPort{}) {
 				t.Fatalf("origDst returned %v with error %v", ap, err)
@@ -124,7 +124,7 @@ func BenchmarkDecode(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := origDst(tc.oob); err != nil {
+				if _, err := OrigDst(tc.oob); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -169,7 +169,7 @@ func TestOrigDstFromKernel(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s %s: receiving: %v", tc.network, tc.listen, err)
 		}
-		got, err := origDst(oob[:oobn])
+		got, err := OrigDst(oob[:oobn])
 		if err != nil || got != dst || flags&unix.MSG_CTRUNC != 0 {
 			t.Errorf("%s %s from %s: origDst = %v, %v (flags %#x); want %v", tc.network, tc.listen, tc.send, got, err, flags, dst)
 		}

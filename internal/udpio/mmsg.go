@@ -1,4 +1,15 @@
-package udp
+// Package udpio is the datagram socket machinery the UDP relay (package
+// udp) and the DNS hijack's listener (package dns) share: batched receive
+// and send with recvmmsg(2) and sendmmsg(2) on the descriptors of
+// *net.UDPConn, UDP GSO for runs of equal-size datagrams, and decoding of
+// the original destination TPROXY attaches to a datagram as a control
+// message.
+//
+// A Sock is a socket's descriptor side; a RecvBatch receives into buffers
+// it owns; a SendBatch sends datagrams (slices the caller keeps untouched
+// until Flush) from one Sock. Nothing here allocates per datagram or per
+// batch once the batches exist.
+package udpio
 
 import (
 	"encoding/binary"
@@ -29,13 +40,10 @@ import (
 // sysmon's wakeups and the handoffs were about a quarter of the relay's
 // profile; raw calls removed them.
 
-// Batch sizes: datagrams per recvmmsg. A listener keeps its batch for its
-// whole life; a session reader takes a sessionBatch from a pool only while
-// its upstream outruns it (see burst in pump.go).
-const (
-	listenerBatch = 32
-	sessionBatch  = 16
-)
+// MaxDatagram is the room of each datagram of a RecvBatch: the largest IP
+// datagram. TPROXY (like any local delivery) reassembles fragments, so
+// datagrams arrive whole and a smaller buffer would truncate them.
+const MaxDatagram = 65535
 
 // UDP GSO limits: UDP_MAX_SEGMENTS is 64 on older kernels (newer ones take
 // 128), and one send carries at most one IP datagram's worth of payload
@@ -48,15 +56,14 @@ const (
 // gsoCmsgSpace is the room of one UDP_SEGMENT control message (a uint16).
 var gsoCmsgSpace = unix.CmsgSpace(2)
 
-// useGSO lets sends coalesce runs of datagrams with UDP_SEGMENT where the
-// kernel supports it. A switch for measurements.
-var useGSO = true
+// Sockaddr holds a struct sockaddr_in or sockaddr_in6.
+type Sockaddr [unix.SizeofSockaddrInet6]byte
 
-// sockaddrBuf holds a struct sockaddr_in or sockaddr_in6.
-type sockaddrBuf [unix.SizeofSockaddrInet6]byte
-
-// rawSock is the descriptor side of one *net.UDPConn, for batched I/O.
-type rawSock struct {
+// Sock is the descriptor side of one *net.UDPConn, for batched I/O. It
+// remembers how long a run of datagrams the socket's route takes as one
+// UDP GSO message, for every SendBatch that sends on it; it is safe for
+// concurrent use.
+type Sock struct {
 	rc    syscall.RawConn
 	inet6 bool // AF_INET6 (so IPv4 destinations go as mapped addresses)
 	// gsoMax is the longest datagram sends may coalesce with UDP_SEGMENT;
@@ -65,9 +72,9 @@ type rawSock struct {
 	gsoMax atomic.Int32
 }
 
-// newRawSock returns c's descriptor for batched I/O, or nil if c does not
+// NewSock returns c's descriptor for batched I/O, or nil if c does not
 // expose it (batched paths then fall back to one datagram per call).
-func newRawSock(c *net.UDPConn) *rawSock {
+func NewSock(c *net.UDPConn) *Sock {
 	if c == nil {
 		return nil
 	}
@@ -86,16 +93,19 @@ func newRawSock(c *net.UDPConn) *rawSock {
 	}); err != nil || derr != nil {
 		return nil
 	}
-	r := &rawSock{rc: rc, inet6: domain == unix.AF_INET6}
-	if useGSO && gerr == nil {
-		r.gsoMax.Store(maxDatagram)
+	r := &Sock{rc: rc, inet6: domain == unix.AF_INET6}
+	if gerr == nil {
+		r.gsoMax.Store(MaxDatagram)
 	}
 	return r
 }
 
+// RawConn is the socket's syscall.RawConn, for RecvBatch.Read.
+func (r *Sock) RawConn() syscall.RawConn { return r.rc }
+
 // decodeSockaddr reads a struct sockaddr_in or sockaddr_in6 of length n,
 // unmapped. A link-local IPv6 address keeps its scope as a numeric zone.
-func decodeSockaddr(b *sockaddrBuf, n uint32) (netip.AddrPort, bool) {
+func decodeSockaddr(b *Sockaddr, n uint32) (netip.AddrPort, bool) {
 	port := binary.BigEndian.Uint16(b[saPortOff:])
 	switch binary.NativeEndian.Uint16(b[saFamilyOff:]) {
 	case unix.AF_INET:
@@ -119,9 +129,10 @@ func decodeSockaddr(b *sockaddrBuf, n uint32) (netip.AddrPort, bool) {
 // sin6ScopeOff is the scope id's offset in struct sockaddr_in6.
 const sin6ScopeOff = 24
 
-// encodeSockaddr writes ap as the destination of a socket of the given
-// family and returns its length, or false if the family cannot reach ap.
-func encodeSockaddr(b *sockaddrBuf, ap netip.AddrPort, inet6 bool) (uint32, bool) {
+// EncodeSockaddr writes ap as the destination of a socket of the given
+// family (inet6: AF_INET6, which reaches IPv4 addresses as mapped ones) and
+// returns its length, or false if the family cannot reach ap.
+func EncodeSockaddr(b *Sockaddr, ap netip.AddrPort, inet6 bool) (uint32, bool) {
 	a := ap.Addr()
 	if !inet6 {
 		if !a.Unmap().Is4() {
@@ -140,14 +151,14 @@ func encodeSockaddr(b *sockaddrBuf, ap netip.AddrPort, inet6 bool) (uint32, bool
 	a16 := a.As16()
 	copy(b[sin6AddrOff:], a16[:])
 	if z := a.Zone(); z != "" {
-		binary.NativeEndian.PutUint32(b[sin6ScopeOff:], zoneIndex(z))
+		binary.NativeEndian.PutUint32(b[sin6ScopeOff:], ZoneIndex(z))
 	}
 	return unix.SizeofSockaddrInet6, true
 }
 
-// zoneIndex is the interface index of an IPv6 zone: numeric (as
-// decodeSockaddr makes them) or an interface name.
-func zoneIndex(z string) uint32 {
+// ZoneIndex is the interface index of an IPv6 zone: numeric (as
+// RecvBatch.Source makes them) or an interface name; 0 if there is none.
+func ZoneIndex(z string) uint32 {
 	if n, err := strconv.ParseUint(z, 10, 32); err == nil {
 		return uint32(n)
 	}
@@ -157,12 +168,12 @@ func zoneIndex(z string) uint32 {
 	return 0
 }
 
-// recvBatch is the state of recvmmsg(2) calls into n slots, each with its
-// own maxDatagram buffer, source address and control buffer.
-type recvBatch struct {
+// RecvBatch is the state of recvmmsg(2) calls into n slots, each with its
+// own MaxDatagram buffer, source address and control buffer.
+type RecvBatch struct {
 	msgs   []unix.Mmsghdr
 	iovs   []unix.Iovec
-	names  []sockaddrBuf
+	names  []Sockaddr
 	oob    []byte
 	oobLen int
 	bufs   []byte
@@ -174,21 +185,22 @@ type recvBatch struct {
 	readFn func(fd uintptr) bool
 }
 
-// newRecvBatch allocates a batch of n datagrams with oobLen bytes of
-// control data each. The buffers are allocated untouched: a slot's pages
-// are only backed once a datagram that long arrives in it.
-func newRecvBatch(n, oobLen int) *recvBatch {
-	b := &recvBatch{
+// NewRecvBatch allocates a batch of n datagrams with oobLen bytes of
+// control data each (OOBSize for original destinations; 0: none). The
+// buffers are allocated untouched: a slot's pages are only backed once a
+// datagram that long arrives in it.
+func NewRecvBatch(n, oobLen int) *RecvBatch {
+	b := &RecvBatch{
 		msgs:   make([]unix.Mmsghdr, n),
 		iovs:   make([]unix.Iovec, n),
-		names:  make([]sockaddrBuf, n),
+		names:  make([]Sockaddr, n),
 		oob:    make([]byte, n*max(oobLen, 1)),
 		oobLen: oobLen,
-		bufs:   make([]byte, n*maxDatagram),
+		bufs:   make([]byte, n*MaxDatagram),
 	}
 	for i := range b.msgs {
-		b.iovs[i].Base = &b.bufs[i*maxDatagram]
-		b.iovs[i].SetLen(maxDatagram)
+		b.iovs[i].Base = &b.bufs[i*MaxDatagram]
+		b.iovs[i].SetLen(MaxDatagram)
 		h := &b.msgs[i].Hdr
 		h.Name = &b.names[i][0]
 		h.Iov = &b.iovs[i]
@@ -202,9 +214,10 @@ func newRecvBatch(n, oobLen int) *recvBatch {
 	return b
 }
 
-// read receives up to len(b.msgs) datagrams, waiting for the first one in
-// Go's poller (so deadlines and Close work as for ReadFrom).
-func (b *recvBatch) read(rc syscall.RawConn) error {
+// Read receives up to n datagrams from the socket of rc, waiting for the
+// first one in Go's poller (so deadlines and Close work as for ReadFrom).
+// The datagrams of the previous Read are gone.
+func (b *RecvBatch) Read(rc syscall.RawConn) error {
 	b.n, b.waited, b.errno = 0, false, 0
 	if err := rc.Read(b.readFn); err != nil {
 		return err
@@ -219,7 +232,7 @@ func (b *recvBatch) read(rc syscall.RawConn) error {
 // go on reading until the batch is full: in the bench lab that made the
 // bursts towards the receivers longer and cost more loss at moderate rates
 // than the fewer sends saved.
-func (b *recvBatch) recv(fd uintptr) bool {
+func (b *RecvBatch) recv(fd uintptr) bool {
 	for i := range b.used {
 		h := &b.msgs[i].Hdr
 		h.Namelen = unix.SizeofSockaddrInet6
@@ -247,49 +260,84 @@ func (b *recvBatch) recv(fd uintptr) bool {
 	}
 }
 
-// datagram is the payload of datagram i of the last read.
-func (b *recvBatch) datagram(i int) []byte {
-	off := i * maxDatagram
+// Len is the number of datagrams the last Read returned.
+func (b *RecvBatch) Len() int { return b.n }
+
+// Waited reports whether the last Read found nothing queued at first and
+// waited for the socket to become readable.
+func (b *RecvBatch) Waited() bool { return b.waited }
+
+// Datagram is the payload of datagram i of the last Read; valid until the
+// next Read.
+func (b *RecvBatch) Datagram(i int) []byte {
+	off := i * MaxDatagram
 	return b.bufs[off : off+int(b.msgs[i].Len)]
 }
 
-// control is the control data of datagram i.
-func (b *recvBatch) control(i int) []byte {
+// Control is the control data of datagram i (see OrigDst).
+func (b *RecvBatch) Control(i int) []byte {
 	off := i * b.oobLen
 	return b.oob[off : off+int(b.msgs[i].Hdr.Controllen)]
 }
 
-// flags are the recvmsg flags of datagram i (MSG_TRUNC, MSG_CTRUNC).
-func (b *recvBatch) flags(i int) int { return int(b.msgs[i].Hdr.Flags) }
+// Flags are the recvmsg flags of datagram i (MSG_TRUNC, MSG_CTRUNC).
+func (b *RecvBatch) Flags(i int) int { return int(b.msgs[i].Hdr.Flags) }
 
-// source is the unmapped sender of datagram i.
-func (b *recvBatch) source(i int) (netip.AddrPort, bool) {
+// Source is the unmapped sender of datagram i; false if its address cannot
+// be decoded. A link-local IPv6 sender keeps its scope as a numeric zone.
+func (b *RecvBatch) Source(i int) (netip.AddrPort, bool) {
 	return decodeSockaddr(&b.names[i], b.msgs[i].Hdr.Namelen)
 }
 
-// sendItem is one datagram queued in a sendBatch. p points into a
-// recvBatch, which stays untouched until the sendBatch is flushed.
-type sendItem struct {
-	p   []byte
-	dst netip.AddrPort
+// Buffer is the whole MaxDatagram buffer of slot i, for reading one
+// datagram into the batch's memory without Read (its length then is the
+// caller's to keep). The next Read overwrites it.
+func (b *RecvBatch) Buffer(i int) []byte {
+	off := i * MaxDatagram
+	return b.bufs[off : off+MaxDatagram : off+MaxDatagram]
 }
 
-// sendBatch collects datagrams for one socket and sends them with as few
+// Put lays datagram i out as recvmmsg(2) would have: payload p, source
+// src, control data oob, no flags; the batch then holds i+1 datagrams. It
+// is for tests and benchmarks of what consumes batches, and reports false
+// if i, p or oob do not fit.
+func (b *RecvBatch) Put(i int, p []byte, src netip.AddrPort, oob []byte) bool {
+	if i >= len(b.msgs) || len(p) > MaxDatagram || len(oob) > b.oobLen {
+		return false
+	}
+	n, _ := EncodeSockaddr(&b.names[i], src, !src.Addr().Is4()) // AF_INET6 takes any address
+	copy(b.bufs[i*MaxDatagram:], p)
+	b.msgs[i].Len = uint32(len(p))
+	h := &b.msgs[i].Hdr
+	h.Namelen, h.Flags = n, 0
+	copy(b.oob[i*b.oobLen:], oob)
+	h.SetControllen(len(oob))
+	b.n, b.used = i+1, max(b.used, i+1)
+	return true
+}
+
+// Queued is a datagram added to a SendBatch.
+type Queued struct {
+	Payload []byte
+	Dst     netip.AddrPort
+}
+
+// SendBatch collects datagrams for one socket and sends them with as few
 // sendmmsg(2) calls as the socket's buffer allows. Consecutive datagrams to
 // the same destination, all as long as the first but the last, go as one
 // message with a UDP_SEGMENT control message when the socket allows GSO:
 // the kernel then passes them through its stack once and splits them into
 // datagrams on the way out (or the receiver does).
-type sendBatch struct {
+type SendBatch struct {
 	msgs     []unix.Mmsghdr
 	iovs     []unix.Iovec // one per item
-	names    []sockaddrBuf
+	names    []Sockaddr
 	cmsgs    []byte
-	items    []sendItem
+	items    []Queued
 	msgDst   []netip.AddrPort
 	msgFirst []int // index of each message's first item
 
-	rs     *rawSock
+	rs     *Sock
 	gsoMax int // rs.gsoMax when the batch began
 	nmsg   int
 	seg    int  // segment size of the last message
@@ -308,13 +356,14 @@ type sendBatch struct {
 	writeFn  func(fd uintptr) bool
 }
 
-func newSendBatch(n int) *sendBatch {
-	b := &sendBatch{
+// NewSendBatch returns a batch of up to n datagrams.
+func NewSendBatch(n int) *SendBatch {
+	b := &SendBatch{
 		msgs:     make([]unix.Mmsghdr, n),
 		iovs:     make([]unix.Iovec, n),
-		names:    make([]sockaddrBuf, n),
+		names:    make([]Sockaddr, n),
 		cmsgs:    make([]byte, n*gsoCmsgSpace),
-		items:    make([]sendItem, 0, n),
+		items:    make([]Queued, 0, n),
 		msgDst:   make([]netip.AddrPort, n),
 		msgFirst: make([]int, n),
 	}
@@ -328,9 +377,9 @@ func newSendBatch(n int) *sendBatch {
 	return b
 }
 
-// begin empties the batch for datagrams to be sent on rs (nil: none
-// yet).
-func (b *sendBatch) begin(rs *rawSock) {
+// Begin empties the batch for datagrams to be sent on rs (nil: none yet;
+// it also lets go of the datagrams added before).
+func (b *SendBatch) Begin(rs *Sock) {
 	b.rs, b.gsoMax = rs, 0
 	if rs != nil {
 		b.gsoMax = int(rs.gsoMax.Load())
@@ -340,12 +389,16 @@ func (b *sendBatch) begin(rs *rawSock) {
 	b.items = b.items[:0]
 }
 
-func (b *sendBatch) empty() bool { return len(b.items) == 0 }
+// Sock is the socket of the last Begin.
+func (b *SendBatch) Sock() *Sock { return b.rs }
 
-// add queues p for dst. It reports false, queueing nothing, if the
-// socket's family cannot reach dst. The batch holds as many datagrams as
-// the receive batch they come from.
-func (b *sendBatch) add(p []byte, dst netip.AddrPort) bool {
+// Empty reports whether nothing was added since Begin.
+func (b *SendBatch) Empty() bool { return len(b.items) == 0 }
+
+// Add queues p for dst; p must stay untouched until Flush. It reports
+// false, queueing nothing, if the socket's family cannot reach dst. The
+// batch holds as many datagrams as it was made for.
+func (b *SendBatch) Add(p []byte, dst netip.AddrPort) bool {
 	i := len(b.items)
 	iov := &b.iovs[i]
 	iov.Base = nil
@@ -364,11 +417,11 @@ func (b *sendBatch) add(p []byte, dst netip.AddrPort) bool {
 		h.Iovlen++
 		b.bytes += len(p)
 		b.open = len(p) == b.seg // a shorter segment ends the run
-		b.items = append(b.items, sendItem{p, dst})
+		b.items = append(b.items, Queued{p, dst})
 		return true
 	}
 	m := b.nmsg
-	namelen, ok := encodeSockaddr(&b.names[m], dst, b.rs.inet6)
+	namelen, ok := EncodeSockaddr(&b.names[m], dst, b.rs.inet6)
 	if !ok {
 		return false
 	}
@@ -382,23 +435,34 @@ func (b *sendBatch) add(p []byte, dst netip.AddrPort) bool {
 	b.nmsg++
 	b.seg, b.bytes = len(p), len(p)
 	b.open = len(p) > 0 && len(p) <= b.gsoMax
-	b.items = append(b.items, sendItem{p, dst})
+	b.items = append(b.items, Queued{p, dst})
 	return true
 }
 
 // segSize is the UDP_SEGMENT size of message m: its first datagram's.
-func (b *sendBatch) segSize(m int) int { return len(b.items[b.msgFirst[m]].p) }
+func (b *SendBatch) segSize(m int) int { return len(b.items[b.msgFirst[m]].Payload) }
 
 // segments is the number of datagrams in message m.
-func (b *sendBatch) segments(m int) int { return int(b.msgs[m].Hdr.Iovlen) }
+func (b *SendBatch) segments(m int) int { return int(b.msgs[m].Hdr.Iovlen) }
 
-// flush sends every queued datagram, waiting in Go's poller while the
+// Sent is what the last Flush sent: datagrams and their payload bytes.
+func (b *SendBatch) Sent() (datagrams, bytes int) { return b.sentN, b.sentBytes }
+
+// Dropped is the number of datagrams the kernel refused in the last Flush.
+func (b *SendBatch) Dropped() int { return b.dropped }
+
+// Unsent are the datagrams the last Flush did not get to because the
+// socket was closed or unusable (it returned an error); empty after a
+// Flush without error. Valid until the next Begin.
+func (b *SendBatch) Unsent() []Queued { return b.items[b.next:] }
+
+// Flush sends every queued datagram, waiting in Go's poller while the
 // socket buffer is full. Datagrams the kernel refuses are counted in
-// b.dropped; a run whose GSO send fails is sent again one datagram at a
-// time, and GSO is off for the socket from then on. It returns an error
-// only if the socket is closed or unusable: b.items[b.next:] were then not
-// sent.
-func (b *sendBatch) flush() error {
+// Dropped; a run whose GSO send fails is sent again one datagram at a
+// time, and runs that long are not coalesced on the socket from then on.
+// It returns an error only if the socket is closed or unusable: Unsent
+// were then not sent.
+func (b *SendBatch) Flush() error {
 	b.sentN, b.sentBytes, b.dropped, b.next = 0, 0, 0, 0
 	for m := 0; m < b.nmsg; {
 		if err := b.call(m, b.nmsg); err != nil {
@@ -428,16 +492,16 @@ func (b *sendBatch) flush() error {
 }
 
 // count records message m as sent.
-func (b *sendBatch) count(m int) {
+func (b *SendBatch) count(m int) {
 	first := b.msgFirst[m]
 	for _, it := range b.items[first : first+b.segments(m)] {
 		b.sentN++
-		b.sentBytes += len(it.p)
+		b.sentBytes += len(it.Payload)
 	}
 }
 
 // sendApart sends the segments of message m one datagram per call.
-func (b *sendBatch) sendApart(m int) error {
+func (b *SendBatch) sendApart(m int) error {
 	h := &b.msgs[m].Hdr
 	first, n := b.msgFirst[m], b.segments(m)
 	h.Control = nil
@@ -451,7 +515,7 @@ func (b *sendBatch) sendApart(m int) error {
 		}
 		if b.errno == 0 {
 			b.sentN++
-			b.sentBytes += len(b.items[i].p)
+			b.sentBytes += len(b.items[i].Payload)
 		} else {
 			b.dropped++
 		}
@@ -461,20 +525,21 @@ func (b *sendBatch) sendApart(m int) error {
 
 // call runs one sendmmsg on messages [from, to) and leaves its result in
 // b.res and b.errno.
-func (b *sendBatch) call(from, to int) error {
+func (b *SendBatch) call(from, to int) error {
 	b.from, b.to, b.res, b.errno = from, to, 0, 0
 	return b.rs.rc.Write(b.writeFn)
 }
 
 // send is the RawConn.Write callback.
-func (b *sendBatch) send(fd uintptr) bool {
-	return sendmmsg(fd, b.msgs[b.from:b.to], &b.res, &b.errno)
+func (b *SendBatch) send(fd uintptr) bool {
+	return Sendmmsg(fd, b.msgs[b.from:b.to], &b.res, &b.errno)
 }
 
-// sendmmsg is one non-blocking sendmmsg(2) of msgs on fd, as a
+// Sendmmsg is one non-blocking sendmmsg(2) of msgs on fd, as a
 // RawConn.Write callback step: false when the socket is full (wait), true
-// with *sent set, or *errno on an error.
-func sendmmsg(fd uintptr, msgs []unix.Mmsghdr, sent *int, errno *unix.Errno) bool {
+// with *sent set, or *errno on an error. A raw system call: see the top of
+// this file.
+func Sendmmsg(fd uintptr, msgs []unix.Mmsghdr, sent *int, errno *unix.Errno) bool {
 	if len(msgs) == 0 {
 		*sent = 0
 		return true
@@ -506,7 +571,7 @@ func isGSOError(e unix.Errno) bool {
 
 // refuseGSO records a failed UDP_SEGMENT send of seg-byte segments: the
 // route takes none (EIO, EOPNOTSUPP), or none this long.
-func (r *rawSock) refuseGSO(e unix.Errno, seg int) {
+func (r *Sock) refuseGSO(e unix.Errno, seg int) {
 	limit := int32(0)
 	if e == unix.EINVAL || e == unix.EMSGSIZE {
 		limit = int32(seg - 1)

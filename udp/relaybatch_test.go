@@ -2,14 +2,13 @@ package udp
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/gatewayd/gatewayd/internal/udpio"
 )
 
 // payload is n bytes that tell datagram tag apart from every other.
@@ -24,7 +23,9 @@ func payload(tag, n int) []byte {
 	return p
 }
 
-// testDatagram is one datagram put into a receive batch by hand.
+// testDatagram is one datagram put into a receive batch by hand. dst is
+// its original destination; zero in a session reader's batch, which has
+// no room for control messages.
 type testDatagram struct {
 	p         []byte
 	from, dst netip.AddrPort
@@ -32,25 +33,17 @@ type testDatagram struct {
 
 // fillBatch lays datagrams out in rb as recvmmsg would have, with the
 // original destination control message the kernel attaches.
-func fillBatch(t testing.TB, rb *recvBatch, ds []testDatagram) {
+func fillBatch(t testing.TB, rb *udpio.RecvBatch, ds []testDatagram) {
 	t.Helper()
-	if len(ds) > len(rb.msgs) {
-		t.Fatalf("%d datagrams for a batch of %d", len(ds), len(rb.msgs))
-	}
 	for i, d := range ds {
-		copy(rb.bufs[i*maxDatagram:], d.p)
-		rb.msgs[i].Len = uint32(len(d.p))
-		n, ok := encodeSockaddr(&rb.names[i], d.from, !d.from.Addr().Is4())
-		if !ok {
-			t.Fatalf("cannot encode %s", d.from)
+		var oob []byte
+		if d.dst.IsValid() {
+			oob = origDstCmsg(d.dst)
 		}
-		h := &rb.msgs[i].Hdr
-		h.Namelen, h.Flags = n, 0
-		c := origDstCmsg(d.dst)
-		copy(rb.oob[i*rb.oobLen:], c)
-		h.SetControllen(len(c))
+		if !rb.Put(i, d.p, d.from, oob) {
+			t.Fatalf("datagram %d does not fit the batch", i)
+		}
 	}
-	rb.n, rb.used = len(ds), len(ds)
 }
 
 // recvAll reads n datagrams from c (a receive buffer big enough for them
@@ -59,7 +52,7 @@ func recvAll(t testing.TB, c *net.UDPConn, n int) ([][]byte, []netip.AddrPort) {
 	t.Helper()
 	var ps [][]byte
 	var froms []netip.AddrPort
-	buf := make([]byte, maxDatagram)
+	buf := make([]byte, udpio.MaxDatagram)
 	_ = c.SetReadDeadline(time.Now().Add(failAfter))
 	for range n {
 		m, from, err := c.ReadFromUDPAddrPort(buf)
@@ -76,7 +69,7 @@ func recvAll(t testing.TB, c *net.UDPConn, n int) ([][]byte, []netip.AddrPort) {
 func expectNothingMore(t testing.TB, c *net.UDPConn) {
 	t.Helper()
 	_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-	buf := make([]byte, maxDatagram)
+	buf := make([]byte, udpio.MaxDatagram)
 	if n, from, err := c.ReadFromUDPAddrPort(buf); err == nil {
 		t.Errorf("unexpected datagram of %d bytes from %s", n, from)
 	}
@@ -86,61 +79,6 @@ func bigBuffers(t testing.TB, c *net.UDPConn) {
 	t.Helper()
 	if err := c.SetReadBuffer(8 << 20); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// recvmmsg fills a batch from a real socket: payloads (empty and 60 KB
-// ones too), sources and the kernel's original-destination messages.
-func TestRecvBatchFromSocket(t *testing.T) {
-	lc := net.ListenConfig{Control: sockoptRecvOrigDst}
-	pc, err := lc.ListenPacket(context.Background(), "udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln := pc.(*net.UDPConn)
-	defer ln.Close()
-	bigBuffers(t, ln)
-	senders := []*net.UDPConn{listenUDP(t, "127.0.0.1:0"), listenUDP(t, "127.0.0.1:0")}
-	sizes := []int{1200, 0, 60000, 1, 1200, 1472}
-	const rounds = 10 // more than one batch
-	for r := range rounds {
-		for i, n := range sizes {
-			c := senders[i%2]
-			if _, err := c.WriteToUDPAddrPort(payload(r*len(sizes)+i, n), localAddr(ln)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	rc, err := ln.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb := newRecvBatch(listenerBatch, oobSize)
-	_ = ln.SetReadDeadline(time.Now().Add(failAfter))
-	for got := 0; got < rounds*len(sizes); {
-		if err := rb.read(rc); err != nil {
-			t.Fatalf("after %d datagrams: %v", got, err)
-		}
-		if rb.n < 1 || rb.n > listenerBatch {
-			t.Fatalf("read returned %d datagrams", rb.n)
-		}
-		for i := range rb.n {
-			tag := got + i
-			want := payload(tag, sizes[tag%len(sizes)])
-			if !bytes.Equal(rb.datagram(i), want) {
-				t.Fatalf("datagram %d: %d bytes, want %d", tag, len(rb.datagram(i)), len(want))
-			}
-			if from, ok := rb.source(i); !ok || from != localAddr(senders[tag%2]) {
-				t.Errorf("datagram %d from %v (%v), want %s", tag, from, ok, localAddr(senders[tag%2]))
-			}
-			if rb.flags(i) != 0 {
-				t.Errorf("datagram %d: flags %#x", tag, rb.flags(i))
-			}
-			if dst, err := origDst(rb.control(i)); err != nil || dst != localAddr(ln) {
-				t.Errorf("datagram %d: original destination %v, %v; want %s", tag, dst, err, localAddr(ln))
-			}
-		}
-		got += rb.n
 	}
 }
 
@@ -160,189 +98,6 @@ func checkReceived(t *testing.T, c *net.UDPConn, want [][]byte, from netip.AddrP
 }
 
 func head(p []byte) []byte { return p[:min(len(p), 4)] }
-
-// A send batch coalesces runs of equal-size datagrams to one destination
-// (GSO), and the receivers still get every datagram on its own, in order.
-func TestSendBatchCoalesces(t *testing.T) {
-	sender := listenUDP(t, "127.0.0.1:0")
-	a, b := listenUDP(t, "127.0.0.1:0"), listenUDP(t, "127.0.0.1:0")
-	bigBuffers(t, a)
-	bigBuffers(t, b)
-	rs := newRawSock(sender)
-	if rs == nil || rs.inet6 {
-		t.Fatalf("rawSock = %+v", rs)
-	}
-	gso := rs.gsoMax.Load() > 0
-	sb := newSendBatch(32)
-	sb.begin(rs)
-	var toA, toB [][]byte
-	add := func(p []byte, c *net.UDPConn, list *[][]byte) {
-		if !sb.add(p, localAddr(c)) {
-			t.Fatal("add refused an IPv4 destination")
-		}
-		*list = append(*list, p)
-	}
-	tag := 0
-	next := func(n int) []byte { tag++; return payload(tag, n) }
-	for range 5 {
-		add(next(1200), a, &toA)
-	}
-	add(next(700), a, &toA) // ends the run
-	for range 3 {
-		add(next(1200), a, &toA)
-	}
-	add(next(1000), b, &toB)
-	add(next(1000), b, &toB)
-	add(next(0), b, &toB) // never coalesced
-	add(next(1300), a, &toA)
-	if gso {
-		if sb.nmsg != 5 {
-			t.Errorf("%d messages, want 5 (6+3 to a, 2+1 to b, 1 to a)", sb.nmsg)
-		}
-	} else {
-		t.Log("no UDP GSO here: one message per datagram")
-	}
-	if err := sb.flush(); err != nil {
-		t.Fatal(err)
-	}
-	if sb.sentN != len(toA)+len(toB) || sb.dropped != 0 {
-		t.Errorf("sent %d, dropped %d; want %d sent", sb.sentN, sb.dropped, len(toA)+len(toB))
-	}
-	checkReceived(t, a, toA, localAddr(sender))
-	checkReceived(t, b, toB, localAddr(sender))
-	if gso && rs.gsoMax.Load() != maxDatagram {
-		t.Errorf("gsoMax = %d after a good send", rs.gsoMax.Load())
-	}
-}
-
-// A GSO send the kernel refuses is sent again one datagram at a time, and
-// runs that long are not coalesced on that socket again.
-func TestSendBatchGSOFallback(t *testing.T) {
-	sender := listenUDP(t, "127.0.0.1:0")
-	rs := newRawSock(sender)
-	if rs == nil || rs.gsoMax.Load() == 0 {
-		t.Skip("no UDP GSO here")
-	}
-	// Without UDP checksums the kernel refuses GSO (EINVAL), but sends
-	// single datagrams.
-	raw, _ := sender.SyscallConn()
-	_ = raw.Control(func(fd uintptr) {
-		if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_NO_CHECK, 1); err != nil {
-			t.Fatal(err)
-		}
-	})
-	dst := listenUDP(t, "127.0.0.1:0")
-	bigBuffers(t, dst)
-	var want [][]byte
-	sb := newSendBatch(16)
-	for round, size := range []int{1200, 1200, 1000} {
-		sb.begin(rs)
-		for i := range 4 {
-			p := payload(round*4+i, size)
-			sb.add(p, localAddr(dst))
-			want = append(want, p)
-		}
-		if err := sb.flush(); err != nil {
-			t.Fatal(err)
-		}
-		if sb.sentN != 4 || sb.dropped != 0 {
-			t.Errorf("round %d: sent %d, dropped %d", round, sb.sentN, sb.dropped)
-		}
-		if got := rs.gsoMax.Load(); got != int32(size-1) {
-			t.Errorf("round %d: gsoMax = %d, want %d", round, got, size-1)
-		}
-	}
-	checkReceived(t, dst, want, localAddr(sender))
-
-	// EIO (no checksum offload on the route) switches GSO off.
-	rs.refuseGSO(unix.EIO, 500)
-	if got := rs.gsoMax.Load(); got != 0 {
-		t.Errorf("gsoMax = %d after EIO", got)
-	}
-}
-
-// Without GSO every datagram is its own message, and flush still sends
-// them in one call.
-func TestSendBatchWithoutGSO(t *testing.T) {
-	sender := listenUDP(t, "127.0.0.1:0")
-	rs := newRawSock(sender)
-	rs.gsoMax.Store(0)
-	dst := listenUDP(t, "127.0.0.1:0")
-	bigBuffers(t, dst)
-	sb := newSendBatch(8)
-	sb.begin(rs)
-	var want [][]byte
-	for i := range 8 {
-		p := payload(i, 1200)
-		sb.add(p, localAddr(dst))
-		want = append(want, p)
-	}
-	if sb.nmsg != 8 {
-		t.Errorf("%d messages, want 8", sb.nmsg)
-	}
-	if err := sb.flush(); err != nil || sb.sentN != 8 {
-		t.Fatalf("flush: %v, sent %d", err, sb.sentN)
-	}
-	checkReceived(t, dst, want, localAddr(sender))
-}
-
-// An IPv6 socket reaches IPv6 destinations and IPv4 ones as mapped
-// addresses; an IPv4 socket refuses IPv6 destinations.
-func TestSendBatchFamilies(t *testing.T) {
-	if !haveIPv6(t) {
-		t.Skip("no IPv6")
-	}
-	s6 := listenUDP(t, "[::]:0")
-	rs6 := newRawSock(s6)
-	if rs6 == nil || !rs6.inet6 {
-		t.Fatalf("rawSock = %+v, want AF_INET6", rs6)
-	}
-	d6, d4 := listenUDP(t, "[::1]:0"), listenUDP(t, "127.0.0.1:0")
-	sb := newSendBatch(4)
-	sb.begin(rs6)
-	if !sb.add([]byte("six"), localAddr(d6)) || !sb.add([]byte("four"), localAddr(d4)) {
-		t.Fatal("add refused a destination")
-	}
-	if err := sb.flush(); err != nil || sb.sentN != 2 {
-		t.Fatalf("flush: %v, sent %d", err, sb.sentN)
-	}
-	expectDatagram(t, d6, "six")
-	expectDatagram(t, d4, "four")
-
-	sb.begin(newRawSock(listenUDP(t, "127.0.0.1:0")))
-	if sb.add([]byte("x"), localAddr(d6)) {
-		t.Error("an IPv4 socket took an IPv6 destination")
-	}
-}
-
-// sockaddr round trips, with the scope of link-local addresses.
-func TestSockaddrRoundTrip(t *testing.T) {
-	for _, s := range []string{"198.51.100.7:53", "[2001:db8::1]:443", "[fe80::1%7]:9"} {
-		ap := netip.MustParseAddrPort(s)
-		var b sockaddrBuf
-		n, ok := encodeSockaddr(&b, ap, ap.Addr().Is6())
-		if !ok {
-			t.Fatalf("encode %s", s)
-		}
-		got, ok := decodeSockaddr(&b, n)
-		if !ok || got != ap {
-			t.Errorf("%s: got %s (%v)", s, got, ok)
-		}
-	}
-	// IPv4 on an IPv6 socket: mapped, and decoded unmapped.
-	ap := netip.MustParseAddrPort("198.51.100.7:53")
-	var b sockaddrBuf
-	n, _ := encodeSockaddr(&b, ap, true)
-	if n != unix.SizeofSockaddrInet6 {
-		t.Errorf("length %d, want sockaddr_in6", n)
-	}
-	if got, _ := decodeSockaddr(&b, n); got != ap {
-		t.Errorf("mapped: got %s", got)
-	}
-	if _, ok := decodeSockaddr(&b, 10); ok {
-		t.Error("decoded a short sockaddr")
-	}
-}
 
 // batchServer is a server with direct upstreams whose sessions for
 // clients are open, ready for batches. The clients are addresses nobody
@@ -577,7 +332,7 @@ func TestBatchAllocs(t *testing.T) {
 	remote := localAddr(sink)
 	var down []testDatagram
 	for i := range sessionBatch {
-		down = append(down, testDatagram{payload(i, 1200), remote, remote})
+		down = append(down, testDatagram{p: payload(i, 1200), from: remote})
 	}
 	fillBatch(t, db.rb, down)
 	s.deliverBatch(ss, &slot, db, s.now()) // opens the reply socket
