@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/gatewayd/gatewayd/dns"
 	"github.com/gatewayd/gatewayd/gateway"
 )
 
@@ -79,7 +80,7 @@ func Default() *Config {
 			HijackRouter:     true,
 			ResolvConf:       DefaultResolvConf,
 			Timeout:          Duration{2 * time.Second},
-			CacheSize:        10000,
+			CacheSize:        dns.DefaultCacheSize,
 			MaxTTL:           Duration{24 * time.Hour},
 			MaxStale:         Duration{24 * time.Hour},
 			BlockMode:        "nxdomain",

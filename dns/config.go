@@ -17,9 +17,9 @@ const (
 	// defaultTimeout bounds one try of one upstream: a resolver that has
 	// not answered by then is slower than trying the next one.
 	defaultTimeout = 2 * time.Second
-	// defaultCacheSize is in answers; a home network asks for a few
+	// DefaultCacheSize is in answers; a home network asks for a few
 	// thousand names a day, and an answer takes well under 1 KiB.
-	defaultCacheSize = 4096
+	DefaultCacheSize = 10000
 	// defaultMaxTTL caps how long an answer is trusted without asking
 	// again, like Unbound's cache-max-ttl.
 	defaultMaxTTL = 24 * time.Hour
@@ -57,7 +57,7 @@ type Config struct {
 	// Timeout bounds each try of one upstream; 0: 2 s. [timeout]
 	Timeout time.Duration
 
-	// CacheSize bounds the answer cache, in answers; 0: 4096, < 0: no
+	// CacheSize bounds the answer cache, in answers; 0: DefaultCacheSize, < 0: no
 	// cache. [cache_size]
 	CacheSize int
 	// MinTTL and MaxTTL clamp how long answers are cached (negative
@@ -141,7 +141,7 @@ func (h *Handler) configure(cfg *Config) error {
 		for i, s := range specs {
 			u, err := ParseUpstream(s, opt)
 			if err != nil {
-				return nil, fmt.Errorf("%s[%d]: %w", field, i, err)
+				return nil, fieldError(fmt.Sprintf("%s[%d]", field, i), err)
 			}
 			ups = append(ups, u)
 		}
@@ -156,11 +156,11 @@ func (h *Handler) configure(cfg *Config) error {
 		if _, err := os.Stat(cfg.ResolvConf); errors.Is(err, fs.ErrNotExist) {
 			h.log.Warn("dns: resolv_conf does not exist yet; waiting for it", "path", cfg.ResolvConf)
 		} else if err != nil {
-			return fmt.Errorf("resolv_conf: %w", err)
+			return fieldError("resolv_conf", err)
 		}
 		rc = ResolvConfUpstreams(cfg.ResolvConf, opt, h.log)
 	} else if len(cfg.Upstreams) == 0 {
-		return errors.New("upstreams: none given, and no resolv_conf either")
+		return fieldError("upstreams", errors.New("none given, and no resolv_conf either"))
 	}
 	var err error
 	if h.upstream, err = mkGroup("upstreams", cfg.Upstreams, rc); err != nil {
@@ -183,7 +183,7 @@ func (h *Handler) configure(cfg *Config) error {
 	for i, d := range cfg.RebindAllow {
 		name, err := parseDomain(d)
 		if err != nil {
-			return fmt.Errorf("rebind_allow[%d]: %w", i, err)
+			return fieldError(fmt.Sprintf("rebind_allow[%d]", i), err)
 		}
 		h.allow[name] = struct{}{}
 	}
@@ -193,7 +193,7 @@ func (h *Handler) configure(cfg *Config) error {
 		if cfg.ServeStale {
 			maxStale = cmp.Or(cfg.MaxStale, defaultMaxStale)
 		}
-		size := cmp.Or(cfg.CacheSize, defaultCacheSize)
+		size := cmp.Or(cfg.CacheSize, DefaultCacheSize)
 		h.cache = newCache(size, maxStale, h.now)
 		h.wire = newWireCache(min(size, maxWireEntries))
 	}
@@ -209,14 +209,14 @@ func checkDurations(cfg *Config) error {
 		v     time.Duration
 	}{{"timeout", cfg.Timeout}, {"min_ttl", cfg.MinTTL}, {"max_ttl", cfg.MaxTTL}, {"max_stale", cfg.MaxStale}} {
 		if d.v < 0 {
-			return fmt.Errorf("%s: %v is negative", d.field, d.v)
+			return fieldError(d.field, fmt.Errorf("%v is negative", d.v))
 		}
 	}
 	if maxTTL := cmp.Or(cfg.MaxTTL, defaultMaxTTL); cfg.MinTTL > maxTTL {
-		return fmt.Errorf("min_ttl: %v exceeds max_ttl %v", cfg.MinTTL, maxTTL)
+		return fieldError("min_ttl", fmt.Errorf("%v exceeds max_ttl %v", cfg.MinTTL, maxTTL))
 	}
 	if cfg.MemorySize < 0 {
-		return fmt.Errorf("memory_size: %d is negative", cfg.MemorySize)
+		return fieldError("memory_size", fmt.Errorf("%d is negative", cfg.MemorySize))
 	}
 	return nil
 }
@@ -225,7 +225,7 @@ func (h *Handler) configureBlocking(cfg *Config) error {
 	switch cfg.BlockMode {
 	case "", BlockNXDomain, BlockNull:
 	default:
-		return fmt.Errorf("block_mode: %q (want %q or %q)", cfg.BlockMode, BlockNXDomain, BlockNull)
+		return fieldError("block_mode", fmt.Errorf("%q (want %q or %q)", cfg.BlockMode, BlockNXDomain, BlockNull))
 	}
 	if len(cfg.BlockLists) == 0 {
 		return nil
@@ -233,7 +233,7 @@ func (h *Handler) configureBlocking(cfg *Config) error {
 	var b blockBuilder
 	for i, path := range cfg.BlockLists {
 		if err := b.addFile(path); err != nil {
-			return fmt.Errorf("block_lists[%d]: %w", i, err)
+			return fieldError(fmt.Sprintf("block_lists[%d]", i), err)
 		}
 	}
 	if b.invalid > 0 {
@@ -242,3 +242,18 @@ func (h *Handler) configureBlocking(cfg *Config) error {
 	h.block = b.build()
 	return nil
 }
+
+// ConfigError is an invalid Config: Field names the setting as the config
+// file's [dns] keys do, with the entry ("upstreams[1]", `split["lan"]`).
+type ConfigError struct {
+	Field string
+	Err   error
+}
+
+func (e *ConfigError) Error() string { return e.Field + ": " + e.Err.Error() }
+
+// Unwrap returns the reason.
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// fieldError is a ConfigError for field.
+func fieldError(field string, err error) error { return &ConfigError{Field: field, Err: err} }

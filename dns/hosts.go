@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 
@@ -22,15 +23,15 @@ func newHosts(cfg map[string][]string) (hosts, error) {
 	for name, addrs := range cfg {
 		n, err := parseDomain(name)
 		if err != nil {
-			return nil, fmt.Errorf("hosts[%q]: %w", name, err)
+			return nil, fieldError(fmt.Sprintf("hosts[%q]", name), err)
 		}
 		if len(addrs) == 0 {
-			return nil, fmt.Errorf("hosts[%q]: no addresses", name)
+			return nil, fieldError(fmt.Sprintf("hosts[%q]", name), errors.New("no addresses"))
 		}
 		for _, s := range addrs {
 			a, err := netip.ParseAddr(s)
 			if err != nil {
-				return nil, fmt.Errorf("hosts[%q]: %w", name, err)
+				return nil, fieldError(fmt.Sprintf("hosts[%q]", name), err)
 			}
 			h[n] = append(h[n], a.Unmap().WithZone(""))
 		}

@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 )
@@ -22,13 +23,13 @@ func newSplit(cfg map[string][]string, mk func(field string, specs []string) (*G
 		field := fmt.Sprintf("split[%q]", d)
 		name, err := parseDomain(d)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", field, err)
+			return nil, fieldError(field, err)
 		}
 		if _, dup := m[name]; dup {
-			return nil, fmt.Errorf("%s: domain given twice", field)
+			return nil, fieldError(field, errors.New("domain given twice"))
 		}
 		if len(cfg[d]) == 0 {
-			return nil, fmt.Errorf("%s: no upstreams", field)
+			return nil, fieldError(field, errors.New("no upstreams"))
 		}
 		g, err := mk(field, cfg[d])
 		if err != nil {

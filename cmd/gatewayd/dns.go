@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/netip"
-	"regexp"
 	"time"
 
 	"github.com/gatewayd/gatewayd/config"
@@ -26,20 +25,6 @@ func dnsConfig(cfg *config.Config) dns.Config {
 	}
 }
 
-// dnsKey splits a dns.New error into the field it starts with, indexed as
-// config errors name keys ("upstreams[1]", `split["lan"][0]`), and the rest.
-var dnsKey = regexp.MustCompile(`(?s)^([a-z_]+(?:\[[^\]]*\])*): (.*)$`)
-
-// keyedError is an error whose message has its leading key taken off (the
-// ConfigError carries it); it still unwraps to the original.
-type keyedError struct {
-	msg string
-	err error
-}
-
-func (e *keyedError) Error() string { return e.msg }
-func (e *keyedError) Unwrap() error { return e.err }
-
 // newResolver builds the resolver; learned (may be nil) hears what
 // addresses names resolve to. Its errors become config errors naming the
 // dns.* key (and entry) and its line.
@@ -48,8 +33,9 @@ func newResolver(cfg *config.Config, learned func(string, netip.Addr, time.Durat
 	dc.Learned = learned
 	h, err := dns.New(dc, log)
 	if err != nil {
-		if m := dnsKey.FindStringSubmatch(err.Error()); m != nil {
-			return nil, cfg.KeyError("dns."+m[1], &keyedError{msg: m[2], err: err})
+		var ce *dns.ConfigError
+		if errors.As(err, &ce) {
+			return nil, cfg.KeyError("dns."+ce.Field, ce.Err)
 		}
 		return nil, cfg.KeyError("dns", err)
 	}
