@@ -443,7 +443,8 @@ func TestSoakChurn(t *testing.T) {
 		"gatewayd_flows_total{proto=udp}":                                          float64(nUDP),
 		"gatewayd_udp_datagrams_total{direction=up}":                               float64(nUDP),
 		"gatewayd_udp_datagrams_total{direction=down}":                             float64(nUDP),
-		"gatewayd_udp_raw_replies_total{}":                                         float64(nUDP), // one datagram per remote: none streams, all leave raw
+		"gatewayd_udp_raw_replies_total{}":                                         float64(nUDP),        // one datagram per remote: none streams, all leave raw
+		"gatewayd_outbound_dials_total{outbound=direct}":                           float64(nTCP + nUDP), // every flow through the direct outbound
 		"gatewayd_bytes_total{direction=up,proto=udp}":                             float64(udpUp),
 		"gatewayd_bytes_total{direction=down,proto=udp}":                           float64(udpDown),
 		"gatewayd_dns_queries_total{transport=udp}":                                float64(nDNS),
