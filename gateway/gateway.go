@@ -85,7 +85,7 @@ func (g *Gateway) Cleanup() error {
 			errs = append(errs, err)
 		}
 	}
-	r := &Routing{NL: g.nl}
+	r := &PolicyRouting{NL: g.nl}
 	if err := r.Cleanup(g.spec); err != nil {
 		errs = append(errs, err)
 	}
@@ -193,7 +193,7 @@ func familyOf(p netip.Prefix) Family {
 // exist).
 func (g *Gateway) install(ctx context.Context, env Env) (Env, error) {
 	// Routing first: rules without the local route would blackhole.
-	r := &Routing{NL: g.nl}
+	r := &PolicyRouting{NL: g.nl}
 	if err := r.Set(g.spec); err != nil {
 		return env, fmt.Errorf("installing policy routing: %w", err)
 	}

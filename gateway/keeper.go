@@ -190,7 +190,7 @@ func (k *keeper) check(ctx context.Context) error {
 			"before", k.last.env.LANSubnets, "after", env.LANSubnets)
 		why = append(why, "LAN subnets changed")
 	}
-	r := &Routing{NL: g.nl}
+	r := &PolicyRouting{NL: g.nl}
 	missing, err := r.Missing(g.spec)
 	if err != nil {
 		return err

@@ -26,7 +26,7 @@ func (s *Server) acceptLoop(ln *net.TCPListener) error {
 		c, err := ln.AcceptTCP()
 		if err == nil {
 			backoff.Reset()
-			s.dispatch(c)
+			s.admit(c)
 			continue
 		}
 		if s.listenersStopped() {

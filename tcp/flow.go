@@ -41,10 +41,10 @@ func (f *flow) kill(up *net.TCPConn) {
 // upstream sockets. Pipes are taken separately, only while data moves.
 const FDsPerFlow = 2
 
-// dispatch admits a freshly accepted client, or resets it at once when
+// admit admits a freshly accepted client, or resets it at once when
 // MaxConns flows are active or the fd budget is spent. It never blocks the
 // accept loop.
-func (s *Server) dispatch(c *net.TCPConn) {
+func (s *Server) admit(c *net.TCPConn) {
 	s.stats.accepted.Add(1)
 	n := s.stats.active.Add(1)
 	if limit := s.cfg.MaxConns; limit > 0 && n > int64(limit) {
