@@ -1,3 +1,8 @@
+// Package config is gatewayd's configuration file (TOML, configs/gateway.toml
+// documents every key): its schema and defaults, parsing and validation with
+// errors that name the key and line, and its mapping onto what the other
+// packages take (gateway.Spec, outbound configs, rule specs, the resolver's
+// and the relays' settings). Only the daemon (cmd/gatewayd) imports it.
 package config
 
 import (

@@ -1,5 +1,3 @@
-// Package layering holds the test that keeps gatewayd's packages layered
-// (docs/architecture.md): lower packages never import higher ones.
 package layering
 
 import (
