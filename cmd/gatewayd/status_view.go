@@ -10,6 +10,7 @@ import (
 	"github.com/gatewayd/gatewayd/dns"
 	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/internal/fdbudget"
+	"github.com/gatewayd/gatewayd/internal/metrics"
 	"github.com/gatewayd/gatewayd/internal/status"
 	"github.com/gatewayd/gatewayd/outbound"
 	"github.com/gatewayd/gatewayd/tcp"
@@ -62,8 +63,8 @@ func (v *statusView) setPolicy(p *policy) {
 }
 
 // registry gathers every part's metrics.
-func (v *statusView) registry() *status.Registry {
-	r := status.NewRegistry(
+func (v *statusView) registry() *metrics.Registry {
+	r := metrics.NewRegistry(
 		status.BuildCollector(version),
 		status.GoCollector(),
 		status.ProcessCollector(time.Now()),
@@ -175,8 +176,8 @@ func (v *statusView) listeners() []status.Listener {
 
 // fastPathCollector exposes the kernel fast path's counters: pass
 // FastPath.Stats.
-func fastPathCollector(stats func() gateway.FastPathStats) status.Collector {
-	return func(w *status.Writer) {
+func fastPathCollector(stats func() gateway.FastPathStats) metrics.Collector {
+	return func(w *metrics.Writer) {
 		s := stats()
 		w.Counter("gatewayd_fastpath_static_added_total", "Fast path entries added for the direct destinations of the rules.", float64(s.Added))
 		w.Counter("gatewayd_fastpath_learned_total", "Addresses DNS answered for names going direct, added to or refreshed in the fast path.", float64(s.Learned))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/internal/metrics"
 	"github.com/gatewayd/gatewayd/internal/status"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -325,7 +326,7 @@ func TestStatusRelayReloaded(t *testing.T) {
 
 func TestFastPathCollector(t *testing.T) {
 	s := gateway.FastPathStats{Added: 1, Learned: 2, Covered: 3, Withheld: 4, Withdrawn: 5, Failed: 6}
-	w := status.NewWriter()
+	w := metrics.NewWriter()
 	fastPathCollector(func() gateway.FastPathStats { return s })(w)
 	var b strings.Builder
 	if _, err := w.WriteTo(&b); err != nil || w.Err() != nil {

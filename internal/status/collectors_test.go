@@ -1,7 +1,6 @@
 package status
 
 import (
-	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -9,6 +8,8 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/dns"
+	"github.com/gatewayd/gatewayd/internal/metrics"
+	"github.com/gatewayd/gatewayd/internal/metrics/metricstest"
 	"github.com/gatewayd/gatewayd/tcp"
 	"github.com/gatewayd/gatewayd/udp"
 )
@@ -38,9 +39,9 @@ func fillCounters(t *testing.T, p any) map[string]float64 {
 
 // checkEveryField fails for each stats field whose value appears in no
 // sample: a counter added to the stats type but not to its collector.
-func checkEveryField(t *testing.T, fields map[string]float64, e exposition) {
+func checkEveryField(t *testing.T, fields map[string]float64, e metricstest.Exposition) {
 	t.Helper()
-	got := e.values()
+	got := e.Values()
 	for name, v := range fields {
 		if !slices.Contains(got, v) {
 			t.Errorf("stats field %s (value %v) is not exposed", name, v)
@@ -51,7 +52,7 @@ func checkEveryField(t *testing.T, fields map[string]float64, e exposition) {
 func TestTCPCollector(t *testing.T) {
 	var s tcp.Stats
 	fields := fillCounters(t, &s)
-	e := gather(t, TCPCollector(func() tcp.Stats { return s }, L("outbound", "direct")))
+	e := metricstest.Gather(t, TCPCollector(func() tcp.Stats { return s }, metrics.L("outbound", "direct")))
 	checkEveryField(t, fields, e)
 	for _, c := range []struct {
 		name   string
@@ -68,7 +69,7 @@ func TestTCPCollector(t *testing.T) {
 		{"gatewayd_tcp_refused_total", []string{"reason", "dial_failed"}, s.DialFailed},
 	} {
 		labels := append([]string{"outbound", "direct"}, c.labels...)
-		if got := e.value(t, c.name, labels...); got != float64(c.want) {
+		if got := e.Value(t, c.name, labels...); got != float64(c.want) {
 			t.Errorf("%s%v = %v, want %d", c.name, labels, got, c.want)
 		}
 	}
@@ -77,7 +78,7 @@ func TestTCPCollector(t *testing.T) {
 func TestUDPCollector(t *testing.T) {
 	var s udp.Stats
 	fields := fillCounters(t, &s)
-	e := gather(t, UDPCollector(func() udp.Stats { return s }))
+	e := metricstest.Gather(t, UDPCollector(func() udp.Stats { return s }))
 	checkEveryField(t, fields, e)
 	for _, c := range []struct {
 		name   string
@@ -95,7 +96,7 @@ func TestUDPCollector(t *testing.T) {
 		{"gatewayd_udp_drops_total", []string{"reason", "loop"}, s.DropLoop},
 		{"gatewayd_udp_drops_total", []string{"reason", "send_down_failed"}, s.DropSendDown},
 	} {
-		if got := e.value(t, c.name, c.labels...); got != float64(c.want) {
+		if got := e.Value(t, c.name, c.labels...); got != float64(c.want) {
 			t.Errorf("%s%v = %v, want %d", c.name, c.labels, got, c.want)
 		}
 	}
@@ -117,16 +118,16 @@ func TestUDPCollector(t *testing.T) {
 func TestRelayFamiliesMerge(t *testing.T) {
 	ts := tcp.Stats{Active: 3, BytesUp: 10}
 	us := udp.Stats{SessionsActive: 5, BytesUp: 20}
-	e := gather(t,
+	e := metricstest.Gather(t,
 		TCPCollector(func() tcp.Stats { return ts }),
 		UDPCollector(func() udp.Stats { return us }))
-	if got := e.value(t, "gatewayd_flows_active", "proto", "tcp"); got != 3 {
+	if got := e.Value(t, "gatewayd_flows_active", "proto", "tcp"); got != 3 {
 		t.Errorf("tcp active = %v, want 3", got)
 	}
-	if got := e.value(t, "gatewayd_flows_active", "proto", "udp"); got != 5 {
+	if got := e.Value(t, "gatewayd_flows_active", "proto", "udp"); got != 5 {
 		t.Errorf("udp active = %v, want 5", got)
 	}
-	if got := e.value(t, "gatewayd_bytes_total", "proto", "udp", "direction", "up"); got != 20 {
+	if got := e.Value(t, "gatewayd_bytes_total", "proto", "udp", "direction", "up"); got != 20 {
 		t.Errorf("udp bytes up = %v, want 20", got)
 	}
 }
@@ -138,21 +139,21 @@ func TestDNSCollector(t *testing.T) {
 		{Upstream: "udp://198.18.1.53:53", Queries: 10, Errors: 2, LatencySum: 1500 * time.Millisecond, LatencyCount: 8},
 		{Upstream: "tls://198.18.1.54:853", Queries: 4, Errors: 0, LatencySum: 0, LatencyCount: 0},
 	}
-	e := gather(t, DNSCollector(func() dns.Stats { return s }), DNSServerCollector(func() uint64 { return 77 }))
+	e := metricstest.Gather(t, DNSCollector(func() dns.Stats { return s }), DNSServerCollector(func() uint64 { return 77 }))
 	checkEveryField(t, fields, e)
-	if got := e.value(t, "gatewayd_dns_query_results_total", "result", "cache_hit"); got != float64(s.CacheHits) {
+	if got := e.Value(t, "gatewayd_dns_query_results_total", "result", "cache_hit"); got != float64(s.CacheHits) {
 		t.Errorf("cache hits = %v, want %d", got, s.CacheHits)
 	}
-	if got := e.value(t, "gatewayd_dns_queries_total", "transport", "tcp"); got != float64(s.QueriesTCP) {
+	if got := e.Value(t, "gatewayd_dns_queries_total", "transport", "tcp"); got != float64(s.QueriesTCP) {
 		t.Errorf("tcp queries = %v, want %d", got, s.QueriesTCP)
 	}
 	up := "udp://198.18.1.53:53"
-	if got := e.value(t, "gatewayd_dns_upstream_errors_total", "upstream", up); got != 2 {
+	if got := e.Value(t, "gatewayd_dns_upstream_errors_total", "upstream", up); got != 2 {
 		t.Errorf("upstream errors = %v, want 2", got)
 	}
 	lat := e["gatewayd_dns_upstream_latency_seconds"]
 	for _, m := range lat.GetMetric() {
-		if labelKey(m.Label) == "{upstream="+up+"}" {
+		if metricstest.LabelKey(m.Label) == "{upstream="+up+"}" {
 			if sum, n := m.GetSummary().GetSampleSum(), m.GetSummary().GetSampleCount(); sum != 1.5 || n != 8 {
 				t.Errorf("latency summary = %v s over %d, want 1.5 s over 8", sum, n)
 			}
@@ -161,55 +162,7 @@ func TestDNSCollector(t *testing.T) {
 	if len(lat.GetMetric()) != len(s.Upstreams) {
 		t.Errorf("latency summaries for %d upstreams, want %d", len(lat.GetMetric()), len(s.Upstreams))
 	}
-	if got := e.value(t, "gatewayd_dns_dropped_total"); got != 77 {
+	if got := e.Value(t, "gatewayd_dns_dropped_total"); got != 77 {
 		t.Errorf("dropped = %v, want 77", got)
-	}
-}
-
-func TestRegistrySurvivesPanickingCollector(t *testing.T) {
-	r := NewRegistry(
-		func(w *Writer) { w.Gauge("before", "B.", 1) },
-		nil,
-		func(w *Writer) { w.Gauge("partial", "P.", 2); panic("boom") },
-		func(w *Writer) { w.Gauge("after", "A.", 3) },
-	)
-	var buf strings.Builder
-	_, err := r.WriteTo(&buf)
-	if err == nil || !strings.Contains(err.Error(), "panicked: boom") {
-		t.Errorf("WriteTo error = %v, want the panic reported", err)
-	}
-	e := parseText(t, buf.String())
-	for name, want := range map[string]float64{"before": 1, "partial": 2, "after": 3} {
-		if got := e.value(t, name); got != want {
-			t.Errorf("%s = %v, want %v", name, got, want)
-		}
-	}
-}
-
-// TestRegistryConcurrent: registering while scraping is safe (run with
-// -race to mean something).
-func TestRegistryConcurrent(t *testing.T) {
-	r := &Registry{}
-	const n = 50
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := range n {
-			name := fmt.Sprintf("g%d", i)
-			r.Register(func(w *Writer) { w.Gauge(name, "G.", float64(i)) })
-		}
-	}()
-	for range n {
-		var buf strings.Builder
-		if _, err := r.WriteTo(&buf); err != nil {
-			t.Fatal(err)
-		}
-		parseText(t, buf.String())
-	}
-	<-done
-	var buf strings.Builder
-	_, _ = r.WriteTo(&buf)
-	if got := len(parseText(t, buf.String())); got != n {
-		t.Errorf("%d families after all registrations, want %d", got, n)
 	}
 }

@@ -2,8 +2,11 @@ package status
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 
+	"github.com/gatewayd/gatewayd/internal/metrics"
+	"github.com/gatewayd/gatewayd/internal/metrics/metricstest"
 	"github.com/gatewayd/gatewayd/outbound"
 )
 
@@ -30,7 +33,7 @@ func TestOutboundCollector(t *testing.T) {
 	next := uint64(fieldBase)
 	fillNested(reflect.ValueOf(&proxy).Elem(), "", &next, fields)
 	direct := outbound.Stats{Dials: 5}
-	e := gather(t, OutboundCollector(func() map[string]outbound.Stats {
+	e := metricstest.Gather(t, OutboundCollector(func() map[string]outbound.Stats {
 		return map[string]outbound.Stats{"proxy": proxy, "direct": direct}
 	}))
 	checkEveryField(t, fields, e)
@@ -51,7 +54,7 @@ func TestOutboundCollector(t *testing.T) {
 		{"gatewayd_outbound_udp_drops_total", []string{"outbound", "proxy", "reason", "fragmented"}, proxy.UDPDropped.Fragments},
 		{"gatewayd_outbound_udp_drops_total", []string{"outbound", "proxy", "reason", "malformed"}, proxy.UDPDropped.Malformed},
 	} {
-		if got := e.value(t, c.name, c.labels...); got != float64(c.want) {
+		if got := e.Value(t, c.name, c.labels...); got != float64(c.want) {
 			t.Errorf("%s%v = %v, want %d", c.name, c.labels, got, c.want)
 		}
 	}
@@ -63,21 +66,25 @@ func TestOutboundCollector(t *testing.T) {
 }
 
 func TestOutboundCollectorNone(t *testing.T) {
-	w := NewWriter()
+	w := metrics.NewWriter()
 	OutboundCollector(func() map[string]outbound.Stats { return nil })(w)
-	if err := w.Err(); err != nil || len(w.families) != 0 {
-		t.Errorf("no outbounds: %d families, err %v; want none", len(w.families), err)
+	var out strings.Builder
+	if _, err := w.WriteTo(&out); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Err(); err != nil || out.Len() != 0 {
+		t.Errorf("no outbounds: wrote %q, err %v; want nothing", out.String(), err)
 	}
 }
 
 func TestRuleReappliesCollector(t *testing.T) {
 	n := uint64(3)
 	c := RuleReappliesCollector(func() uint64 { return n })
-	if got := gather(t, c).value(t, "gatewayd_rule_reapplies_total"); got != 3 {
+	if got := metricstest.Gather(t, c).Value(t, "gatewayd_rule_reapplies_total"); got != 3 {
 		t.Errorf("reapplies = %v, want 3", got)
 	}
 	n = 4
-	if got := gather(t, c).value(t, "gatewayd_rule_reapplies_total"); got != 4 {
+	if got := metricstest.Gather(t, c).Value(t, "gatewayd_rule_reapplies_total"); got != 4 {
 		t.Errorf("reapplies read once: %v after the count rose to 4", got)
 	}
 }
@@ -87,12 +94,12 @@ func TestActiveFlowsCollector(t *testing.T) {
 		{Proto: "tcp", Outbound: "direct"}, {Proto: "tcp", Outbound: "direct"}, {Proto: "udp", Outbound: "direct"},
 		{Proto: "tcp", Outbound: "proxy"}, {Proto: "udp", Outbound: ""},
 	}
-	e := gather(t, ActiveFlowsCollector(func() []Flow { return flows }))
+	e := metricstest.Gather(t, ActiveFlowsCollector(func() []Flow { return flows }))
 	for _, c := range []struct {
 		outbound, proto string
 		want            float64
 	}{{"direct", "tcp", 2}, {"direct", "udp", 1}, {"proxy", "tcp", 1}, {"unknown", "udp", 1}} {
-		if got := e.value(t, "gatewayd_outbound_flows_active", "outbound", c.outbound, "proto", c.proto); got != c.want {
+		if got := e.Value(t, "gatewayd_outbound_flows_active", "outbound", c.outbound, "proto", c.proto); got != c.want {
 			t.Errorf("flows_active{outbound=%s,proto=%s} = %v, want %v", c.outbound, c.proto, got, c.want)
 		}
 	}
@@ -100,7 +107,7 @@ func TestActiveFlowsCollector(t *testing.T) {
 		t.Errorf("%d samples, want 4 (one per outbound and protocol with flows)", got)
 	}
 	flows = nil
-	if got := len(gather(t, ActiveFlowsCollector(func() []Flow { return flows }))); got != 0 {
+	if got := len(metricstest.Gather(t, ActiveFlowsCollector(func() []Flow { return flows }))); got != 0 {
 		t.Errorf("no flows: %d families, want none", got)
 	}
 }

@@ -1,6 +1,7 @@
 package status
 
 import (
+	"github.com/gatewayd/gatewayd/internal/metrics"
 	"github.com/gatewayd/gatewayd/tcp"
 	"github.com/gatewayd/gatewayd/udp"
 )
@@ -24,16 +25,16 @@ const (
 )
 
 // TCPCollector exposes a tcp.Server's counters: pass srv.Stats. Every
-// sample also carries labels (e.g. L("outbound", "direct") where several
+// sample also carries labels (e.g. metrics.L("outbound", "direct") where several
 // servers relay through different outbounds).
-func TCPCollector(stats func() tcp.Stats, labels ...Label) Collector {
-	return func(w *Writer) {
+func TCPCollector(stats func() tcp.Stats, labels ...metrics.Label) metrics.Collector {
+	return func(w *metrics.Writer) {
 		s := stats()
-		proto := with(labels, L("proto", protoTCP))
+		proto := with(labels, metrics.L("proto", protoTCP))
 		w.Gauge(metricFlowsActive, helpFlowsActive, float64(s.Active), proto...)
 		w.Counter(metricFlowsTotal, helpFlowsTotal, float64(s.Accepted), proto...)
-		w.Counter(metricBytes, helpBytes, float64(s.BytesUp), with(proto, L("direction", dirUp))...)
-		w.Counter(metricBytes, helpBytes, float64(s.BytesDown), with(proto, L("direction", dirDown))...)
+		w.Counter(metricBytes, helpBytes, float64(s.BytesUp), with(proto, metrics.L("direction", dirUp))...)
+		w.Counter(metricBytes, helpBytes, float64(s.BytesDown), with(proto, metrics.L("direction", dirDown))...)
 		const name, help = "gatewayd_tcp_refused_total", "TCP clients reset instead of relayed, by reason."
 		for _, r := range []keyedCount{
 			{"max_connections", s.Rejected},
@@ -41,32 +42,32 @@ func TCPCollector(stats func() tcp.Stats, labels ...Label) Collector {
 			{"loop", s.LoopRefused},
 			{"dial_failed", s.DialFailed},
 		} {
-			w.Counter(name, help, float64(r.n), with(labels, L("reason", r.key))...)
+			w.Counter(name, help, float64(r.n), with(labels, metrics.L("reason", r.key))...)
 		}
 		const pipes, pipesHelp = "gatewayd_tcp_splice_pipes", "Splice pipes (two fds each): lent to flows moving data, or spare."
-		w.Gauge(pipes, pipesHelp, float64(s.PipesLent), with(labels, L("state", "lent"))...)
-		w.Gauge(pipes, pipesHelp, float64(s.PipesSpare), with(labels, L("state", "spare"))...)
+		w.Gauge(pipes, pipesHelp, float64(s.PipesLent), with(labels, metrics.L("state", "lent"))...)
+		w.Gauge(pipes, pipesHelp, float64(s.PipesSpare), with(labels, metrics.L("state", "spare"))...)
 	}
 }
 
 // UDPCollector exposes a udp.Server's counters: pass srv.Stats. Every sample
 // also carries labels.
-func UDPCollector(stats func() udp.Stats, labels ...Label) Collector {
-	return func(w *Writer) {
+func UDPCollector(stats func() udp.Stats, labels ...metrics.Label) metrics.Collector {
+	return func(w *metrics.Writer) {
 		s := stats()
-		proto := with(labels, L("proto", protoUDP))
+		proto := with(labels, metrics.L("proto", protoUDP))
 		w.Gauge(metricFlowsActive, helpFlowsActive, float64(s.SessionsActive), proto...)
 		w.Counter(metricFlowsTotal, helpFlowsTotal, float64(s.SessionsTotal), proto...)
-		w.Counter(metricBytes, helpBytes, float64(s.BytesUp), with(proto, L("direction", dirUp))...)
-		w.Counter(metricBytes, helpBytes, float64(s.BytesDown), with(proto, L("direction", dirDown))...)
+		w.Counter(metricBytes, helpBytes, float64(s.BytesUp), with(proto, metrics.L("direction", dirUp))...)
+		w.Counter(metricBytes, helpBytes, float64(s.BytesDown), with(proto, metrics.L("direction", dirDown))...)
 
 		const dgName, dgHelp = "gatewayd_udp_datagrams_total", "UDP datagrams relayed; up is client to remote."
-		w.Counter(dgName, dgHelp, float64(s.DatagramsUp), with(labels, L("direction", dirUp))...)
-		w.Counter(dgName, dgHelp, float64(s.DatagramsDown), with(labels, L("direction", dirDown))...)
+		w.Counter(dgName, dgHelp, float64(s.DatagramsUp), with(labels, metrics.L("direction", dirUp))...)
+		w.Counter(dgName, dgHelp, float64(s.DatagramsDown), with(labels, metrics.L("direction", dirDown))...)
 
 		const closedName, closedHelp = "gatewayd_udp_sessions_closed_total", "UDP sessions closed by gatewayd, by reason."
-		w.Counter(closedName, closedHelp, float64(s.SessionsEvicted), with(labels, L("reason", "evicted"))...)
-		w.Counter(closedName, closedHelp, float64(s.SessionsExpired), with(labels, L("reason", "idle"))...)
+		w.Counter(closedName, closedHelp, float64(s.SessionsEvicted), with(labels, metrics.L("reason", "evicted"))...)
+		w.Counter(closedName, closedHelp, float64(s.SessionsExpired), with(labels, metrics.L("reason", "idle"))...)
 
 		w.Gauge("gatewayd_udp_reply_sockets", "Transparent UDP reply sockets open now (bound to a remote that streams).",
 			float64(s.ReplySockets), labels...)
@@ -81,7 +82,7 @@ func UDPCollector(stats func() udp.Stats, labels ...Label) Collector {
 
 		const dropName, dropHelp = "gatewayd_udp_drops_total", "UDP datagrams not relayed, by reason."
 		for _, d := range udpDrops(s) {
-			w.Counter(dropName, dropHelp, float64(d.n), with(labels, L("reason", d.key))...)
+			w.Counter(dropName, dropHelp, float64(d.n), with(labels, metrics.L("reason", d.key))...)
 		}
 	}
 }
@@ -114,6 +115,6 @@ func udpDrops(s udp.Stats) []keyedCount {
 
 // with returns base followed by more, in a new slice (base is shared by
 // several samples of one collector and must not be appended to in place).
-func with(base []Label, more ...Label) []Label {
-	return append(append(make([]Label, 0, len(base)+len(more)), base...), more...)
+func with(base []metrics.Label, more ...metrics.Label) []metrics.Label {
+	return append(append(make([]metrics.Label, 0, len(base)+len(more)), base...), more...)
 }

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/internal/listen"
+	"github.com/gatewayd/gatewayd/internal/metrics"
 )
 
 // DefaultAddr is where the endpoint listens unless configured otherwise:
@@ -61,7 +62,7 @@ type Config struct {
 	// config; SetConfig replaces them after a reload.
 	ConfigPath, ConfigSHA256 string
 
-	Metrics   *Registry         // what /metrics serves; nil: an empty Registry
+	Metrics   *metrics.Registry // what /metrics serves; nil: an empty Registry
 	Flows     func() []Flow     // the active flows; nil: none
 	Listeners func() []Listener // the daemon's listeners; the endpoint's own is added
 	Health    func() error      // nil or returning nil: /healthz answers 200; else 503 with the error
@@ -95,7 +96,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		cfg.Start = time.Now()
 	}
 	if cfg.Metrics == nil {
-		cfg.Metrics = &Registry{}
+		cfg.Metrics = &metrics.Registry{}
 	}
 	s := &Server{cfg: cfg, log: log, config: ConfigInfo{Path: cfg.ConfigPath, SHA256: cfg.ConfigSHA256}}
 	s.http = &http.Server{
