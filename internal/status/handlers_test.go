@@ -13,7 +13,6 @@ import (
 
 	"github.com/gatewayd/gatewayd/internal/metrics"
 	"github.com/gatewayd/gatewayd/internal/metrics/metricstest"
-	"github.com/gatewayd/gatewayd/tcp"
 )
 
 // testHost is the Host header the handler tests send: the default address.
@@ -39,9 +38,10 @@ func do(s *Server, method, target, host string) *httptest.ResponseRecorder {
 }
 
 func TestMetricsHandler(t *testing.T) {
-	stats := tcp.Stats{Active: 2, Accepted: 9, BytesUp: 100, BytesDown: 2000}
 	s := newTestServer(t, Config{Metrics: metrics.NewRegistry(
-		TCPCollector(func() tcp.Stats { return stats }),
+		func(w *metrics.Writer) {
+			w.Counter(metrics.Bytes, metrics.BytesHelp, 2000, metrics.L("proto", "tcp"), metrics.L("direction", "down"))
+		},
 		GoCollector(),
 		func(w *metrics.Writer) { w.Counter("bad name", "Broken collector.", 1) },
 	)})

@@ -1,15 +1,12 @@
-package status
+package dns
 
-import (
-	"github.com/gatewayd/gatewayd/dns"
-	"github.com/gatewayd/gatewayd/internal/metrics"
-)
+import "github.com/gatewayd/gatewayd/internal/metrics"
 
-// DNSCollector exposes the resolver's counters: pass handler.Stats. Every
+// Collector exposes the resolver's counters: pass handler.Stats. Every
 // query is counted once by transport and once by result (the partition
-// dns.Stats documents); stale answers, SERVFAILs and rebinding refusals
+// Stats documents); stale answers, SERVFAILs and rebinding refusals
 // come on top.
-func DNSCollector(stats func() dns.Stats) metrics.Collector {
+func Collector(stats func() Stats) metrics.Collector {
 	return func(w *metrics.Writer) {
 		s := stats()
 		const qName, qHelp = "gatewayd_dns_queries_total", "DNS queries received, by transport."
@@ -43,10 +40,16 @@ func DNSCollector(stats func() dns.Stats) metrics.Collector {
 	}
 }
 
-// DNSServerCollector exposes the DNS hijack transport's drops: pass
+// ServerCollector exposes the DNS hijack transport's drops: pass
 // server.Dropped.
-func DNSServerCollector(dropped func() uint64) metrics.Collector {
+func ServerCollector(dropped func() uint64) metrics.Collector {
 	return func(w *metrics.Writer) {
 		w.Counter("gatewayd_dns_dropped_total", "DNS queries dropped by the hijack transport: undecodable destination, send errors, garbage sent to an address no reply socket is open for.", float64(dropped()))
 	}
+}
+
+// keyedCount is one sample of a family split by one label: its value and count.
+type keyedCount struct {
+	key string
+	n   uint64
 }
