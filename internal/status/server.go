@@ -1,8 +1,9 @@
 // Package status is gatewayd's read-only HTTP endpoint: Prometheus metrics
-// (/metrics, written by a small text-format writer of its own, so the
-// daemon gains no dependency), a JSON status document with the active flows
-// (/status), and a liveness check (/healthz); and the client `gatewayd
-// status` uses to read it.
+// (/metrics, what a metrics.Registry gathers from the collectors each part
+// of the daemon exposes; status adds only the process, Go runtime, build,
+// descriptor budget and active flow ones), a JSON status document with the
+// active flows (/status), and a liveness check (/healthz); and the client
+// `gatewayd status` uses to read it.
 //
 // The endpoint shows every LAN client's flows, so it listens on loopback
 // (DefaultAddr) unless a non-loopback address is explicitly allowed, and
