@@ -9,6 +9,7 @@ import (
 	"github.com/gatewayd/gatewayd/dns"
 	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/internal/fdbudget"
+	"github.com/gatewayd/gatewayd/internal/metrics"
 	"github.com/gatewayd/gatewayd/internal/status"
 	"github.com/gatewayd/gatewayd/outbound"
 	"github.com/gatewayd/gatewayd/tcp"
@@ -59,25 +60,25 @@ func (v *statusView) setPolicy(p *policy) {
 }
 
 // registry gathers every part's metrics.
-func (v *statusView) registry() *status.Registry {
-	r := status.NewRegistry(
+func (v *statusView) registry() *metrics.Registry {
+	r := metrics.NewRegistry(
 		status.BuildCollector(version),
 		status.GoCollector(),
 		status.ProcessCollector(time.Now()),
-		status.TCPCollector(v.tcp.Stats),
-		status.UDPCollector(v.udp.Stats),
-		status.OutboundCollector(v.outboundStats),
+		tcp.Collector(v.tcp.Stats),
+		udp.Collector(v.udp.Stats),
+		outbound.Collector(v.outboundStats),
 		status.ActiveFlowsCollector(v.flowsBare),
-		status.RuleReappliesCollector(v.k.g.Reapplies),
+		gateway.ReappliesCollector(v.k.g.Reapplies),
 		status.FDBudgetCollector(v.fds.Stats),
 	)
 	if v.dns != nil {
 		r.Register(
-			status.DNSCollector(func() dns.Stats { return v.dns.Handler().Stats() }),
-			status.DNSServerCollector(v.dns.Dropped))
+			dns.Collector(func() dns.Stats { return v.dns.Handler().Stats() }),
+			dns.ServerCollector(v.dns.Dropped))
 	}
 	if fp := v.k.fast; fp != nil {
-		r.Register(fastPathCollector(fp.Stats))
+		r.Register(gateway.FastPathCollector(fp.Stats))
 	}
 	return r
 }
@@ -146,18 +147,4 @@ func (v *statusView) listeners() []status.Listener {
 		}
 	}
 	return out
-}
-
-// fastPathCollector exposes the kernel fast path's counters: pass
-// FastPath.Stats.
-func fastPathCollector(stats func() gateway.FastPathStats) status.Collector {
-	return func(w *status.Writer) {
-		s := stats()
-		w.Counter("gatewayd_fastpath_static_added_total", "Fast path entries added for the direct destinations of the rules.", float64(s.Added))
-		w.Counter("gatewayd_fastpath_learned_total", "Addresses DNS answered for names going direct, added to or refreshed in the fast path.", float64(s.Learned))
-		w.Counter("gatewayd_fastpath_covered_total", "Learned addresses not added: a static fast path entry holds them already.", float64(s.Covered))
-		w.Counter("gatewayd_fastpath_withheld_total", "Learned addresses kept off the fast path: DNS also gave them for a name that does not go direct.", float64(s.Withheld))
-		w.Counter("gatewayd_fastpath_withdrawn_total", "Learned fast path entries removed: DNS later gave them for a name that does not go direct.", float64(s.Withdrawn))
-		w.Counter("gatewayd_fastpath_failures_total", "Fast path entries not added or removed (set full, kernel error).", float64(s.Failed))
-	}
 }

@@ -317,23 +317,3 @@ func TestStatusRelayReloaded(t *testing.T) {
 		t.Errorf("after reload /status config = %+v, want %s", snap.Config, next.cfg.Path())
 	}
 }
-
-func TestFastPathCollector(t *testing.T) {
-	s := gateway.FastPathStats{Added: 1, Learned: 2, Covered: 3, Withheld: 4, Withdrawn: 5, Failed: 6}
-	w := status.NewWriter()
-	fastPathCollector(func() gateway.FastPathStats { return s })(w)
-	var b strings.Builder
-	if _, err := w.WriteTo(&b); err != nil || w.Err() != nil {
-		t.Fatal(err, w.Err())
-	}
-	fams := parseMetrics(t, b.String())
-	for name, want := range map[string]float64{
-		"gatewayd_fastpath_static_added_total": 1, "gatewayd_fastpath_learned_total": 2,
-		"gatewayd_fastpath_covered_total": 3, "gatewayd_fastpath_withheld_total": 4,
-		"gatewayd_fastpath_withdrawn_total": 5, "gatewayd_fastpath_failures_total": 6,
-	} {
-		if got, ok := sample(fams, name); !ok || got != want {
-			t.Errorf("%s = %v (present %v), want %v", name, got, ok, want)
-		}
-	}
-}

@@ -1,11 +1,14 @@
 package status
 
-import "github.com/gatewayd/gatewayd/internal/fdbudget"
+import (
+	"github.com/gatewayd/gatewayd/internal/fdbudget"
+	"github.com/gatewayd/gatewayd/internal/metrics"
+)
 
 // FDBudgetCollector exposes the descriptor budget the relays share: pass
 // budget.Stats (a nil budget reports zeros).
-func FDBudgetCollector(stats func() fdbudget.Stats) Collector {
-	return func(w *Writer) {
+func FDBudgetCollector(stats func() fdbudget.Stats) metrics.Collector {
+	return func(w *metrics.Writer) {
 		s := stats()
 		w.Gauge("gatewayd_fd_budget_capacity", "Descriptors flows may hold: the open-file limit less those open at start and the reserve.", float64(s.Capacity))
 		w.Gauge("gatewayd_fd_budget_reserve", "Descriptors kept free for self-healing, DNS, the status endpoint and reloads.", float64(s.Reserve))

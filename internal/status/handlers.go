@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gatewayd/gatewayd/internal/metrics"
 )
 
 // defaultFlowLimit is how many flows /status lists unless ?limit= says
@@ -73,7 +75,7 @@ func (s *Server) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 	if _, err := s.cfg.Metrics.WriteTo(&buf); err != nil {
 		s.log.Warn("status: metrics incomplete", "err", err)
 	}
-	w.Header().Set("Content-Type", ContentType)
+	w.Header().Set("Content-Type", metrics.ContentType)
 	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
 	_, _ = buf.WriteTo(w)
 }

@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatewayd/gatewayd/tcp"
+	"github.com/gatewayd/gatewayd/internal/metrics"
+	"github.com/gatewayd/gatewayd/internal/metrics/metricstest"
 )
 
 // testHost is the Host header the handler tests send: the default address.
@@ -37,11 +38,12 @@ func do(s *Server, method, target, host string) *httptest.ResponseRecorder {
 }
 
 func TestMetricsHandler(t *testing.T) {
-	stats := tcp.Stats{Active: 2, Accepted: 9, BytesUp: 100, BytesDown: 2000}
-	s := newTestServer(t, Config{Metrics: NewRegistry(
-		TCPCollector(func() tcp.Stats { return stats }),
+	s := newTestServer(t, Config{Metrics: metrics.NewRegistry(
+		func(w *metrics.Writer) {
+			w.Counter(metrics.Bytes, metrics.BytesHelp, 2000, metrics.L("proto", "tcp"), metrics.L("direction", "down"))
+		},
 		GoCollector(),
-		func(w *Writer) { w.Counter("bad name", "Broken collector.", 1) },
+		func(w *metrics.Writer) { w.Counter("bad name", "Broken collector.", 1) },
 	)})
 	rec := do(s, http.MethodGet, PathMetrics, testHost)
 	if rec.Code != http.StatusOK {
@@ -53,8 +55,8 @@ func TestMetricsHandler(t *testing.T) {
 	if rec.Header().Get("Content-Length") != fmt.Sprint(rec.Body.Len()) {
 		t.Errorf("Content-Length %q for a %d-byte body", rec.Header().Get("Content-Length"), rec.Body.Len())
 	}
-	e := parseText(t, rec.Body.String())
-	if got := e.value(t, "gatewayd_bytes_total", "proto", "tcp", "direction", "down"); got != 2000 {
+	e := metricstest.Parse(t, rec.Body.String())
+	if got := e.Value(t, "gatewayd_bytes_total", "proto", "tcp", "direction", "down"); got != 2000 {
 		t.Errorf("bytes down = %v, want 2000", got)
 	}
 	if e["go_goroutines"] == nil {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatewayd/gatewayd/internal/metrics"
 	"golang.org/x/sys/unix"
 )
 
@@ -17,13 +18,13 @@ const procSelf = "/proc/self"
 // ProcessCollector exposes the process figures a router's owner watches:
 // resident and virtual memory (from /proc/self/statm), open and maximum file
 // descriptors, CPU time, and start as the start time.
-func ProcessCollector(start time.Time) Collector {
+func ProcessCollector(start time.Time) metrics.Collector {
 	return processCollector(procSelf, start)
 }
 
 // processCollector reads its /proc figures below dir (a fake tree in tests).
-func processCollector(dir string, start time.Time) Collector {
-	return func(w *Writer) {
+func processCollector(dir string, start time.Time) metrics.Collector {
+	return func(w *metrics.Writer) {
 		w.Gauge("process_start_time_seconds", "Start time of the process since the Unix epoch, in seconds.",
 			float64(start.UnixNano())/float64(time.Second))
 		if vsz, rss, err := readStatm(filepath.Join(dir, "statm")); err != nil {

@@ -7,14 +7,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gatewayd/gatewayd/internal/metrics"
+	"github.com/gatewayd/gatewayd/internal/metrics/metricstest"
 )
 
 func TestGoCollector(t *testing.T) {
-	e := gather(t, GoCollector(), BuildCollector("v1.2.3"))
-	if got := e.value(t, "go_goroutines"); got < 1 {
+	e := metricstest.Gather(t, GoCollector(), BuildCollector("v1.2.3"))
+	if got := e.Value(t, "go_goroutines"); got < 1 {
 		t.Errorf("go_goroutines = %v, want at least this test's", got)
 	}
-	if got := e.value(t, "go_memstats_heap_alloc_bytes"); got <= 0 {
+	if got := e.Value(t, "go_memstats_heap_alloc_bytes"); got <= 0 {
 		t.Errorf("go_memstats_heap_alloc_bytes = %v, want > 0", got)
 	}
 	for _, name := range []string{"go_memstats_sys_bytes", "go_gc_heap_goal_bytes", "go_gc_cycles_total", "go_gc_cpu_seconds_total"} {
@@ -22,10 +25,10 @@ func TestGoCollector(t *testing.T) {
 			t.Errorf("%s missing", name)
 		}
 	}
-	if got := e.value(t, "go_info", "version", runtime.Version()); got != 1 {
+	if got := e.Value(t, "go_info", "version", runtime.Version()); got != 1 {
 		t.Errorf("go_info = %v, want 1", got)
 	}
-	if got := e.value(t, "gatewayd_build_info", "version", "v1.2.3"); got != 1 {
+	if got := e.Value(t, "gatewayd_build_info", "version", "v1.2.3"); got != 1 {
 		t.Errorf("gatewayd_build_info = %v, want 1", got)
 	}
 }
@@ -33,29 +36,29 @@ func TestGoCollector(t *testing.T) {
 // TestProcessCollectorReal reads this test process's own /proc entries.
 func TestProcessCollectorReal(t *testing.T) {
 	start := time.Unix(1700000000, 500_000_000)
-	e := gather(t, ProcessCollector(start))
-	if got := e.value(t, "process_start_time_seconds"); got != 1700000000.5 {
+	e := metricstest.Gather(t, ProcessCollector(start))
+	if got := e.Value(t, "process_start_time_seconds"); got != 1700000000.5 {
 		t.Errorf("process_start_time_seconds = %v, want 1700000000.5", got)
 	}
-	rss := e.value(t, "process_resident_memory_bytes")
-	if rss <= 0 || rss > e.value(t, "process_virtual_memory_bytes") {
+	rss := e.Value(t, "process_resident_memory_bytes")
+	if rss <= 0 || rss > e.Value(t, "process_virtual_memory_bytes") {
 		t.Errorf("resident %v bytes: want > 0 and <= virtual", rss)
 	}
 	if int(rss)%os.Getpagesize() != 0 {
 		t.Errorf("resident %v bytes is not whole pages", rss)
 	}
 	// Open one more file and see the count follow.
-	before := e.value(t, "process_open_fds")
+	before := e.Value(t, "process_open_fds")
 	f, err := os.Open(os.DevNull)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	after := gather(t, ProcessCollector(start)).value(t, "process_open_fds")
+	after := metricstest.Gather(t, ProcessCollector(start)).Value(t, "process_open_fds")
 	if after != before+1 {
 		t.Errorf("process_open_fds %v -> %v after opening a file, want +1", before, after)
 	}
-	if maxFDs := e.value(t, "process_max_fds"); maxFDs < before {
+	if maxFDs := e.Value(t, "process_max_fds"); maxFDs < before {
 		t.Errorf("process_max_fds %v < open fds %v", maxFDs, before)
 	}
 	if e["process_cpu_seconds_total"] == nil {
@@ -86,14 +89,14 @@ func fakeProc(t *testing.T, statm string, nfds int) string {
 func TestProcessCollectorFake(t *testing.T) {
 	page := float64(os.Getpagesize())
 	dir := fakeProc(t, "1000 250 30 4 0 90 0\n", 3)
-	e := gather(t, processCollector(dir, time.Unix(10, 0)))
-	if got := e.value(t, "process_resident_memory_bytes"); got != 250*page {
+	e := metricstest.Gather(t, processCollector(dir, time.Unix(10, 0)))
+	if got := e.Value(t, "process_resident_memory_bytes"); got != 250*page {
 		t.Errorf("resident = %v, want 250 pages (%v)", got, 250*page)
 	}
-	if got := e.value(t, "process_virtual_memory_bytes"); got != 1000*page {
+	if got := e.Value(t, "process_virtual_memory_bytes"); got != 1000*page {
 		t.Errorf("virtual = %v, want 1000 pages", got)
 	}
-	if got := e.value(t, "process_open_fds"); got != 3 {
+	if got := e.Value(t, "process_open_fds"); got != 3 {
 		t.Errorf("open fds = %v, want 3", got)
 	}
 }
@@ -103,23 +106,23 @@ func TestProcessCollectorFake(t *testing.T) {
 func TestProcessCollectorMalformed(t *testing.T) {
 	for _, statm := range []string{"", "12", "abc 34", "12 -5", "99999999999999999999999 1", "\x00\xff"} {
 		dir := fakeProc(t, statm, 1)
-		w := NewRegistry(processCollector(dir, time.Unix(10, 0))).Gather()
+		w := metrics.NewRegistry(processCollector(dir, time.Unix(10, 0))).Gather()
 		var buf strings.Builder
 		if _, err := w.WriteTo(&buf); err != nil {
 			t.Fatal(err)
 		}
-		e := parseText(t, buf.String())
+		e := metricstest.Parse(t, buf.String())
 		if e["process_resident_memory_bytes"] != nil {
 			t.Errorf("statm %q: resident memory exposed from a garbled file", statm)
 		}
-		if e.value(t, "process_open_fds") != 1 || e.value(t, "process_start_time_seconds") != 10 {
+		if e.Value(t, "process_open_fds") != 1 || e.Value(t, "process_start_time_seconds") != 10 {
 			t.Errorf("statm %q: the other process metrics went missing", statm)
 		}
 		if err := w.Err(); err == nil || !strings.Contains(err.Error(), "reading memory use") {
 			t.Errorf("statm %q: Err() = %v, want the statm problem", statm, err)
 		}
 	}
-	w := NewRegistry(processCollector(filepath.Join(t.TempDir(), "missing"), time.Unix(10, 0))).Gather()
+	w := metrics.NewRegistry(processCollector(filepath.Join(t.TempDir(), "missing"), time.Unix(10, 0))).Gather()
 	if err := w.Err(); err == nil || !strings.Contains(err.Error(), "counting open file descriptors") {
 		t.Errorf("missing /proc dir: Err() = %v, want both reads reported", err)
 	}

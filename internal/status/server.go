@@ -1,8 +1,9 @@
 // Package status is gatewayd's read-only HTTP endpoint: Prometheus metrics
-// (/metrics, written by a small text-format writer of its own, so the
-// daemon gains no dependency), a JSON status document with the active flows
-// (/status), and a liveness check (/healthz); and the client `gatewayd
-// status` uses to read it.
+// (/metrics, what a metrics.Registry gathers from the collectors each part
+// of the daemon exposes; status adds only the process, Go runtime, build,
+// descriptor budget and active flow ones), a JSON status document with the
+// active flows (/status), and a liveness check (/healthz); and the client
+// `gatewayd status` uses to read it.
 //
 // The endpoint shows every LAN client's flows, so it listens on loopback
 // (DefaultAddr) unless a non-loopback address is explicitly allowed, and
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/internal/listen"
+	"github.com/gatewayd/gatewayd/internal/metrics"
 )
 
 // DefaultAddr is where the endpoint listens unless configured otherwise:
@@ -61,7 +63,7 @@ type Config struct {
 	// config; SetConfig replaces them after a reload.
 	ConfigPath, ConfigSHA256 string
 
-	Metrics   *Registry         // what /metrics serves; nil: an empty Registry
+	Metrics   *metrics.Registry // what /metrics serves; nil: an empty Registry
 	Flows     func() []Flow     // the active flows; nil: none
 	Listeners func() []Listener // the daemon's listeners; the endpoint's own is added
 	Health    func() error      // nil or returning nil: /healthz answers 200; else 503 with the error
@@ -95,7 +97,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		cfg.Start = time.Now()
 	}
 	if cfg.Metrics == nil {
-		cfg.Metrics = &Registry{}
+		cfg.Metrics = &metrics.Registry{}
 	}
 	s := &Server{cfg: cfg, log: log, config: ConfigInfo{Path: cfg.ConfigPath, SHA256: cfg.ConfigSHA256}}
 	s.http = &http.Server{

@@ -1,17 +1,17 @@
-package status
+package dns
 
-import "github.com/gatewayd/gatewayd/dns"
+import "github.com/gatewayd/gatewayd/internal/metrics"
 
-// DNSCollector exposes the resolver's counters: pass handler.Stats. Every
+// Collector exposes the resolver's counters: pass handler.Stats. Every
 // query is counted once by transport and once by result (the partition
-// dns.Stats documents); stale answers, SERVFAILs and rebinding refusals
+// Stats documents); stale answers, SERVFAILs and rebinding refusals
 // come on top.
-func DNSCollector(stats func() dns.Stats) Collector {
-	return func(w *Writer) {
+func Collector(stats func() Stats) metrics.Collector {
+	return func(w *metrics.Writer) {
 		s := stats()
 		const qName, qHelp = "gatewayd_dns_queries_total", "DNS queries received, by transport."
 		for _, q := range []keyedCount{{"udp", s.QueriesUDP}, {"tcp", s.QueriesTCP}, {"other", s.QueriesOther}} {
-			w.Counter(qName, qHelp, float64(q.n), L("transport", q.key))
+			w.Counter(qName, qHelp, float64(q.n), metrics.L("transport", q.key))
 		}
 		const rName, rHelp = "gatewayd_dns_query_results_total", "DNS queries by how they were handled: each query counts in exactly one result."
 		for _, r := range []keyedCount{
@@ -21,7 +21,7 @@ func DNSCollector(stats func() dns.Stats) Collector {
 			{"cache_hit", s.CacheHits},
 			{"cache_miss", s.CacheMisses},
 		} {
-			w.Counter(rName, rHelp, float64(r.n), L("result", r.key))
+			w.Counter(rName, rHelp, float64(r.n), metrics.L("result", r.key))
 		}
 		w.Counter("gatewayd_dns_stale_answers_total", "Cache misses answered from an expired entry because every upstream failed.", float64(s.CacheStale))
 		w.Counter("gatewayd_dns_servfail_total", "SERVFAIL answers sent because every upstream failed.", float64(s.ServFail))
@@ -31,7 +31,7 @@ func DNSCollector(stats func() dns.Stats) Collector {
 		w.Gauge("gatewayd_dns_cache_entries", "Entries in the DNS cache now.", float64(s.CacheEntries))
 		w.Counter("gatewayd_dns_cache_evictions_total", "DNS cache entries dropped to stay within the cache size.", float64(s.CacheEvicted))
 		for _, u := range s.Upstreams {
-			up := L("upstream", u.Upstream)
+			up := metrics.L("upstream", u.Upstream)
 			w.Counter("gatewayd_dns_upstream_queries_total", "Tries sent to a DNS upstream.", float64(u.Queries), up)
 			w.Counter("gatewayd_dns_upstream_errors_total", "Tries to a DNS upstream that failed: network error, timeout, SERVFAIL/REFUSED, bad answer.", float64(u.Errors), up)
 			w.Summary("gatewayd_dns_upstream_latency_seconds", "Round trip of the DNS upstream tries that got an answer.",
@@ -40,10 +40,16 @@ func DNSCollector(stats func() dns.Stats) Collector {
 	}
 }
 
-// DNSServerCollector exposes the DNS hijack transport's drops: pass
+// ServerCollector exposes the DNS hijack transport's drops: pass
 // server.Dropped.
-func DNSServerCollector(dropped func() uint64) Collector {
-	return func(w *Writer) {
+func ServerCollector(dropped func() uint64) metrics.Collector {
+	return func(w *metrics.Writer) {
 		w.Counter("gatewayd_dns_dropped_total", "DNS queries dropped by the hijack transport: undecodable destination, send errors, garbage sent to an address no reply socket is open for.", float64(dropped()))
 	}
+}
+
+// keyedCount is one sample of a family split by one label: its value and count.
+type keyedCount struct {
+	key string
+	n   uint64
 }

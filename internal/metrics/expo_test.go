@@ -1,23 +1,26 @@
-package status
+package metrics_test
 
 import (
 	"bytes"
 	"math"
 	"strings"
 	"testing"
+
+	"github.com/gatewayd/gatewayd/internal/metrics"
+	"github.com/gatewayd/gatewayd/internal/metrics/metricstest"
 )
 
 // TestWriterExactText pins the format itself: HELP/TYPE once per family,
 // families sorted by name, samples by labels, escapes, special values.
 func TestWriterExactText(t *testing.T) {
-	w := NewWriter()
-	w.Gauge("b_gauge", "A gauge.\nSecond line with a \\ backslash.", 2.5, L("x", `q"uo\te`+"\n"))
-	w.Counter("a_total", "A counter.", 3, L("k", "z"))
-	w.Counter("a_total", "A counter.", 1e21, L("k", "a"))
-	w.Gauge("c", "Specials.", math.Inf(1), L("v", "inf"))
-	w.Gauge("c", "Specials.", math.Inf(-1), L("v", "minf"))
-	w.Gauge("c", "Specials.", math.NaN(), L("v", "nan"))
-	w.Summary("d_seconds", "A summary.", 0.25, 4, L("u", "x"))
+	w := metrics.NewWriter()
+	w.Gauge("b_gauge", "A gauge.\nSecond line with a \\ backslash.", 2.5, metrics.L("x", `q"uo\te`+"\n"))
+	w.Counter("a_total", "A counter.", 3, metrics.L("k", "z"))
+	w.Counter("a_total", "A counter.", 1e21, metrics.L("k", "a"))
+	w.Gauge("c", "Specials.", math.Inf(1), metrics.L("v", "inf"))
+	w.Gauge("c", "Specials.", math.Inf(-1), metrics.L("v", "minf"))
+	w.Gauge("c", "Specials.", math.NaN(), metrics.L("v", "nan"))
+	w.Summary("d_seconds", "A summary.", 0.25, 4, metrics.L("u", "x"))
 	w.Gauge("e", "No labels.", 0)
 	var buf bytes.Buffer
 	if _, err := w.WriteTo(&buf); err != nil {
@@ -49,25 +52,25 @@ e 0
 	if got := buf.String(); got != want {
 		t.Errorf("output:\n%s\nwant:\n%s", got, want)
 	}
-	parseText(t, buf.String())
+	metricstest.Parse(t, buf.String())
 }
 
 // TestWriterRoundTrip: what goes in comes out of the real Prometheus
 // parser unchanged, however odd the label values.
 func TestWriterRoundTrip(t *testing.T) {
 	odd := []string{"", `a"b`, `back\slash`, "new\nline", "tab\there", "ünïcødé ✓", "\xff\xfebad utf8", `\n literal`}
-	w := NewWriter()
+	w := metrics.NewWriter()
 	for i, v := range odd {
-		w.Counter("odd_total", "Odd label values.", float64(i), L("v", v), L("i", string(rune('a'+i))))
+		w.Counter("odd_total", "Odd label values.", float64(i), metrics.L("v", v), metrics.L("i", string(rune('a'+i))))
 	}
 	var buf bytes.Buffer
 	if _, err := w.WriteTo(&buf); err != nil || w.Err() != nil {
 		t.Fatalf("write: %v, %v", err, w.Err())
 	}
-	e := parseText(t, buf.String())
+	e := metricstest.Parse(t, buf.String())
 	for i, v := range odd {
 		want := strings.ToValidUTF8(v, "\uFFFD")
-		if got := e.value(t, "odd_total", "v", want, "i", string(rune('a'+i))); got != float64(i) {
+		if got := e.Value(t, "odd_total", "v", want, "i", string(rune('a'+i))); got != float64(i) {
 			t.Errorf("label %q: value %v, want %d", v, got, i)
 		}
 	}
@@ -81,12 +84,12 @@ func TestWriterDeterministic(t *testing.T) {
 	}
 	in := []s{{"x_total", "b", 1}, {"y", "a", 2}, {"x_total", "a", 3}, {"y", "c", 4}, {"z", "", 5}}
 	render := func(order []int) string {
-		w := NewWriter()
+		w := metrics.NewWriter()
 		for _, i := range order {
 			if in[i].name == "y" {
-				w.Gauge(in[i].name, "Y.", in[i].v, L("l", in[i].label))
+				w.Gauge(in[i].name, "Y.", in[i].v, metrics.L("l", in[i].label))
 			} else {
-				w.Counter(in[i].name, "C.", in[i].v, L("l", in[i].label))
+				w.Counter(in[i].name, "C.", in[i].v, metrics.L("l", in[i].label))
 			}
 		}
 		var buf bytes.Buffer
@@ -97,22 +100,22 @@ func TestWriterDeterministic(t *testing.T) {
 	if got := render([]int{4, 3, 2, 1, 0}); got != first {
 		t.Errorf("order changed the output:\n%s\nvs\n%s", first, got)
 	}
-	parseText(t, first)
+	metricstest.Parse(t, first)
 }
 
 // TestWriterMisuse: bad calls are dropped and reported; the rest of the
 // output is still valid.
 func TestWriterMisuse(t *testing.T) {
-	w := NewWriter()
+	w := metrics.NewWriter()
 	w.Counter("good_total", "Good.", 1)
 	for _, bad := range []func(){
 		func() { w.Counter("1bad", "Bad name.", 1) },
 		func() { w.Counter("bad-name", "Bad name.", 1) },
 		func() { w.Counter("", "Empty name.", 1) },
-		func() { w.Counter("l_total", "Bad label.", 1, L("1x", "v")) },
-		func() { w.Counter("l_total", "Bad label.", 1, L("__reserved", "v")) },
-		func() { w.Counter("l_total", "Bad label.", 1, L("a", "1"), L("a", "2")) },
-		func() { w.Summary("s_seconds", "Quantile.", 1, 1, L("quantile", "0.5")) },
+		func() { w.Counter("l_total", "Bad label.", 1, metrics.L("1x", "v")) },
+		func() { w.Counter("l_total", "Bad label.", 1, metrics.L("__reserved", "v")) },
+		func() { w.Counter("l_total", "Bad label.", 1, metrics.L("a", "1"), metrics.L("a", "2")) },
+		func() { w.Summary("s_seconds", "Quantile.", 1, 1, metrics.L("quantile", "0.5")) },
 		func() { w.Gauge("good_total", "Good.", 2) },           // type conflict
 		func() { w.Counter("good_total", "Other help.", 2) },   // help conflict
 		func() { w.Counter("good_total", "Good.", 2) },         // repeated sample
@@ -128,8 +131,8 @@ func TestWriterMisuse(t *testing.T) {
 	if _, err := w.WriteTo(&buf); err != nil {
 		t.Fatal(err)
 	}
-	e := parseText(t, buf.String())
-	if got := e.value(t, "good_total"); got != 1 {
+	e := metricstest.Parse(t, buf.String())
+	if got := e.Value(t, "good_total"); got != 1 {
 		t.Errorf("good_total = %v, want the first sample, 1", got)
 	}
 	for _, name := range []string{"1bad", "bad-name", "l_total", "s_seconds", "lat_seconds_count"} {
@@ -160,11 +163,11 @@ func FuzzWriter(f *testing.F) {
 	f.Add("m_sum", "", "quantile", "\xff", math.Inf(-1), uint8(2))
 	f.Add("a:b", "h", "", "", math.Copysign(0, -1), uint8(3))
 	f.Fuzz(func(t *testing.T, name, help, lname, lvalue string, v float64, kind uint8) {
-		w := NewWriter()
+		w := metrics.NewWriter()
 		add := []func(string, float64){
-			func(n string, v float64) { w.Counter(n, help, v, L(lname, lvalue)) },
-			func(n string, v float64) { w.Gauge(n, help, v, L(lname, lvalue)) },
-			func(n string, v float64) { w.Summary(n, help, v, uint64(kind), L(lname, lvalue)) },
+			func(n string, v float64) { w.Counter(n, help, v, metrics.L(lname, lvalue)) },
+			func(n string, v float64) { w.Gauge(n, help, v, metrics.L(lname, lvalue)) },
+			func(n string, v float64) { w.Summary(n, help, v, uint64(kind), metrics.L(lname, lvalue)) },
 		}
 		for i := range 4 {
 			add[(int(kind)+i)%len(add)](name, v)
@@ -175,6 +178,6 @@ func FuzzWriter(f *testing.F) {
 		if _, err := w.WriteTo(&buf); err != nil {
 			t.Fatal(err)
 		}
-		parseText(t, buf.String())
+		metricstest.Parse(t, buf.String())
 	})
 }

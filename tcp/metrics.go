@@ -1,0 +1,42 @@
+package tcp
+
+import "github.com/gatewayd/gatewayd/internal/metrics"
+
+// Label values of the relay families (metrics.FlowsActive and the rest).
+const (
+	metricProto = "tcp"
+	metricUp    = "up"
+	metricDown  = "down"
+)
+
+// Collector exposes a Server's counters: pass srv.Stats. Every sample also
+// carries labels (e.g. metrics.L("outbound", "direct") where several
+// servers relay through different outbounds).
+func Collector(stats func() Stats, labels ...metrics.Label) metrics.Collector {
+	return func(w *metrics.Writer) {
+		s := stats()
+		proto := metrics.With(labels, metrics.L("proto", metricProto))
+		w.Gauge(metrics.FlowsActive, metrics.FlowsActiveHelp, float64(s.Active), proto...)
+		w.Counter(metrics.FlowsTotal, metrics.FlowsTotalHelp, float64(s.Accepted), proto...)
+		w.Counter(metrics.Bytes, metrics.BytesHelp, float64(s.BytesUp), metrics.With(proto, metrics.L("direction", metricUp))...)
+		w.Counter(metrics.Bytes, metrics.BytesHelp, float64(s.BytesDown), metrics.With(proto, metrics.L("direction", metricDown))...)
+		const name, help = "gatewayd_tcp_refused_total", "TCP clients reset instead of relayed, by reason."
+		for _, r := range []keyedCount{
+			{"max_connections", s.Rejected},
+			{"fd_limit", s.FDRefused},
+			{"loop", s.LoopRefused},
+			{"dial_failed", s.DialFailed},
+		} {
+			w.Counter(name, help, float64(r.n), metrics.With(labels, metrics.L("reason", r.key))...)
+		}
+		const pipes, pipesHelp = "gatewayd_tcp_splice_pipes", "Splice pipes (two fds each): lent to flows moving data, or spare."
+		w.Gauge(pipes, pipesHelp, float64(s.PipesLent), metrics.With(labels, metrics.L("state", "lent"))...)
+		w.Gauge(pipes, pipesHelp, float64(s.PipesSpare), metrics.With(labels, metrics.L("state", "spare"))...)
+	}
+}
+
+// keyedCount is one sample of a family split by one label: its value and count.
+type keyedCount struct {
+	key string
+	n   uint64
+}
