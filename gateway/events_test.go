@@ -186,7 +186,7 @@ func TestKeeperChecksOnEventOnly(t *testing.T) {
 	if n := k.checks.Load(); n != 1 {
 		t.Errorf("%d checks for one burst of events, want 1", n)
 	}
-	if m, err := (&PolicyRouting{NL: sys.nl}).Missing(g.spec); err != nil || len(m) != 0 {
+	if m, err := (&policyRouting{NL: sys.nl}).Missing(g.spec); err != nil || len(m) != 0 {
 		t.Errorf("after the event, missing %v (%v)", m, err)
 	}
 }

@@ -68,8 +68,8 @@ func New(spec *Spec, o Options) *Gateway {
 		fastPath: o.FastPath, events: o.Events, spec: spec}
 }
 
-func (g *Gateway) mangle(f Family) *Mangle {
-	return &Mangle{Family: f, Tables: g.tables[f], StateDir: g.spec.StateDir, Log: g.log}
+func (g *Gateway) mangle(f Family) *mangleTable {
+	return &mangleTable{Family: f, Tables: g.tables[f], StateDir: g.spec.StateDir, Log: g.log}
 }
 
 // Cleanup removes everything gatewayd installs (this run's or a crashed
@@ -85,7 +85,7 @@ func (g *Gateway) Cleanup() error {
 			errs = append(errs, err)
 		}
 	}
-	r := &PolicyRouting{NL: g.nl}
+	r := &policyRouting{NL: g.nl}
 	if err := r.Cleanup(g.spec); err != nil {
 		errs = append(errs, err)
 	}
@@ -193,7 +193,7 @@ func familyOf(p netip.Prefix) Family {
 // exist).
 func (g *Gateway) install(ctx context.Context, env Env) (Env, error) {
 	// Routing first: rules without the local route would blackhole.
-	r := &PolicyRouting{NL: g.nl}
+	r := &policyRouting{NL: g.nl}
 	if err := r.Set(g.spec); err != nil {
 		return env, fmt.Errorf("installing policy routing: %w", err)
 	}

@@ -190,7 +190,7 @@ func (k *keeper) check(ctx context.Context) error {
 			"before", k.last.env.LANSubnets, "after", env.LANSubnets)
 		why = append(why, "LAN subnets changed")
 	}
-	r := &PolicyRouting{NL: g.nl}
+	r := &policyRouting{NL: g.nl}
 	missing, err := r.Missing(g.spec)
 	if err != nil {
 		return err

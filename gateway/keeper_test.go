@@ -67,7 +67,7 @@ func TestKeeperRepairsRouting(t *testing.T) {
 	if err := sys.nl.RouteDel(localRoute(g.spec, IPv4, lo.Attrs().Index)); err != nil {
 		t.Fatal(err)
 	}
-	missing, err := (&PolicyRouting{NL: sys.nl}).Missing(g.spec)
+	missing, err := (&policyRouting{NL: sys.nl}).Missing(g.spec)
 	if err != nil || len(missing) != 2 {
 		t.Fatalf("Missing = %v, %v; want the v6 rule and the v4 route", missing, err)
 	}
@@ -123,7 +123,7 @@ func TestKeeperRestoresRoutingBeforeReadingMangle(t *testing.T) {
 	}
 	var missingAtSave []string
 	g.tables[IPv4] = &saveSpy{Tables: sys.v4, onSave: func() {
-		m, err := (&PolicyRouting{NL: sys.nl}).Missing(g.spec)
+		m, err := (&policyRouting{NL: sys.nl}).Missing(g.spec)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-// Mangle owns gatewayd's part of one family's mangle table.
+// mangleTable owns gatewayd's part of one family's mangle table.
 //
 // In appliance mode Set snapshots the table once (the rules gatewayd did not
 // write, "kept aside" in a state file so they survive a crash), then
@@ -17,7 +17,7 @@ import (
 // back. In shared mode Set replaces only the GWD_ chains (--noflush) and adds
 // the PREROUTING jumps; Cleanup removes those. Both are safe to repeat, and
 // Cleanup is also what start-up runs first to remove a crashed run's rules.
-type Mangle struct {
+type mangleTable struct {
 	Family   Family
 	Tables   Tables
 	StateDir string
@@ -25,25 +25,25 @@ type Mangle struct {
 }
 
 // keptFile is where the appliance-mode snapshot of foreign rules lives.
-func (m *Mangle) keptFile() string {
+func (m *mangleTable) keptFile() string {
 	return filepath.Join(m.StateDir, fmt.Sprintf("mangle-v%d.rules", m.Family))
 }
 
 // Set installs the rendered rules of cfg.
-func (m *Mangle) Set(cfg *Spec, env Env) error {
+func (m *mangleTable) Set(cfg *Spec, env Env) error {
 	if cfg.Mangle.Mode == ModeShared {
 		return m.setShared(cfg, env)
 	}
 	return m.setAppliance(cfg, env)
 }
 
-func (m *Mangle) setAppliance(cfg *Spec, env Env) error {
+func (m *mangleTable) setAppliance(cfg *Spec, env Env) error {
 	if _, err := os.Stat(m.keptFile()); errors.Is(err, os.ErrNotExist) {
 		if err := m.keepAside(); err != nil {
 			return err
 		}
 	}
-	if err := m.Tables.Restore(RenderAppliance(cfg, m.Family, env), false); err != nil {
+	if err := m.Tables.Restore(renderAppliance(cfg, m.Family, env), false); err != nil {
 		return fmt.Errorf("installing %s mangle table: %w", m.Family, err)
 	}
 	return m.verify(cfg)
@@ -51,7 +51,7 @@ func (m *Mangle) setAppliance(cfg *Spec, env Env) error {
 
 // keepAside snapshots the current table minus anything of gatewayd's and
 // writes it to the state file before gatewayd replaces the table.
-func (m *Mangle) keepAside() error {
+func (m *mangleTable) keepAside() error {
 	saved, err := m.Tables.Save("mangle")
 	if err != nil {
 		return fmt.Errorf("saving %s mangle table: %w", m.Family, err)
@@ -74,8 +74,8 @@ func (m *Mangle) keepAside() error {
 	return nil
 }
 
-func (m *Mangle) setShared(cfg *Spec, env Env) error {
-	if err := m.Tables.Restore(RenderShared(cfg, m.Family, env), true); err != nil {
+func (m *mangleTable) setShared(cfg *Spec, env Env) error {
+	if err := m.Tables.Restore(renderShared(cfg, m.Family, env), true); err != nil {
 		return fmt.Errorf("installing %s mangle chains: %w", m.Family, err)
 	}
 	pos := map[string]int{}
@@ -98,7 +98,7 @@ func (m *Mangle) setShared(cfg *Spec, env Env) error {
 // verify re-checks that what was applied is in place: every jump and the
 // full chain (a failed or raced apply shows here rather than as a silently
 // unintercepted LAN).
-func (m *Mangle) verify(cfg *Spec) error {
+func (m *mangleTable) verify(cfg *Spec) error {
 	for _, j := range jumps(cfg) {
 		ok, err := m.Tables.Exists("mangle", j.chain, j.spec...)
 		if err != nil {
@@ -123,7 +123,7 @@ func (m *Mangle) verify(cfg *Spec) error {
 // Cleanup removes everything gatewayd installed in this family's mangle
 // table and puts back what appliance mode kept aside. Safe when nothing is
 // there.
-func (m *Mangle) Cleanup() error {
+func (m *mangleTable) Cleanup() error {
 	kept, err := os.ReadFile(m.keptFile())
 	switch {
 	case err == nil:
@@ -150,7 +150,7 @@ const removeTries = 5
 // could put a jump back before its chain is deleted. The transaction
 // changes nothing if the table changed since it was read (a rule to delete
 // is gone); the table is then read again.
-func (m *Mangle) removeOwn() error {
+func (m *mangleTable) removeOwn() error {
 	var err error
 	for range removeTries {
 		saved, serr := m.Tables.Save("mangle")

@@ -28,8 +28,8 @@ const foreignSetup = `*mangle
 COMMIT
 `
 
-func newMangle(t *testing.T, ft *fakeTables) *Mangle {
-	return &Mangle{Family: IPv4, Tables: ft, StateDir: t.TempDir(), Log: discard()}
+func newMangle(t *testing.T, ft *fakeTables) *mangleTable {
+	return &mangleTable{Family: IPv4, Tables: ft, StateDir: t.TempDir(), Log: discard()}
 }
 
 func mustSave(t *testing.T, ft *fakeTables) string {
@@ -66,7 +66,7 @@ func TestApplianceReplacesTableAndRestoresForeignRules(t *testing.T) {
 		t.Fatalf("foreign rules not kept aside in the state dir: %v\n%s", err, kept)
 	}
 	// A fresh Mangle (as after a crash) finds the kept-aside rules.
-	m2 := &Mangle{Family: IPv4, Tables: ft, StateDir: m.StateDir, Log: discard()}
+	m2 := &mangleTable{Family: IPv4, Tables: ft, StateDir: m.StateDir, Log: discard()}
 	if err := m2.Cleanup(); err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestApplianceSnapshotDropsLeftovers(t *testing.T) {
 	// A crashed run left its rules and lost its state dir: the snapshot
 	// must not keep gatewayd's own rules as "foreign".
 	ft := newFakeTables()
-	if err := ft.Restore(RenderAppliance(testSpec(), IPv4, Env{}), false); err != nil {
+	if err := ft.Restore(renderAppliance(testSpec(), IPv4, Env{}), false); err != nil {
 		t.Fatal(err)
 	}
 	m := newMangle(t, ft)
@@ -147,7 +147,7 @@ func TestSharedLeavesOtherRulesAlone(t *testing.T) {
 
 func TestCleanupRemovesStaleJumpsEverywhere(t *testing.T) {
 	ft := newFakeTables()
-	if err := ft.Restore(RenderShared(testSpec(), IPv4, Env{}), true); err != nil {
+	if err := ft.Restore(renderShared(testSpec(), IPv4, Env{}), true); err != nil {
 		t.Fatal(err)
 	}
 	for _, spec := range [][]string{{"-i", "old0", "-j", chainPre}, {"-i", "br-lan", "-j", chainPre}} {
@@ -276,7 +276,7 @@ func TestRemoveOwnIsOneTransactionAndRetries(t *testing.T) {
 			t.Fatal(err)
 		}
 	}}
-	m := &Mangle{Family: IPv4, Tables: spy, StateDir: g.spec.StateDir, Log: discard()}
+	m := &mangleTable{Family: IPv4, Tables: spy, StateDir: g.spec.StateDir, Log: discard()}
 	if err := m.removeOwn(); err != nil {
 		t.Fatal(err)
 	}

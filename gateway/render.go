@@ -193,11 +193,11 @@ func writeOwn(b *strings.Builder, c *Spec, f Family, env Env) {
 	}
 }
 
-// RenderAppliance renders the complete mangle table of family f for appliance
+// renderAppliance renders the complete mangle table of family f for appliance
 // mode: gatewayd's chains, the jumps into them and the firmware builder's
 // extra rules, to be loaded with iptables-restore (which replaces the whole
 // table in one transaction).
-func RenderAppliance(c *Spec, f Family, env Env) string {
+func renderAppliance(c *Spec, f Family, env Env) string {
 	var b strings.Builder
 	b.WriteString("*mangle\n")
 	for _, ch := range builtinMangle {
@@ -218,12 +218,12 @@ func RenderAppliance(c *Spec, f Family, env Env) string {
 	return b.String()
 }
 
-// RenderShared renders gatewayd's chains alone for shared mode, to be loaded
+// renderShared renders gatewayd's chains alone for shared mode, to be loaded
 // with iptables-restore --noflush: it creates or flushes-and-refills only the
 // GWD_ chains and leaves every other rule alone. The jumps are added
 // separately and idempotently (a "-I" in a --noflush payload would add a
 // duplicate on every apply).
-func RenderShared(c *Spec, f Family, env Env) string {
+func renderShared(c *Spec, f Family, env Env) string {
 	var b strings.Builder
 	b.WriteString("*mangle\n")
 	writeOwn(&b, c, f, env)
@@ -231,10 +231,10 @@ func RenderShared(c *Spec, f Family, env Env) string {
 	return b.String()
 }
 
-// Render renders the payload for the configured mangle mode.
-func Render(c *Spec, f Family, env Env) string {
+// render renders the payload for the configured mangle mode.
+func render(c *Spec, f Family, env Env) string {
 	if c.Mangle.Mode == ModeShared {
-		return RenderShared(c, f, env)
+		return renderShared(c, f, env)
 	}
-	return RenderAppliance(c, f, env)
+	return renderAppliance(c, f, env)
 }

@@ -31,7 +31,7 @@ func RenderAll(c *Spec, env Env) string {
 		} else {
 			fmt.Fprintf(&b, "# %s-restore (appliance mode: replaces the whole mangle table)\n", bin)
 		}
-		b.WriteString(Render(c, f, env))
+		b.WriteString(render(c, f, env))
 		if c.Mangle.Mode == ModeShared {
 			pos := map[string]int{}
 			b.WriteString("# then, each if absent:\n")

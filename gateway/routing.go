@@ -30,11 +30,11 @@ var _ Netlink = (*netlink.Handle)(nil)
 // per call, and a crashed older version might have left duplicates.
 const maxDuplicates = 64
 
-// PolicyRouting owns the policy routing that makes TPROXY work: per family,
+// policyRouting owns the policy routing that makes TPROXY work: per family,
 // `fwmark MARK/MASK lookup TABLE priority PRIO` and, in TABLE,
 // `local default dev lo`, which delivers the marked (foreign-destination)
 // packets to the local stack where the TPROXY socket waits.
-type PolicyRouting struct {
+type policyRouting struct {
 	NL Netlink
 }
 
@@ -67,7 +67,7 @@ func localRoute(c *Spec, f Family, loIndex int) *netlink.Route {
 	return r
 }
 
-func (r *PolicyRouting) loIndex() (int, error) {
+func (r *policyRouting) loIndex() (int, error) {
 	lo, err := r.NL.LinkByName("lo")
 	if err != nil {
 		return 0, fmt.Errorf("finding lo: %w", err)
@@ -76,7 +76,7 @@ func (r *PolicyRouting) loIndex() (int, error) {
 }
 
 // Set installs the rule and route of every intercepted family. Repeatable.
-func (r *PolicyRouting) Set(c *Spec) error {
+func (r *policyRouting) Set(c *Spec) error {
 	lo, err := r.loIndex()
 	if err != nil {
 		return err
@@ -97,7 +97,7 @@ func (r *PolicyRouting) Set(c *Spec) error {
 
 // Cleanup removes the rules and routes of both families (whether or not
 // this config intercepts them). Safe when nothing is there.
-func (r *PolicyRouting) Cleanup(c *Spec) error {
+func (r *policyRouting) Cleanup(c *Spec) error {
 	var errs []error
 	for _, f := range Families {
 		if err := deleteAll(func() error { return r.NL.RuleDel(fwmarkRule(c, f)) }); err != nil {
@@ -118,7 +118,7 @@ func (r *PolicyRouting) Cleanup(c *Spec) error {
 
 // Missing describes what of the rules and routes Set installs is not in
 // the kernel now (nil: all there), for the keeper.
-func (r *PolicyRouting) Missing(c *Spec) ([]string, error) {
+func (r *policyRouting) Missing(c *Spec) ([]string, error) {
 	lo, err := r.loIndex()
 	if err != nil {
 		return nil, err

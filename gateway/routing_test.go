@@ -16,7 +16,7 @@ func TestRoutingSetIsIdempotentAndCleanupExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := nl.String()
-	r := &PolicyRouting{NL: nl}
+	r := &policyRouting{NL: nl}
 	c := testSpec()
 	for range 2 {
 		if err := r.Set(c); err != nil {
@@ -45,7 +45,7 @@ func TestRoutingV4Only(t *testing.T) {
 	nl := newFakeNetlink()
 	c := testSpec()
 	c.TProxy.Addresses = c.TProxy.Addresses[:1]
-	if err := (&PolicyRouting{NL: nl}).Set(c); err != nil {
+	if err := (&policyRouting{NL: nl}).Set(c); err != nil {
 		t.Fatal(err)
 	}
 	want := `route table=2026 type=2 dev=1 dst=0.0.0.0/0 scope=254
