@@ -10,6 +10,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/gatewayd/gatewayd/dns"
 	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/udp"
 )
 
 // Defaults. The marks, table and priority are explained in marks.go.
@@ -23,13 +24,9 @@ const (
 	DefaultShutdownGrace  = 2 * time.Second
 	// DefaultCheckInterval is self_heal.check_interval: the keeper's
 	// check without an event (keeper.go).
-	DefaultCheckInterval = 30 * time.Second
-	// DefaultUDPIdle is the UDP session idle timeout: long enough for games,
-	// VoIP and QUIC between keepalives (commonly 15-30 s), the same as
-	// Linux conntrack's UDP stream timeout (net.netfilter.nf_conntrack_udp_timeout_stream
-	// is 120 s, the unreplied timeout 30 s).
-	DefaultUDPIdle        = 60 * time.Second
-	DefaultUDPMaxSessions = 4096
+	DefaultCheckInterval  = 30 * time.Second
+	DefaultUDPIdle        = udp.DefaultIdleTimeout
+	DefaultUDPMaxSessions = udp.DefaultMaxSessions
 	// DefaultDNSPort is where the hijacked DNS lands (on the tproxy
 	// listener addresses); answers still leave from the queried :53.
 	DefaultDNSPort = 15053

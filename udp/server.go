@@ -22,10 +22,14 @@ import (
 	"github.com/gatewayd/gatewayd/internal/listen"
 )
 
-// Defaults for zero Config fields.
+// Defaults for zero Config fields (and the config file's).
 const (
-	defaultIdleTimeout = 60 * time.Second
-	defaultMaxSessions = 4096
+	// DefaultIdleTimeout ends a session without datagrams either way:
+	// long enough for games, VoIP and QUIC between keepalives (commonly
+	// 15-30 s), less than Linux conntrack's UDP stream timeout
+	// (net.netfilter.nf_conntrack_udp_timeout_stream, 120 s).
+	DefaultIdleTimeout = 60 * time.Second
+	DefaultMaxSessions = 4096
 	// defaultRepliesPerSession sizes the reply socket cache: most sessions
 	// talk to one remote, some to a few.
 	defaultRepliesPerSession = 2
@@ -137,10 +141,10 @@ func New(cfg Config, log *slog.Logger) *Server {
 		cfg.Dialer = noDialer{}
 	}
 	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = defaultIdleTimeout
+		cfg.IdleTimeout = DefaultIdleTimeout
 	}
 	if cfg.MaxSessions <= 0 {
-		cfg.MaxSessions = defaultMaxSessions
+		cfg.MaxSessions = DefaultMaxSessions
 	}
 	if cfg.MaxReplySockets <= 0 {
 		cfg.MaxReplySockets = defaultRepliesPerSession * cfg.MaxSessions

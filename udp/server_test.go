@@ -556,8 +556,8 @@ func TestServeAndListenErrors(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	s := New(Config{BypassMark: 0x2}, nil)
 	defer s.Shutdown(0)
-	if s.cfg.IdleTimeout != defaultIdleTimeout || s.cfg.MaxSessions != defaultMaxSessions ||
-		s.cfg.MaxReplySockets != defaultRepliesPerSession*defaultMaxSessions {
+	if s.cfg.IdleTimeout != DefaultIdleTimeout || s.cfg.MaxSessions != DefaultMaxSessions ||
+		s.cfg.MaxReplySockets != defaultRepliesPerSession*DefaultMaxSessions {
 		t.Errorf("defaults: %+v", s.cfg)
 	}
 	if _, err := s.cfg.Dialer.OpenUpstream(context.Background(), netip.MustParseAddrPort("198.18.0.2:5000"), 0); !errors.Is(err, errNoDialer) {
