@@ -35,7 +35,7 @@ type applied struct {
 	mangle map[Family]string // ownSnapshot of each family after the last apply
 }
 
-// keeper holds the keeper's state; Run owns it.
+// keeper holds the keeper's state, from Install to Remove.
 type keeper struct {
 	g       *Gateway
 	quiet   *slog.Logger // for DeriveEnv: a missing LAN interface is not news at every check
@@ -44,7 +44,7 @@ type keeper struct {
 
 	mu   sync.Mutex // held by check and Reconfigure: one of them applies at a time
 	last applied
-	// stopped is set (under mu) when Run stops keeping the rules, before
+	// stopped is set (under mu) when Remove stops keeping the rules, before
 	// it removes them: no Reconfigure may install anything after that.
 	stopped bool
 }
@@ -59,7 +59,7 @@ func (g *Gateway) Reapplies() uint64 {
 
 // startKeeper starts keeping the rules applied for env; stop waits for it
 // to end and then for a Reconfigure in progress, and refuses every later
-// one (ErrNotRunning), so that nothing re-applies the rules once Run
+// one (ErrNotRunning), so that nothing re-applies the rules once Remove
 // removes them.
 func (g *Gateway) startKeeper(env Env) (stop func(), err error) {
 	k := &keeper{g: g, quiet: slog.New(slog.DiscardHandler)}

@@ -23,7 +23,7 @@ func (g *Gateway) Reconfigure(ctx context.Context, spec *Spec) error {
 	if k == nil {
 		return ErrNotRunning
 	}
-	k.mu.Lock() // g.spec is only written and read under it while Run runs
+	k.mu.Lock() // g.spec is only written and read under it while installed
 	defer k.mu.Unlock()
 	if k.stopped {
 		return ErrNotRunning
