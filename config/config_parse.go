@@ -34,18 +34,8 @@ const (
 	DefaultResolvConf = "/tmp/resolv.conf.d/resolv.conf.auto"
 )
 
-// DefaultBypass are destinations that are never intercepted: loopback,
-// link-local, multicast, broadcast, private and other reserved ranges.
-// 198.18.0.0/15 and 2001:2::/48 (benchmarking) are deliberately absent:
-// fake-IP schemes and gatewayd's own lab use them.
-var DefaultBypass = []string{
-	"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
-	"172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24",
-	"192.168.0.0/16", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4",
-	"240.0.0.0/4", "255.255.255.255/32",
-	"::/128", "::1/128", "::ffff:0:0/96", "100::/64", "2001:db8::/32",
-	"fc00::/7", "fe80::/10", "ff00::/8",
-}
+// DefaultBypass is bypass.destinations' default (gateway.DefaultBypass).
+var DefaultBypass = gateway.DefaultBypass
 
 // Default returns the built-in configuration.
 func Default() *Config {

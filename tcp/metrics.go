@@ -2,12 +2,9 @@ package tcp
 
 import "github.com/gatewayd/gatewayd/internal/metrics"
 
-// Label values of the relay families (metrics.FlowsActive and the rest).
-const (
-	metricProto = "tcp"
-	metricUp    = "up"
-	metricDown  = "down"
-)
+// metricProto is the proto label of the relay families
+// (metrics.WriteFlows).
+const metricProto = "tcp"
 
 // Collector exposes a Server's counters: pass srv.Stats. Every sample also
 // carries labels (e.g. metrics.L("outbound", "direct") where several
@@ -15,11 +12,8 @@ const (
 func Collector(stats func() Stats, labels ...metrics.Label) metrics.Collector {
 	return func(w *metrics.Writer) {
 		s := stats()
-		proto := metrics.With(labels, metrics.L("proto", metricProto))
-		w.Gauge(metrics.FlowsActive, metrics.FlowsActiveHelp, float64(s.Active), proto...)
-		w.Counter(metrics.FlowsTotal, metrics.FlowsTotalHelp, float64(s.Accepted), proto...)
-		w.Counter(metrics.Bytes, metrics.BytesHelp, float64(s.BytesUp), metrics.With(proto, metrics.L("direction", metricUp))...)
-		w.Counter(metrics.Bytes, metrics.BytesHelp, float64(s.BytesDown), metrics.With(proto, metrics.L("direction", metricDown))...)
+		metrics.WriteFlows(w, metricProto, metrics.FlowCounts{Active: s.Active, Total: s.Accepted,
+			BytesUp: s.BytesUp, BytesDown: s.BytesDown}, labels...)
 		const name, help = "gatewayd_tcp_refused_total", "TCP clients reset instead of relayed, by reason."
 		for _, r := range []keyedCount{
 			{"max_connections", s.Rejected},

@@ -12,7 +12,6 @@ import (
 
 	"github.com/gatewayd/gatewayd/internal/sockopt"
 	"github.com/gatewayd/gatewayd/internal/testutil"
-	"github.com/gatewayd/gatewayd/internal/udpio"
 )
 
 // failAfter guards every blocking step of a test; it is never a timing
@@ -45,35 +44,12 @@ func needRoot(t *testing.T) {
 	testutil.NeedRoot(t, "IP_TRANSPARENT, SO_MARK, network namespaces")
 }
 
-// listenUDP opens a plain UDP socket on addr ("127.0.0.1:0", "[::1]:0").
-func listenUDP(t testing.TB, addr string) *net.UDPConn {
-	t.Helper()
-	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
-	if err != nil {
-		t.Fatalf("listening on %s: %v", addr, err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
-func localAddr(c *net.UDPConn) netip.AddrPort {
-	return c.LocalAddr().(*net.UDPAddr).AddrPort()
-}
-
-// expectDatagram reads one datagram from c and checks its payload.
-func expectDatagram(t testing.TB, c *net.UDPConn, want string) netip.AddrPort {
-	t.Helper()
-	_ = c.SetReadDeadline(time.Now().Add(failAfter))
-	buf := make([]byte, udpio.MaxDatagram)
-	n, from, err := c.ReadFromUDPAddrPort(buf)
-	if err != nil {
-		t.Fatalf("waiting for %q: %v", want, err)
-	}
-	if got := string(buf[:n]); got != want {
-		t.Fatalf("got %q from %s, want %q", got, from, want)
-	}
-	return from
-}
+// The UDP socket helpers every datagram test uses (internal/testutil).
+var (
+	listenUDP      = testutil.ListenUDP
+	localAddr      = testutil.LocalAddr
+	expectDatagram = testutil.ExpectDatagram
+)
 
 func sendTo(t testing.TB, c *net.UDPConn, to netip.AddrPort, msg string) {
 	t.Helper()

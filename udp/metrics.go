@@ -2,7 +2,8 @@ package udp
 
 import "github.com/gatewayd/gatewayd/internal/metrics"
 
-// Label values of the relay families (metrics.FlowsActive and the rest).
+// Label values: the proto of the relay families (metrics.WriteFlows) and
+// the directions.
 const (
 	metricProto = "udp"
 	metricUp    = "up"
@@ -14,11 +15,8 @@ const (
 func Collector(stats func() Stats, labels ...metrics.Label) metrics.Collector {
 	return func(w *metrics.Writer) {
 		s := stats()
-		proto := metrics.With(labels, metrics.L("proto", metricProto))
-		w.Gauge(metrics.FlowsActive, metrics.FlowsActiveHelp, float64(s.SessionsActive), proto...)
-		w.Counter(metrics.FlowsTotal, metrics.FlowsTotalHelp, float64(s.SessionsTotal), proto...)
-		w.Counter(metrics.Bytes, metrics.BytesHelp, float64(s.BytesUp), metrics.With(proto, metrics.L("direction", metricUp))...)
-		w.Counter(metrics.Bytes, metrics.BytesHelp, float64(s.BytesDown), metrics.With(proto, metrics.L("direction", metricDown))...)
+		metrics.WriteFlows(w, metricProto, metrics.FlowCounts{Active: s.SessionsActive, Total: s.SessionsTotal,
+			BytesUp: s.BytesUp, BytesDown: s.BytesDown}, labels...)
 
 		const dgName, dgHelp = "gatewayd_udp_datagrams_total", "UDP datagrams relayed; up is client to remote."
 		w.Counter(dgName, dgHelp, float64(s.DatagramsUp), metrics.With(labels, metrics.L("direction", metricUp))...)

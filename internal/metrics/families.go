@@ -18,3 +18,18 @@ const (
 func With(base []Label, more ...Label) []Label {
 	return append(append(make([]Label, 0, len(base)+len(more)), base...), more...)
 }
+
+// FlowCounts are a relay's samples of the shared families.
+type FlowCounts struct {
+	Active, Total, BytesUp, BytesDown uint64
+}
+
+// WriteFlows writes a relay's flows and bytes under proto ("tcp", "udp"),
+// every sample also carrying labels.
+func WriteFlows(w *Writer, proto string, c FlowCounts, labels ...Label) {
+	p := With(labels, L("proto", proto))
+	w.Gauge(FlowsActive, FlowsActiveHelp, float64(c.Active), p...)
+	w.Counter(FlowsTotal, FlowsTotalHelp, float64(c.Total), p...)
+	w.Counter(Bytes, BytesHelp, float64(c.BytesUp), With(p, L("direction", "up"))...)
+	w.Counter(Bytes, BytesHelp, float64(c.BytesDown), With(p, L("direction", "down"))...)
+}

@@ -4,7 +4,6 @@ import (
 	"net"
 	"net/netip"
 	"testing"
-	"time"
 
 	"github.com/gatewayd/gatewayd/internal/sockopt"
 	"github.com/gatewayd/gatewayd/internal/testutil"
@@ -14,35 +13,12 @@ import (
 // assertion, only a way to fail instead of hanging.
 const failAfter = testutil.FailAfter
 
-// listenUDP opens a plain UDP socket on addr ("127.0.0.1:0", "[::1]:0").
-func listenUDP(t testing.TB, addr string) *net.UDPConn {
-	t.Helper()
-	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
-	if err != nil {
-		t.Fatalf("listening on %s: %v", addr, err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
-func localAddr(c *net.UDPConn) netip.AddrPort {
-	return c.LocalAddr().(*net.UDPAddr).AddrPort()
-}
-
-// expectDatagram reads one datagram from c and checks its payload.
-func expectDatagram(t testing.TB, c *net.UDPConn, want string) netip.AddrPort {
-	t.Helper()
-	_ = c.SetReadDeadline(time.Now().Add(failAfter))
-	buf := make([]byte, MaxDatagram)
-	n, from, err := c.ReadFromUDPAddrPort(buf)
-	if err != nil {
-		t.Fatalf("waiting for %q: %v", want, err)
-	}
-	if got := string(buf[:n]); got != want {
-		t.Fatalf("got %q from %s, want %q", got, from, want)
-	}
-	return from
-}
+// The UDP socket helpers every datagram test uses (internal/testutil).
+var (
+	listenUDP      = testutil.ListenUDP
+	localAddr      = testutil.LocalAddr
+	expectDatagram = testutil.ExpectDatagram
+)
 
 func haveIPv6(t *testing.T) bool {
 	c, err := net.ListenPacket("udp6", "[::1]:0")
