@@ -57,7 +57,7 @@ var (
 	mac10, _ = net.ParseMAC("02:00:00:00:00:0a")
 )
 
-func newTestDispatcher(t *testing.T, rules []route.RuleSpec, mem names) (*Dispatcher, map[string]*fakeOutbound) {
+func newTestDispatcher(t testing.TB, rules []route.RuleSpec, mem names) (*Dispatcher, map[string]*fakeOutbound) {
 	t.Helper()
 	table, err := route.Compile(rules, "direct")
 	if err != nil {
