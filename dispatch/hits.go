@@ -63,3 +63,6 @@ func (d *Dispatcher) RuleOf(proto string, client, dst netip.AddrPort, domain str
 	_, i := d.cfg.Table.Match(f)
 	return d.cfg.Table.Label(i)
 }
+
+// Table is the compiled rule list the Dispatcher routes with.
+func (d *Dispatcher) Table() *route.Table { return d.cfg.Table }

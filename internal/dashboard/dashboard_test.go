@@ -278,6 +278,9 @@ func TestPage(t *testing.T) {
 	} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		if rec.Header().Get("Content-Security-Policy") != contentPolicy {
+			t.Errorf("GET %s: no Content-Security-Policy", path)
+		}
 		if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != want.ctype || !strings.Contains(rec.Body.String(), want.text) {
 			t.Errorf("GET %s: %d %q, body has %q: %v", path, rec.Code, rec.Header().Get("Content-Type"), want.text, strings.Contains(rec.Body.String(), want.text))
 		}

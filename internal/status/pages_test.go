@@ -38,3 +38,14 @@ func TestPages(t *testing.T) {
 		t.Errorf("without Pages, GET /: %d %q, want the list of paths", plain.Code, plain.Body)
 	}
 }
+
+func TestConfigInfo(t *testing.T) {
+	s := newTestServer(t, Config{ConfigPath: "/a.toml", ConfigSHA256: "aa"})
+	if got := s.ConfigInfo(); got != (ConfigInfo{Path: "/a.toml", SHA256: "aa"}) {
+		t.Errorf("ConfigInfo = %+v", got)
+	}
+	s.SetConfig("/b.toml", "bb")
+	if got := s.ConfigInfo(); got != (ConfigInfo{Path: "/b.toml", SHA256: "bb"}) {
+		t.Errorf("after SetConfig, ConfigInfo = %+v", got)
+	}
+}
