@@ -173,7 +173,7 @@ func TestThroughput(t *testing.T) {
 func TestFlows(t *testing.T) {
 	var v FlowsView
 	get(t, newTest(testSource(t)), PathFlows, &v)
-	want := FlowsView{Total: 3, Flows: []FlowView{
+	want := FlowsView{At: t0.UnixMilli(), Total: 3, Flows: []FlowView{
 		{Proto: "tcp", Client: "198.18.1.2:40000", ClientIP: "198.18.1.2", MAC: "aa:bb:cc:00:00:02", Hostname: "laptop",
 			Destination: "198.19.0.1:443", Domain: "www.example.test", Outbound: "direct", Rule: "default",
 			BytesUp: 100, BytesDown: 5000, AgeSeconds: 10,

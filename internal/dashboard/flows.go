@@ -35,6 +35,9 @@ type FlowView struct {
 
 // FlowsView is the /api/flows answer.
 type FlowsView struct {
+	// At is when the list was taken, Unix milliseconds: rates between two
+	// answers are the byte counts' difference over their At's.
+	At    int64      `json:"at"`
 	Total int        `json:"total"` // flows open now; Flows lists the largest
 	Flows []FlowView `json:"flows"`
 }
@@ -67,8 +70,8 @@ func (d *Dashboard) flowsView(limit int) FlowsView {
 		}
 		return a.Start.Compare(b.Start)
 	})
-	v := FlowsView{Total: len(flows), Flows: []FlowView{}}
 	names, now := d.names(), d.now()
+	v := FlowsView{At: now.UnixMilli(), Total: len(flows), Flows: []FlowView{}}
 	for _, f := range flows[:min(limit, len(flows))] {
 		n := names.name(f.Client.Addr())
 		v.Flows = append(v.Flows, FlowView{

@@ -125,14 +125,15 @@
     $("graph-span").textContent = "· last " + Math.round(spanMs / 60000) + " min, sampled while a dashboard is open";
   }
 
+  // renderFlows shows each flow's rate since the previous answer (the
+  // server's clock), or its average over its age when it is new.
   function renderFlows(v) {
-    const now = performance.now();
     const seen = new Map();
     for (const f of v.flows) {
       const p = state.prev.get(f.id);
       const total = f.bytes_up + f.bytes_down;
-      f.rate = p && now > p.at ? ((total - p.total) * 1000) / (now - p.at) : (f.age_seconds > 0 ? total / f.age_seconds : 0);
-      seen.set(f.id, { total: total, at: now });
+      f.rate = p && v.at > p.at ? ((total - p.total) * 1000) / (v.at - p.at) : (f.age_seconds > 0 ? total / f.age_seconds : 0);
+      seen.set(f.id, { total: total, at: v.at });
     }
     state.prev = seen;
     state.flows = v.flows;
