@@ -1,9 +1,8 @@
 package dns
 
 import (
-	"cmp"
 	"net/netip"
-	"slices"
+	"sort"
 	"sync"
 	"time"
 
@@ -114,11 +113,10 @@ func (r *Recent) TopBlocked(n int) []BlockedName {
 		out = append(out, BlockedName{Name: name, Count: c})
 	}
 	r.mu.Unlock()
-	slices.SortFunc(out, func(a, b BlockedName) int {
-		if c := cmp.Compare(b.Count, a.Count); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Name, b.Name)
+	// sort.Slice: a generic sort's instantiation would add KiB to the
+	// router binary for a list read only by the dashboard.
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Count > out[j].Count || out[i].Count == out[j].Count && out[i].Name < out[j].Name
 	})
 	return out[:min(max(n, 0), len(out))]
 }

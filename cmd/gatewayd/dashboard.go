@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"slices"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -32,7 +32,7 @@ type dashSource struct {
 // the resolver its query log (before the DNS server serves).
 func newDashboard(d *daemon, view *statusView, log *slog.Logger) (*dashboard.Dashboard, *dashSource) {
 	cfg := d.cfg
-	s := &dashSource{view: view, lan: slices.Clone(cfg.LAN.Interfaces), failsafe: cfg.Failsafe.Mode.String(), neighbors: d.pol.neighbors}
+	s := &dashSource{view: view, lan: append([]string(nil), cfg.LAN.Interfaces...), failsafe: cfg.Failsafe.Mode.String(), neighbors: d.pol.neighbors}
 	if cfg.Status.QueryLog && d.dns != nil {
 		s.recent = dns.NewRecent(dns.DefaultRecentQueries)
 		d.dns.Handler().SetRecent(s.recent)
@@ -183,7 +183,7 @@ func reverseHosts(hosts map[string][]string) map[netip.Addr]string {
 	for name := range hosts {
 		names = append(names, name)
 	}
-	slices.Sort(names)
+	sort.Strings(names)
 	out := map[netip.Addr]string{}
 	for _, name := range names {
 		for _, a := range hosts[name] {

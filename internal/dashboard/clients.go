@@ -1,10 +1,13 @@
 package dashboard
 
 import (
-	"cmp"
 	"net/netip"
-	"slices"
+	"sort"
 )
+
+// The sorts here use sort.Slice rather than the generic slices.SortFunc:
+// every instantiation of the latter adds several KiB of code to the
+// router binary, where sort.Slice's code is shared.
 
 // topDomains is how many domains each client's row names.
 const topDomains = 5
@@ -58,11 +61,10 @@ func (d *Dashboard) clientsView() any {
 		c.TopDomains = top(domains[a], topDomains)
 		out.Clients = append(out.Clients, *c)
 	}
-	slices.SortFunc(out.Clients, func(a, b ClientView) int {
-		if c := cmp.Compare(b.BytesUp+b.BytesDown, a.BytesUp+a.BytesDown); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.IP, b.IP)
+	cs := out.Clients
+	sort.Slice(cs, func(i, j int) bool {
+		a, b := cs[i].BytesUp+cs[i].BytesDown, cs[j].BytesUp+cs[j].BytesDown
+		return a > b || a == b && cs[i].IP < cs[j].IP
 	})
 	return out
 }
@@ -74,11 +76,8 @@ func top(counts map[string]uint64, n int) []NameCount {
 	for name, c := range counts {
 		out = append(out, NameCount{Name: name, Count: c})
 	}
-	slices.SortFunc(out, func(a, b NameCount) int {
-		if c := cmp.Compare(b.Count, a.Count); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Name, b.Name)
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Count > out[j].Count || out[i].Count == out[j].Count && out[i].Name < out[j].Name
 	})
 	return out[:min(n, len(out))]
 }

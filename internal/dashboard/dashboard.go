@@ -11,17 +11,25 @@
 package dashboard
 
 import (
-	"embed"
+	_ "embed" // the page's files
 	"encoding/json"
-	"io/fs"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
 )
 
-//go:embed assets
-var assets embed.FS
+// The page's three files, embedded as strings and served as they are: no
+// file server, whose code would add tens of KiB to the router binary.
+var (
+	//go:embed assets/index.html
+	indexHTML string
+	//go:embed assets/dashboard.css
+	dashboardCSS string
+	//go:embed assets/dashboard.js
+	dashboardJS string
+)
 
 // API paths.
 const (
@@ -52,11 +60,9 @@ func New(src Source, log *slog.Logger) *Dashboard {
 // Handler routes the page, its files and the API (GET and HEAD only).
 func (d *Dashboard) Handler() http.Handler {
 	mux := http.NewServeMux()
-	files, err := fs.Sub(assets, "assets")
-	if err != nil {
-		panic(err) // the embedded tree is fixed at build time
-	}
-	mux.Handle("GET /", http.FileServerFS(files))
+	mux.Handle("GET /{$}", file("text/html; charset=utf-8", indexHTML))
+	mux.Handle("GET /dashboard.css", file("text/css; charset=utf-8", dashboardCSS))
+	mux.Handle("GET /dashboard.js", file("text/javascript; charset=utf-8", dashboardJS))
 	mux.HandleFunc("GET "+PathNow, d.serve(d.nowView))
 	mux.HandleFunc("GET "+PathFlows, d.serveFlows)
 	mux.HandleFunc("GET "+PathClients, d.serve(d.clientsView))
@@ -76,6 +82,16 @@ func secure(next http.Handler) http.Handler {
 		h.Set("Content-Security-Policy", contentPolicy)
 		h.Set("Referrer-Policy", "no-referrer")
 		next.ServeHTTP(w, r)
+	})
+}
+
+// file serves one embedded file.
+func file(contentType, body string) http.Handler {
+	length := strconv.Itoa(len(body))
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", contentType)
+		w.Header().Set("Content-Length", length)
+		_, _ = io.WriteString(w, body)
 	})
 }
 

@@ -1,10 +1,9 @@
 package dashboard
 
 import (
-	"cmp"
 	"fmt"
 	"net/http"
-	"slices"
+	"sort"
 	"strconv"
 	"time"
 )
@@ -64,11 +63,9 @@ func (d *Dashboard) flows() []Flow {
 
 func (d *Dashboard) flowsView(limit int) FlowsView {
 	flows := d.flows()
-	slices.SortStableFunc(flows, func(a, b Flow) int {
-		if c := cmp.Compare(b.Up+b.Down, a.Up+a.Down); c != 0 {
-			return c
-		}
-		return a.Start.Compare(b.Start)
+	sort.SliceStable(flows, func(i, j int) bool { // largest first, older first among equals
+		a, b := flows[i].Up+flows[i].Down, flows[j].Up+flows[j].Down
+		return a > b || a == b && flows[i].Start.Before(flows[j].Start)
 	})
 	names, now := d.names(), d.now()
 	v := FlowsView{At: now.UnixMilli(), Total: len(flows), Flows: []FlowView{}}

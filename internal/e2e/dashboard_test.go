@@ -101,7 +101,7 @@ outbound = "direct"
 
 	// The API sees it all, and two samples give the graph a point.
 	waitDashboard(t, lab, base, web, udpDst)
-	fillHistory(t, lab, base)
+	fillHistory(t, lab, base, func() { exchange(t, uc, udpDst, []byte("still here")) })
 
 	artifacts := artifactDir(t)
 	dom, console := runChromium(t, lab, artifacts, "--dump-dom", base+"/")
@@ -215,8 +215,9 @@ func waitDashboard(t *testing.T, lab *netlab.Lab, base string, web, udpDst netip
 
 // fillHistory polls /api/now for $GWD_DASHBOARD_HISTORY (a duration,
 // e.g. 90s; unset: not at all), so the screenshots show that much of the
-// throughput graph: for the README's picture.
-func fillHistory(t *testing.T, lab *netlab.Lab, base string) {
+// throughput graph: for the README's picture. keep runs before each poll
+// (keeps the UDP session from idling out).
+func fillHistory(t *testing.T, lab *netlab.Lab, base string, keep func()) {
 	t.Helper()
 	v := os.Getenv("GWD_DASHBOARD_HISTORY")
 	if v == "" {
@@ -227,6 +228,7 @@ func fillHistory(t *testing.T, lab *netlab.Lab, base string) {
 		t.Fatalf("GWD_DASHBOARD_HISTORY=%q: %v", v, err)
 	}
 	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(time.Second) {
+		keep()
 		getNow(t, lab, base)
 	}
 }

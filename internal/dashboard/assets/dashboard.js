@@ -125,15 +125,19 @@
     $("graph-span").textContent = "· last " + Math.round(spanMs / 60000) + " min, sampled while a dashboard is open";
   }
 
-  // renderFlows shows each flow's rate since the previous answer (the
-  // server's clock), or its average over its age when it is new.
+  // renderFlows shows each flow's rate over at least RATE_MS of the
+  // server's clock (answers closer together keep the last rate), or its
+  // average over its age when it is new.
+  const RATE_MS = 1000;
   function renderFlows(v) {
     const seen = new Map();
     for (const f of v.flows) {
-      const p = state.prev.get(f.id);
       const total = f.bytes_up + f.bytes_down;
-      f.rate = p && v.at > p.at ? ((total - p.total) * 1000) / (v.at - p.at) : (f.age_seconds > 0 ? total / f.age_seconds : 0);
-      seen.set(f.id, { total: total, at: v.at });
+      let p = state.prev.get(f.id);
+      if (!p) p = { total: total, at: v.at, rate: f.age_seconds > 0 ? total / f.age_seconds : 0 };
+      else if (v.at - p.at >= RATE_MS) p = { total: total, at: v.at, rate: ((total - p.total) * 1000) / (v.at - p.at) };
+      f.rate = p.rate;
+      seen.set(f.id, p);
     }
     state.prev = seen;
     state.flows = v.flows;
