@@ -14,7 +14,8 @@ TOOLS    := ip:iproute2 iptables:iptables ip6tables:iptables iptables-restore:ip
             sysctl:procps iperf3:iperf3 curl:curl dig:dnsutils dnsmasq:dnsmasq-base ss:iproute2 dnsperf:dnsperf \
             ipset:ipset danted:dante-server tinyproxy:tinyproxy microsocks:microsocks \
             setpriv:util-linux unshare:util-linux prlimit:util-linux qemu-mipsel-static:qemu-user-static \
-            qemu-aarch64-static:qemu-user-static systemd-analyze:systemd systemd-nspawn:systemd-container
+            qemu-aarch64-static:qemu-user-static systemd-analyze:systemd systemd-nspawn:systemd-container \
+            chromium:chromium
 
 .PHONY: all build deps test test-unit fuzz demo bench lint cross rootfs clean
 
@@ -49,7 +50,7 @@ test: deps
 
 # test-unit runs what needs no root.
 test-unit:
-	$(GO) test -count=1 -short ./gateway/... ./tcp/... ./cmd/... ./route/... ./sniff/... ./dispatch/... ./outbound/...
+	$(GO) test -count=1 -short ./gateway/... ./tcp/... ./cmd/... ./route/... ./sniff/... ./dispatch/... ./outbound/... ./internal/dashboard/...
 
 # fuzz runs every Fuzz* target of the module (found by grep, so new ones
 # are picked up) for FUZZTIME each, one at a time: go test -fuzz takes one

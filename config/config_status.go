@@ -30,16 +30,26 @@ type StatusConfig struct {
 	// IP addresses and "localhost" (the endpoint's DNS rebinding guard),
 	// e.g. "router.lan".
 	Hosts []StatusHost `toml:"hosts"`
+	// QueryLog records the LAN's recent DNS queries and blocked names for
+	// the dashboard. Off by default: they tell what each device looks up.
+	QueryLog bool `toml:"query_log"`
+	// DHCPLeases is a dnsmasq leases file the dashboard names LAN devices
+	// from (OpenWrt's /tmp/dhcp.leases); "" reads none.
+	DHCPLeases StatusPath `toml:"dhcp_leases"`
 }
+
+// DefaultDHCPLeases is where OpenWrt's dnsmasq keeps its leases.
+const DefaultDHCPLeases = "/tmp/dhcp.leases"
 
 // DefaultStatus is the built-in [status] section: on, loopback only. Hosts
 // is empty rather than nil so that the shipped file's `hosts = []` decodes
 // to the same value.
 func DefaultStatus() StatusConfig {
 	return StatusConfig{
-		Enabled: true,
-		Listen:  StatusListen{netip.MustParseAddrPort(DefaultStatusListen)},
-		Hosts:   []StatusHost{},
+		Enabled:    true,
+		Listen:     StatusListen{netip.MustParseAddrPort(DefaultStatusListen)},
+		Hosts:      []StatusHost{},
+		DHCPLeases: DefaultDHCPLeases,
 	}
 }
 

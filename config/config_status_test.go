@@ -22,7 +22,7 @@ func TestShippedStatusIsTheDefault(t *testing.T) {
 	if want := DefaultStatus(); !reflect.DeepEqual(got.Status, want) {
 		t.Errorf("shipped [status] = %#v, want the default %#v", got.Status, want)
 	}
-	for _, key := range []string{"status.enabled", "status.listen", "status.hosts"} {
+	for _, key := range []string{"status.enabled", "status.listen", "status.hosts", "status.query_log", "status.dhcp_leases"} {
 		if got.lines[key] == 0 {
 			t.Errorf("configs/gateway.toml does not show %s", key)
 		}

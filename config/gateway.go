@@ -81,5 +81,7 @@ func RestartKeys(a, b *Config) []string {
 	check("status.enabled", a.Status.Enabled == b.Status.Enabled)
 	check("status.listen", a.Status.Listen == b.Status.Listen)
 	check("status.hosts", slices.Equal(a.Status.Hosts, b.Status.Hosts))
+	check("status.query_log", a.Status.QueryLog == b.Status.QueryLog)
+	check("status.dhcp_leases", a.Status.DHCPLeases == b.Status.DHCPLeases)
 	return keys
 }

@@ -61,6 +61,7 @@ type Dispatcher struct {
 	limits  []*outbound.LogLimiter // per route: failures logged once per burst
 	flows   *flowCache
 	quic    *quicFlows // QUIC flows whose ClientHello is incomplete (with flows)
+	hits    *ruleHits
 }
 
 var (
@@ -77,7 +78,7 @@ func New(cfg Config, log *slog.Logger) (*Dispatcher, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Dispatcher{cfg: cfg, log: log, byName: map[string]int{}}
+	d := &Dispatcher{cfg: cfg, log: log, byName: map[string]int{}, hits: newRuleHits(cfg.Table.Len())}
 	if p := cfg.Previous; p != nil {
 		// Old routes keep their slots (and, if no longer used, their
 		// outbound, for sessions still opening on them).
@@ -114,9 +115,17 @@ func New(cfg Config, log *slog.Logger) (*Dispatcher, error) {
 	return d, nil
 }
 
-// flow completes f with what the rules need and matches it. It returns
-// the route and the flow as matched.
+// flow completes f with what the rules need, matches it and counts the
+// rule's hit. It returns the route and the flow as matched.
 func (d *Dispatcher) flow(f route.Flow) (int, route.Flow) {
+	f = d.complete(f)
+	name, i := d.cfg.Table.Match(f)
+	d.hits.count(f.Proto, i)
+	return d.byName[name], f
+}
+
+// complete fills in what the rules need to know of f.
+func (d *Dispatcher) complete(f route.Flow) route.Flow {
 	t := d.cfg.Table
 	if f.Domain == "" && t.NeedsDomain() && d.cfg.Names != nil {
 		f.Domain, _ = d.cfg.Names.Lookup(f.Dst.Addr())
@@ -127,8 +136,7 @@ func (d *Dispatcher) flow(f route.Flow) (int, route.Flow) {
 	if t.NeedsIface() && d.cfg.Iface != nil {
 		f.Iface = d.cfg.Iface(f.Src.Addr())
 	}
-	name, _ := t.Match(f)
-	return d.byName[name], f
+	return f
 }
 
 // DialTCP implements tcp.Dialer: the flow goes to its outbound, which for

@@ -2,9 +2,9 @@ package dns
 
 // Adopt carries what old learned into h, which replaces it after a config
 // reload: the answer cache (entries keep the lifetimes they were stored
-// with), the address -> name memory (told h's Learned from now on) and the
-// counters, so clients keep their cached answers and metrics do not drop
-// to zero. The memoized UDP answers are not carried: the new hosts, block
+// with), the address -> name memory (told h's Learned from now on), the
+// query log and the counters, so clients keep their cached answers and
+// metrics do not drop to zero. The memoized UDP answers are not carried: the new hosts, block
 // lists or split routes may answer differently. Call it before h serves;
 // old must not serve afterwards.
 func (h *Handler) Adopt(old *Handler) {
@@ -18,5 +18,6 @@ func (h *Handler) Adopt(old *Handler) {
 	old.memory.learned = h.memory.learned
 	old.memory.mu.Unlock()
 	h.memory = old.memory
+	h.recent = old.recent
 	h.stats.add(&old.stats)
 }

@@ -62,6 +62,7 @@ type Handler struct {
 	minTTL, maxTTL time.Duration
 	flight         flight[cacheKey, *entry]
 	memory         *Memory
+	recent         *Recent // the query log; nil: off
 }
 
 // Memory returns the address -> name memory filled from served answers.
@@ -126,7 +127,9 @@ func (h *Handler) handle(ctx context.Context, req *dns.Msg, q QueryInfo) result 
 	}
 	res := h.resolve(ctx, req)
 	h.finish(req, &res, q.MaxSize)
-	h.logQuery(ctx, req, q, &res, time.Since(start))
+	took := time.Since(start)
+	h.logQuery(ctx, req, q, &res, took)
+	h.recent.record(req, q, &res, took)
 	return res
 }
 

@@ -57,9 +57,10 @@ func (h *Handler) HandleWire(ctx context.Context, wire []byte, q QueryInfo) (rep
 
 // CachedUDP answers a UDP query that repeats a memoized one (but for its
 // ID) into out, counting it as a cache hit; false: use HandleWire. With
-// debug logging on every query takes the slow path, which logs it.
+// debug logging or the query log on every query takes the slow path,
+// which logs and records it.
 func (h *Handler) CachedUDP(query, out []byte) ([]byte, bool) {
-	if h.wire == nil || h.log.Enabled(context.Background(), slog.LevelDebug) {
+	if h.wire == nil || h.recent != nil || h.log.Enabled(context.Background(), slog.LevelDebug) {
 		return nil, false
 	}
 	out, ok := h.wire.get(query, h.now(), out)

@@ -40,6 +40,7 @@ type keeper struct {
 	g       *Gateway
 	quiet   *slog.Logger // for DeriveEnv: a missing LAN interface is not news at every check
 	reapply atomic.Uint64
+	lastAt  atomic.Int64  // Unix nanoseconds of the last re-apply; 0: none
 	checks  atomic.Uint64 // how often check ran (tests)
 
 	mu   sync.Mutex // held by check and Reconfigure: one of them applies at a time
@@ -230,6 +231,7 @@ func (k *keeper) check(ctx context.Context) error {
 		return err
 	}
 	k.reapply.Add(1)
+	k.lastAt.Store(time.Now().UnixNano())
 	g.log.Info("self-healing: interception re-applied", "because", strings.Join(why, "; "))
 	return k.snapshot(env)
 }

@@ -45,6 +45,7 @@ func newStatusRelay(d *daemon) *statusRelay {
 	log := d.log.With("part", "status")
 	view := newStatusView(d)
 	listen := cfg.Status.Listen.AddrPort
+	dash, dashSrc := newDashboard(d, view, log)
 	srv, err := status.New(status.Config{
 		Listen: listen,
 		// Only a non-loopback address written in the config gets here.
@@ -58,11 +59,13 @@ func newStatusRelay(d *daemon) *statusRelay {
 		Metrics:          view.registry(),
 		Flows:            view.flows,
 		Listeners:        view.listeners,
+		Pages:            dash.Handler(),
 	}, log)
 	if err != nil {
 		log.Error("status endpoint disabled", "err", err)
 		return nil
 	}
+	dashSrc.srv.Store(srv)
 	r := &statusRelay{srv: srv, view: view, log: log, retry: statusRetry, done: make(chan struct{})}
 	if !listen.Addr().IsLoopback() && !d.addrs.IsLANAddr(listen.Addr()) {
 		log.Warn("status.listen is not an address of a LAN interface; only loopback and LAN clients are answered on it",

@@ -35,7 +35,11 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("GET "+PathMetrics, s.serveMetrics)
 	mux.HandleFunc("GET "+PathStatus, s.serveStatus)
 	mux.HandleFunc("GET "+PathHealth, s.serveHealth)
-	mux.HandleFunc("GET /{$}", serveIndex)
+	if s.cfg.Pages != nil {
+		mux.Handle("GET /", s.cfg.Pages)
+	} else {
+		mux.HandleFunc("GET /{$}", serveIndex)
+	}
 	return s.guard(mux)
 }
 

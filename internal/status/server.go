@@ -67,6 +67,10 @@ type Config struct {
 	Flows     func() []Flow     // the active flows; nil: none
 	Listeners func() []Listener // the daemon's listeners; the endpoint's own is added
 	Health    func() error      // nil or returning nil: /healthz answers 200; else 503 with the error
+	// Pages serves GET and HEAD for every path the endpoint does not,
+	// "/" included (the dashboard), behind the same guards; nil: "/" lists
+	// the endpoint's paths.
+	Pages http.Handler
 }
 
 // Server is the status endpoint.
