@@ -34,7 +34,7 @@ type daemon struct {
 	// subnets, local addresses, the LAN interface of a client.
 	addrs *lan.Addrs
 	// status is the status endpoint; nil when the config disables it.
-	status *statusRelay
+	status *statusEndpoint
 }
 
 // newDaemon builds the services for cfg: TCP, UDP and the DNS hijack,
@@ -75,7 +75,7 @@ func newDaemon(cfg *config.Config, k *kernel, log *slog.Logger, level *slog.Leve
 		IsLocal:     d.addrs.IsLocal,
 	}, log.With("relay", "udp"))
 	d.route(d.pol)
-	d.status = newStatusRelay(d)
+	d.status = newStatusEndpoint(d)
 	return d, nil
 }
 

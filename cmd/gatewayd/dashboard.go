@@ -25,7 +25,7 @@ type dashSource struct {
 	recent    *dns.Recent
 	lan       []string // LAN interfaces: their byte counters are the throughput graph
 	failsafe  string
-	neighbors *neighborsRelay
+	neighbors *neighborWatch
 }
 
 // newDashboard builds the dashboard for d; with query_log on, it gives

@@ -23,7 +23,7 @@ type policy struct {
 	table     *route.Table
 	outbounds map[string]outbound.Outbound
 	disp      *dispatch.Dispatcher
-	neighbors *neighborsRelay // client MACs, for rules by MAC
+	neighbors *neighborWatch // client MACs, for rules by MAC
 }
 
 // newPolicy builds cfg's outbounds and rule table; names resolves
@@ -43,7 +43,7 @@ func newPolicy(cfg *config.Config, names interface {
 	}
 	// The neighbour watch runs from the start, whatever the rules: a
 	// reload may bring rules by MAC, and the watch is one netlink socket.
-	p := &policy{table: table, outbounds: obs, neighbors: &neighborsRelay{log: log}}
+	p := &policy{table: table, outbounds: obs, neighbors: &neighborWatch{log: log}}
 	if prev != nil {
 		p.neighbors = prev.neighbors
 	}
@@ -91,18 +91,18 @@ func newOutbounds(cfg *config.Config, log *slog.Logger) (map[string]outbound.Out
 	return obs, nil
 }
 
-// neighborsRelay runs the neighbour table watch (client MACs for rules by
+// neighborWatch runs the neighbour table watch (client MACs for rules by
 // MAC) for as long as the relays serve.
-type neighborsRelay struct {
+type neighborWatch struct {
 	log    *slog.Logger
 	mu     sync.Mutex
 	n      *lan.Neighbors
 	cancel context.CancelFunc
 }
 
-var _ service = (*neighborsRelay)(nil)
+var _ service = (*neighborWatch)(nil)
 
-func (r *neighborsRelay) Listen(context.Context) error {
+func (r *neighborWatch) Listen(context.Context) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	n, err := lan.WatchNeighbors(ctx, r.log.With("part", "neighbors"), nil)
 	if err != nil {
@@ -117,7 +117,7 @@ func (r *neighborsRelay) Listen(context.Context) error {
 	return nil
 }
 
-func (r *neighborsRelay) Serve() error {
+func (r *neighborWatch) Serve() error {
 	r.mu.Lock()
 	n := r.n
 	r.mu.Unlock()
@@ -127,7 +127,7 @@ func (r *neighborsRelay) Serve() error {
 	return nil
 }
 
-func (r *neighborsRelay) Shutdown(time.Duration) {
+func (r *neighborWatch) Shutdown(time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.cancel != nil {
@@ -136,7 +136,7 @@ func (r *neighborsRelay) Shutdown(time.Duration) {
 }
 
 // Lookup is the MAC of a LAN address, nil when unknown or not watching.
-func (r *neighborsRelay) Lookup(a netip.Addr) net.HardwareAddr {
+func (r *neighborWatch) Lookup(a netip.Addr) net.HardwareAddr {
 	r.mu.Lock()
 	n := r.n
 	r.mu.Unlock()

@@ -17,11 +17,11 @@ import (
 // later at boot), and the daemon does not wait for it.
 const statusRetry = 5 * time.Second
 
-// statusRelay runs the status endpoint beside the relays. It never stops
+// statusEndpoint runs the status endpoint beside the relays. It never stops
 // the daemon: an endpoint that cannot listen is logged and retried, one
 // that fails while serving is logged and stays down. Interception matters
 // more than its dashboard.
-type statusRelay struct {
+type statusEndpoint struct {
 	srv   *status.Server
 	view  *statusView
 	log   *slog.Logger
@@ -32,12 +32,12 @@ type statusRelay struct {
 	up       atomic.Bool // listening
 }
 
-var _ service = (*statusRelay)(nil)
+var _ service = (*statusEndpoint)(nil)
 
-// newStatusRelay builds the endpoint for d as the [status] section
+// newStatusEndpoint builds the endpoint for d as the [status] section
 // configures it. It returns nil when the section disables it, or (logged)
 // when the endpoint cannot be built, which the config's checks rule out.
-func newStatusRelay(d *daemon) *statusRelay {
+func newStatusEndpoint(d *daemon) *statusEndpoint {
 	cfg := d.cfg
 	if !cfg.Status.Enabled {
 		return nil
@@ -66,7 +66,7 @@ func newStatusRelay(d *daemon) *statusRelay {
 		return nil
 	}
 	dashSrc.srv.Store(srv)
-	r := &statusRelay{srv: srv, view: view, log: log, retry: statusRetry, done: make(chan struct{})}
+	r := &statusEndpoint{srv: srv, view: view, log: log, retry: statusRetry, done: make(chan struct{})}
 	if !listen.Addr().IsLoopback() && !d.addrs.IsLANAddr(listen.Addr()) {
 		log.Warn("status.listen is not an address of a LAN interface; only loopback and LAN clients are answered on it",
 			"listen", listen.String(), "lan", cfg.LAN.Interfaces)
@@ -76,7 +76,7 @@ func newStatusRelay(d *daemon) *statusRelay {
 
 // Listen opens the endpoint. A failure (address in use, LAN address not
 // there yet) is logged, and Serve keeps trying: it never fails the daemon.
-func (r *statusRelay) Listen(ctx context.Context) error {
+func (r *statusEndpoint) Listen(ctx context.Context) error {
 	if err := r.srv.Listen(ctx); err != nil {
 		r.log.Warn("status endpoint not listening; gatewayd runs on and retries", "err", err, "every", r.retry)
 		return nil
@@ -87,7 +87,7 @@ func (r *statusRelay) Listen(ctx context.Context) error {
 
 // Serve answers status requests until Shutdown, first retrying Listen if
 // it failed. It returns nil: the endpoint's troubles are only logged.
-func (r *statusRelay) Serve() error {
+func (r *statusEndpoint) Serve() error {
 	for !r.up.Load() {
 		select {
 		case <-r.done:
@@ -109,7 +109,7 @@ func (r *statusRelay) Serve() error {
 
 // Shutdown closes the endpoint, letting requests in progress finish for up
 // to grace.
-func (r *statusRelay) Shutdown(grace time.Duration) {
+func (r *statusEndpoint) Shutdown(grace time.Duration) {
 	r.stopOnce.Do(func() { close(r.done) })
 	r.srv.Shutdown(grace)
 }
@@ -118,7 +118,7 @@ func (r *statusRelay) Shutdown(grace time.Duration) {
 // reload: the config digest /status shows and the outbounds the flows and
 // metrics name. (status.listen, status.hosts and status.enabled take
 // effect at the next start.)
-func (r *statusRelay) reloaded(cfg *config.Config, pol *policy) {
+func (r *statusEndpoint) reloaded(cfg *config.Config, pol *policy) {
 	r.srv.SetConfig(cfg.Path(), configDigest(cfg.Path(), r.log))
 	r.view.setPolicy(pol)
 }

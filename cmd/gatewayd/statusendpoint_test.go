@@ -48,14 +48,14 @@ func statusDaemon(t *testing.T, text string) *daemon {
 	return d
 }
 
-// startStatusRelay runs d's status relay on a free loopback port until the
+// startStatusEndpoint runs d's status endpoint on a free loopback port until the
 // test ends, and returns it with its address.
-func startStatusRelay(t *testing.T, d *daemon) (*statusRelay, string) {
+func startStatusEndpoint(t *testing.T, d *daemon) (*statusEndpoint, string) {
 	t.Helper()
 	d.cfg.Status.Listen.AddrPort = netip.MustParseAddrPort("127.0.0.1:0")
-	r := newStatusRelay(d)
+	r := newStatusEndpoint(d)
 	if r == nil {
-		t.Fatal("no status relay for an enabled [status]")
+		t.Fatal("no status endpoint for an enabled [status]")
 	}
 	if err := r.Listen(context.Background()); err != nil {
 		t.Fatal(err)
@@ -132,9 +132,9 @@ func sample(fams map[string]*dto.MetricFamily, name string, labels ...string) (f
 	return 0, false
 }
 
-func TestStatusRelayServes(t *testing.T) {
+func TestStatusEndpointServes(t *testing.T) {
 	d := statusDaemon(t, "")
-	r, addr := startStatusRelay(t, d)
+	r, addr := startStatusEndpoint(t, d)
 
 	fams := parseMetrics(t, httpGet(t, "http://"+addr+status.PathMetrics))
 	for _, s := range []struct {
@@ -181,30 +181,30 @@ func TestStatusRelayServes(t *testing.T) {
 	}
 }
 
-func TestStatusRelayDisabled(t *testing.T) {
+func TestStatusEndpointDisabled(t *testing.T) {
 	d := statusDaemon(t, "[status]\nenabled = false\n")
-	if r := newStatusRelay(d); r != nil {
-		t.Error("status relay built although status.enabled = false")
+	if r := newStatusEndpoint(d); r != nil {
+		t.Error("status endpoint built although status.enabled = false")
 	}
-	isStatus := func(s service) bool { _, ok := s.(*statusRelay); return ok }
+	isStatus := func(s service) bool { _, ok := s.(*statusEndpoint); return ok }
 	if slices.ContainsFunc(d.services(), isStatus) {
-		t.Error("daemon services include a status relay although status.enabled = false")
+		t.Error("daemon services include a status endpoint although status.enabled = false")
 	}
 	if !slices.ContainsFunc(statusDaemon(t, "").services(), isStatus) {
-		t.Error("enabled: the daemon's services lack the status relay")
+		t.Error("enabled: the daemon's services lack the status endpoint")
 	}
 }
 
 // TestStatusRelayRetriesListen: an address taken at start does not stop
 // the daemon; the endpoint comes up once the address is free.
-func TestStatusRelayRetriesListen(t *testing.T) {
+func TestStatusEndpointRetriesListen(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := statusDaemon(t, "")
 	d.cfg.Status.Listen.AddrPort = netip.MustParseAddrPort(busy.Addr().String())
-	r := newStatusRelay(d)
+	r := newStatusEndpoint(d)
 	r.retry = 20 * time.Millisecond
 	if err := r.Listen(context.Background()); err != nil {
 		t.Fatalf("Listen on a taken address: %v, want nil (retried)", err)
@@ -230,7 +230,7 @@ func TestStatusRelayRetriesListen(t *testing.T) {
 
 // TestStatusRelayShutdownWhileRetrying: Shutdown ends a Serve that is
 // still waiting for its address.
-func TestStatusRelayShutdownWhileRetrying(t *testing.T) {
+func TestStatusEndpointShutdownWhileRetrying(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +238,7 @@ func TestStatusRelayShutdownWhileRetrying(t *testing.T) {
 	defer busy.Close()
 	d := statusDaemon(t, "")
 	d.cfg.Status.Listen.AddrPort = netip.MustParseAddrPort(busy.Addr().String())
-	r := newStatusRelay(d)
+	r := newStatusEndpoint(d)
 	_ = r.Listen(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- r.Serve() }()
@@ -303,9 +303,9 @@ func TestStatusPolicyNames(t *testing.T) {
 }
 
 // TestStatusRelayReloaded: a reload's config digest reaches /status.
-func TestStatusRelayReloaded(t *testing.T) {
+func TestStatusEndpointReloaded(t *testing.T) {
 	d := statusDaemon(t, "")
-	r, addr := startStatusRelay(t, d)
+	r, addr := startStatusEndpoint(t, d)
 	next := statusDaemon(t, "[log]\nlevel = \"debug\"\n")
 	r.reloaded(next.cfg, next.pol)
 	var snap status.Snapshot
