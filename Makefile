@@ -50,7 +50,7 @@ test: deps
 
 # test-unit runs what needs no root.
 test-unit:
-	$(GO) test -count=1 -short ./gateway/... ./tcp/... ./cmd/... ./route/... ./sniff/... ./dispatch/... ./outbound/... ./internal/dashboard/...
+	$(GO) test -count=1 -short ./config/... ./gateway/... ./tcp/... ./cmd/... ./route/... ./sniff/... ./dispatch/... ./outbound/... ./internal/dashboard/... ./internal/lan/... ./internal/metrics/... ./internal/layering/...
 
 # fuzz runs every Fuzz* target of the module (found by grep, so new ones
 # are picked up) for FUZZTIME each, one at a time: go test -fuzz takes one

@@ -2,6 +2,7 @@ package layering
 
 import (
 	"encoding/json"
+	"errors"
 	"os/exec"
 	"strings"
 	"testing"
@@ -37,10 +38,7 @@ type pkg struct {
 }
 
 func TestLayering(t *testing.T) {
-	out, err := exec.Command("go", "list", "-json=ImportPath,Imports", module+"...").Output()
-	if err != nil {
-		t.Fatalf("go list: %v", err)
-	}
+	out := goList(t, "-json=ImportPath,Imports", module+"...")
 	dec := json.NewDecoder(strings.NewReader(string(out)))
 	seen := 0
 	for dec.More() {
@@ -80,10 +78,7 @@ func TestLayering(t *testing.T) {
 // TestOnlyTheDaemonReadsConfig: config is the daemon's; every other
 // package takes its own spec.
 func TestOnlyTheDaemonReadsConfig(t *testing.T) {
-	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, module+"...").Output()
-	if err != nil {
-		t.Fatalf("go list: %v", err)
-	}
+	out := goList(t, "-f", `{{.ImportPath}} {{join .Imports " "}}`, module+"...")
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		fields := strings.Fields(line)
 		name := strings.TrimPrefix(fields[0], module)
@@ -93,6 +88,20 @@ func TestOnlyTheDaemonReadsConfig(t *testing.T) {
 			}
 		}
 	}
+}
+
+// goList runs go list with args and returns its output.
+func goList(t *testing.T, args ...string) []byte {
+	t.Helper()
+	out, err := exec.Command("go", append([]string{"list", "-buildvcs=false"}, args...)...).Output()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		t.Fatalf("go list: %v: %s", err, ee.Stderr)
+	}
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	return out
 }
 
 func isExempt(name string) bool {
