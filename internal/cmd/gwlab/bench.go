@@ -19,23 +19,26 @@ type benchCase struct {
 	Family  int    `json:"family"`
 	Streams int    `json:"streams"`
 	Reverse bool   `json:"reverse"` // iperf3 -R: the server sends (download)
+	// RateMbps is the rate offered by all streams together (iperf3 -b,
+	// split over the streams); 0: as fast as they go.
+	RateMbps float64 `json:"rate_mbit_s,omitempty"`
 }
 
-// target is the issue's goal for gatewayd's throughput relative to plain
-// forwarding: 0.8x for one stream, 0.7x for eight.
+// target is issue 14's goal for gatewayd's throughput relative to plain
+// forwarding: 0.85x for one stream, 0.75x for eight.
 func (c benchCase) target() float64 {
 	if c.Streams == 1 {
-		return 0.8
+		return 0.85
 	}
-	return 0.7
+	return 0.75
 }
 
 var benchCases = []benchCase{
-	{"IPv4 upload, 1 stream", 4, 1, false},
-	{"IPv4 download, 1 stream", 4, 1, true},
-	{"IPv4 upload, 8 streams", 4, 8, false},
-	{"IPv4 download, 8 streams", 4, 8, true},
-	{"IPv6 upload, 1 stream", 6, 1, false},
+	{Name: "IPv4 upload, 1 stream", Family: 4, Streams: 1},
+	{Name: "IPv4 download, 1 stream", Family: 4, Streams: 1, Reverse: true},
+	{Name: "IPv4 upload, 8 streams", Family: 4, Streams: 8},
+	{Name: "IPv4 download, 8 streams", Family: 4, Streams: 8, Reverse: true},
+	{Name: "IPv6 upload, 1 stream", Family: 6, Streams: 1},
 }
 
 // phase is one pass over all cases. Each phase uses its own iperf3 port,
@@ -77,7 +80,8 @@ type runResult struct {
 	ServerSaw    string     `json:"server_saw"`
 	OtherCore    float64    `json:"other_processes_core_percent"` // CPU of processes outside the measurement
 	Attempts     int        `json:"attempts"`                     // > 1: earlier attempts were disturbed
-	Disturbed    bool       `json:"disturbed"`                    // still disturbed after maxAttempts                           // peer address of the data streams
+	Disturbed    bool       `json:"disturbed"`                    // still disturbed after maxAttempts
+	Cost         cpuCost    `json:"cost"`                         // CPU time and bytes, for CPU per GB
 }
 
 // phaseResult is the runs of one case in one phase, with medians.
@@ -88,6 +92,7 @@ type phaseResult struct {
 	GatewaydCore float64     `json:"median_gatewayd_core_percent,omitempty"`
 	GatewaydUser float64     `json:"median_gatewayd_user_core_percent,omitempty"`
 	HostBusy     float64     `json:"median_host_cpu_busy_percent"`
+	Cost         costMedians `json:"cost"`
 	Runs         []runResult `json:"runs"`
 }
 
@@ -95,6 +100,9 @@ type caseResult struct {
 	Case   benchCase     `json:"case"`
 	Phases []phaseResult `json:"phases"` // in benchPhases order
 	Ratio  float64       `json:"ratio"`  // gatewayd / forwarding (first phase)
+	// CostRatio is gatewayd's whole-machine CPU per GB / forwarding's
+	// (first phase).
+	CostRatio float64 `json:"cost_ratio"`
 	// VsBaseline is gatewayd / the -baseline binary; 0 without one.
 	VsBaseline float64 `json:"ratio_vs_baseline,omitempty"`
 	Target     float64 `json:"target"`
@@ -109,6 +117,7 @@ type benchReport struct {
 	Seconds  float64       `json:"total_seconds"`
 	Cases    []caseResult  `json:"cases"`
 	UDP      []udpCase     `json:"udp"`
+	Fixed    []fixedCell   `json:"fixed_rate,omitempty"`
 	DNS      *dnsReport    `json:"dns,omitempty"`
 	Policy   *policyReport `json:"policy,omitempty"`
 	Scale    *scaleReport  `json:"scale,omitempty"`
@@ -179,12 +188,16 @@ func bench(ctx context.Context, a *app) (err error) {
 		if len(cr.Phases) < 2 {
 			continue // -only udp
 		}
-		if fwd := cr.Phases[0].Gbps; fwd > 0 {
-			cr.Ratio = cr.Phases[1].Gbps / fwd
-		}
+		cr.Ratio = ratio(cr.Phases[1].Gbps, cr.Phases[0].Gbps)
+		cr.CostRatio = ratio(cr.Phases[1].Cost.HostPerGB, cr.Phases[0].Cost.HostPerGB)
 		cr.Met = cr.Ratio >= cr.Target
 		if len(cr.Phases) > 3 && cr.Phases[3].Gbps > 0 {
 			cr.VsBaseline = cr.Phases[1].Gbps / cr.Phases[3].Gbps
+		}
+	}
+	if a.benchPart("fixed") {
+		if rep.Fixed, err = a.benchFixed(ctx, lab, g); err != nil {
+			return fmt.Errorf("fixed rate: %w", err)
 		}
 	}
 	if a.benchPart("policy") {
@@ -216,6 +229,9 @@ func bench(ctx context.Context, a *app) (err error) {
 	if a.benchPart("udp") {
 		a.printUDPTable(rep.UDP)
 	}
+	if a.benchPart("fixed") {
+		a.printFixedTable(rep.Fixed)
+	}
 	if a.benchPart("dns") {
 		a.printDNSTable(rep.DNS)
 	}
@@ -244,11 +260,27 @@ func bench(ctx context.Context, a *app) (err error) {
 }
 
 // benchParts are the parts -only can select.
-var benchParts = []string{"tcp", "udp", "dns", "policy", "scale"}
+var benchParts = []string{"tcp", "udp", "fixed", "dns", "policy", "scale"}
 
 // benchPart reports whether -only selects part (one of benchParts);
 // without -only every part runs.
-func (a *app) benchPart(part string) bool { return a.opt.only == "" || a.opt.only == part }
+func (a *app) benchPart(part string) bool {
+	return a.opt.only == "" || slices.Contains(strings.Split(a.opt.only, ","), part)
+}
+
+// checkOnly checks a -only value: one part or a comma-separated list of
+// parts, each one of benchParts.
+func checkOnly(only string) error {
+	if only == "" {
+		return nil
+	}
+	for _, p := range strings.Split(only, ",") {
+		if !slices.Contains(benchParts, p) {
+			return fmt.Errorf("-only %q: %q is not a part; want one or more of %s, comma-separated", only, p, strings.Join(benchParts, ", "))
+		}
+	}
+	return nil
+}
 
 func (a *app) secs() int { return int(a.opt.duration.Round(time.Second) / time.Second) }
 
@@ -298,6 +330,7 @@ func (a *app) benchPhase(ctx context.Context, lab *netlab.Lab, g *gatewayd, ph p
 		}
 		pr.Gbps = median(pr.Runs, func(r runResult) float64 { return r.Gbps })
 		pr.HostBusy = median(pr.Runs, func(r runResult) float64 { return r.HostBusy })
+		pr.Cost = runCosts(pr.Runs)
 		if gw != nil {
 			pr.GatewaydCore = median(pr.Runs, func(r runResult) float64 { return r.GatewaydCore })
 			pr.GatewaydUser = median(pr.Runs, func(r runResult) float64 { return r.GatewaydUser })
@@ -371,7 +404,7 @@ func (a *app) measure(ctx context.Context, lab *netlab.Lab, srv *iperfServer, c 
 		return r, 0, err
 	}
 	start := time.Now()
-	res, err := runIperfClient(ctx, lab.Client, srv.addr, a.secs(), c.Streams, c.Reverse)
+	res, err := runIperfClient(ctx, lab.Client, srv.addr, a.secs(), c)
 	wall := time.Since(start)
 	if err != nil {
 		return r, 0, err
@@ -385,13 +418,14 @@ func (a *app) measure(ctx context.Context, lab *netlab.Lab, srv *iperfServer, c 
 			return r, 0, fmt.Errorf("danted: %w", err)
 		}
 	}
+	var cpu1 procCPU
 	if gw != nil {
-		cpu1, err := readProcCPU(gw.proc.Pid())
-		if err != nil {
+		if cpu1, err = readProcCPU(gw.proc.Pid()); err != nil {
 			return r, 0, err
 		}
 		r.GatewaydCore, r.GatewaydUser = cpu1.corePercent(cpu0, wall)
 	}
+	r.Cost = newCPUCost(load0, load1, cpu0, cpu1, res.End.SumReceived.Bytes)
 	if d1 > d0 { // a worker reaped without accounting takes its time out of the sum
 		dantedCore = 100 * float64(d1-d0) / clockTicks / wall.Seconds()
 	}
@@ -412,6 +446,15 @@ func (a *app) measure(ctx context.Context, lab *netlab.Lab, srv *iperfServer, c 
 	}
 	r.ServerSaw = want.String()
 	return r, dantedCore, nil
+}
+
+// runCosts are the per-GB medians of runs.
+func runCosts(runs []runResult) costMedians {
+	costs := make([]cpuCost, len(runs))
+	for i, r := range runs {
+		costs[i] = r.Cost
+	}
+	return medianCosts(costs)
 }
 
 // median is the median of f over runs (0 for none).

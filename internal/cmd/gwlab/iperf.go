@@ -88,6 +88,7 @@ type iperfResult struct {
 	End   struct {
 		SumReceived struct {
 			BitsPerSecond float64 `json:"bits_per_second"`
+			Bytes         float64 `json:"bytes"`
 			Seconds       float64 `json:"seconds"`
 			LostPercent   float64 `json:"lost_percent"` // UDP only
 		} `json:"sum_received"`
@@ -98,14 +99,18 @@ type iperfResult struct {
 	} `json:"end"`
 }
 
-// runIperfClient runs `iperf3 -c dst -p port -t secs -P streams [-R] -J` in
-// the client namespace. It retries briefly while the server is still busy
-// with the previous test.
-func runIperfClient(ctx context.Context, ns *netlab.NS, dst netip.AddrPort, secs, streams int, reverse bool) (iperfResult, error) {
+// runIperfClient runs `iperf3 -c dst -p port -t secs -P streams [-R] [-b
+// rate] -J` in the client namespace (the case's rate, if it has one, split
+// over its streams: -b is per stream). It retries briefly while the server
+// is still busy with the previous test.
+func runIperfClient(ctx context.Context, ns *netlab.NS, dst netip.AddrPort, secs int, c benchCase) (iperfResult, error) {
 	args := []string{"-c", dst.Addr().String(), "-p", strconv.Itoa(int(dst.Port())),
-		"-t", strconv.Itoa(secs), "-P", strconv.Itoa(streams), "-J", "--connect-timeout", "3000"}
-	if reverse {
+		"-t", strconv.Itoa(secs), "-P", strconv.Itoa(c.Streams), "-J", "--connect-timeout", "3000"}
+	if c.Reverse {
 		args = append(args, "-R")
+	}
+	if c.RateMbps > 0 {
+		args = append(args, "-b", rateArg(c.RateMbps/float64(c.Streams)))
 	}
 	for attempt := 1; ; attempt++ {
 		res, err := iperfOnce(ctx, ns, time.Duration(secs+20)*time.Second, args)
@@ -143,3 +148,6 @@ func iperfOnce(ctx context.Context, ns *netlab.NS, timeout time.Duration, args [
 	}
 	return res, nil
 }
+
+// rateArg is iperf3's -b value for a rate in Mbit/s, to the kbit/s.
+func rateArg(mbps float64) string { return fmt.Sprintf("%.0fK", mbps*1000) }

@@ -18,7 +18,9 @@
 //	-config FILE     config to start from (default configs/gateway.toml)
 //	-duration D      bench: length of one iperf3, dnsperf or connection-rate run (default 5s)
 //	-runs N          bench: runs per measurement, medians reported (default 3)
-//	-only PART       bench: only "tcp", "udp", "dns", "policy" or "scale" (default: all)
+//	-only PARTS      bench: only these parts, comma-separated: "tcp", "udp",
+//	                 "fixed" (TCP and UDP at a fixed rate: CPU per GB at
+//	                 equal work), "dns", "policy", "scale" (default: all)
 //	-flows N         bench, scale: idle TCP flows to hold (default 9000)
 //	-settle D        bench, scale: wait after opening or echoing the flows
 //	                 before reading fds and memory (default 10s)
@@ -39,7 +41,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -56,7 +57,7 @@ type options struct {
 	duration time.Duration
 	runs     int
 	jsonOut  string
-	only     string        // bench: "tcp", "udp", "dns", "policy" or "scale" alone
+	only     string        // bench: comma-separated parts (benchParts); "": all
 	flows    int           // bench, scale: idle TCP flows
 	settle   time.Duration // bench, scale: wait before reading fds and memory
 	verbose  bool
@@ -87,7 +88,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "bench: length of one iperf3, dnsperf or connection-rate run")
 	fs.IntVar(&o.runs, "runs", 3, "bench: runs per measurement (medians are reported)")
 	fs.StringVar(&o.jsonOut, "json", "", "bench: write results as JSON to this file")
-	fs.StringVar(&o.only, "only", "", "bench: run only \"tcp\", \"udp\", \"dns\", \"policy\" or \"scale\"")
+	fs.StringVar(&o.only, "only", "", "bench: run only these parts, comma-separated: \"tcp\", \"udp\", \"fixed\" (fixed-rate TCP and UDP: CPU per GB at equal work), \"dns\", \"policy\", \"scale\"")
 	fs.IntVar(&o.flows, "flows", 9000, "bench, scale: idle TCP flows to hold")
 	fs.DurationVar(&o.settle, "settle", 10*time.Second, "bench, scale: wait after opening or echoing the flows before reading fds and memory (10s: two periods of gatewayd's memory trimmer, so idle flows are measured idle, not the setup's garbage)")
 	fs.BoolVar(&o.verbose, "v", false, "debug progress logs")
@@ -117,8 +118,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gwlab: unknown command %q (want demo or bench)\n", cmd)
 		return 2
 	}
-	if o.only != "" && !slices.Contains(benchParts, o.only) {
-		fmt.Fprintf(stderr, "gwlab: -only %q: want one of %s\n", o.only, strings.Join(benchParts, ", "))
+	if err := checkOnly(o.only); err != nil {
+		fmt.Fprintf(stderr, "gwlab: %v\n", err)
 		return 2
 	}
 	if o.flows < 1 || o.settle < 0 || o.settle > 10*time.Minute {
@@ -163,13 +164,13 @@ func (a *app) prepare(cmd string) error {
 	if cmd == "demo" {
 		tools = append(tools, "curl")
 	} else {
-		if a.benchPart("tcp") || a.benchPart("udp") || a.benchPart("policy") {
+		if a.benchPart("tcp") || a.benchPart("udp") || a.benchPart("fixed") || a.benchPart("policy") {
 			tools = append(tools, "iperf3")
 		}
-		if a.opt.only == "" || a.opt.only == "dns" {
+		if a.benchPart("dns") {
 			tools = append(tools, "dnsperf", "dnsmasq")
 		}
-		if a.opt.only == "" || a.opt.only == "policy" {
+		if a.benchPart("policy") {
 			tools = append(tools, "danted")
 		}
 	}

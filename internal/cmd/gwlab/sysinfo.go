@@ -92,31 +92,74 @@ func (p procCPU) corePercent(p0 procCPU, wall time.Duration) (total, user float6
 const clockTicks = 100
 
 // hostCPU is the machine-wide CPU time from /proc/stat, in ticks: busy
-// (everything but idle and iowait) and total.
-type hostCPU struct{ busy, total uint64 }
+// (everything but idle and iowait) and total, as sampled by the kernel's
+// tick; and idle (idle and iowait), which a tickless kernel takes from its
+// precise idle clock, with the number of CPUs and when it was read.
+type hostCPU struct {
+	busy, total uint64
+	idle        uint64
+	cpus        int
+	at          time.Time
+}
 
 func readHostCPU() (hostCPU, error) {
 	b, err := os.ReadFile("/proc/stat")
+	at := time.Now()
 	if err != nil {
 		return hostCPU{}, fmt.Errorf("reading /proc/stat: %w", err)
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
+	h, err := parseHostCPU(string(b))
+	if err != nil {
+		return hostCPU{}, fmt.Errorf("reading /proc/stat: %w", err)
+	}
+	h.at = at
+	return h, nil
+}
+
+// parseHostCPU reads the "cpu" line of /proc/stat and counts the "cpuN"
+// lines.
+func parseHostCPU(text string) (hostCPU, error) {
+	line, rest, _ := strings.Cut(text, "\n")
 	f := strings.Fields(line)
 	if len(f) < 9 || f[0] != "cpu" {
-		return hostCPU{}, fmt.Errorf("reading /proc/stat: unexpected first line %q", line)
+		return hostCPU{}, fmt.Errorf("unexpected first line %q", line)
 	}
 	var h hostCPU
 	for i, s := range f[1:9] { // user nice system idle iowait irq softirq steal
 		v, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
-			return hostCPU{}, fmt.Errorf("reading /proc/stat: %q: %w", line, err)
+			return hostCPU{}, fmt.Errorf("%q: %w", line, err)
 		}
 		h.total += v
 		if i != 3 && i != 4 {
 			h.busy += v
+		} else {
+			h.idle += v
 		}
 	}
+	for l := range strings.Lines(rest) {
+		if len(l) > 3 && l[:3] == "cpu" && l[3] >= '0' && l[3] <= '9' {
+			h.cpus++
+		}
+	}
+	if h.cpus == 0 {
+		return hostCPU{}, fmt.Errorf("no cpuN lines")
+	}
 	return h, nil
+}
+
+// busySeconds is the CPU time all CPUs were not idle between h0 and h:
+// CPUs × wall time less the idle time. Unlike the tick-sampled busy
+// fields, it does not miss work that happens between ticks (a paced
+// sender wakes with the timer tick and may finish before the next one),
+// as long as the kernel is tickless (NO_HZ), where idle time is measured,
+// not sampled.
+func (h hostCPU) busySeconds(h0 hostCPU) float64 {
+	wall := h.at.Sub(h0.at).Seconds()
+	if wall <= 0 || h.idle < h0.idle {
+		return 0
+	}
+	return max(0, float64(h.cpus)*wall-float64(h.idle-h0.idle)/clockTicks)
 }
 
 // busyPercent is the share of all CPUs that was busy between h0 and h.

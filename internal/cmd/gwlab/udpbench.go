@@ -45,11 +45,14 @@ type udpRun struct {
 	DeliveredMbps float64 `json:"delivered_mbit_s"`
 	LossPercent   float64 `json:"loss_percent"`
 	GatewaydCore  float64 `json:"gatewayd_core_percent,omitempty"`
+	OtherCore     float64 `json:"other_processes_core_percent"`
 	// Socket receive-buffer overflows (UDP RcvbufErrors, both families)
 	// during the run: in the gateway namespace (gatewayd's sockets) and in
 	// the namespace of the receiving iperf3.
-	GatewayDrops  uint64 `json:"gateway_ns_rcvbuf_errors"`
-	ReceiverDrops uint64 `json:"receiver_ns_rcvbuf_errors"`
+	GatewayDrops  uint64      `json:"gateway_ns_rcvbuf_errors"`
+	ReceiverDrops uint64      `json:"receiver_ns_rcvbuf_errors"`
+	Cost          cpuCost     `json:"cost"`
+	Costs         costMedians `json:"cost_medians"`
 	// Runs are the individual runs; the fields above are their medians,
 	// each taken on its own.
 	Runs []udpRun `json:"runs,omitempty"`
@@ -174,8 +177,17 @@ func udpMedians(mbps float64, runs []udpRun) udpRun {
 		GatewaydCore:  median(runs, func(r udpRun) float64 { return r.GatewaydCore }),
 		GatewayDrops:  uint64(median(runs, func(r udpRun) float64 { return float64(r.GatewayDrops) })),
 		ReceiverDrops: uint64(median(runs, func(r udpRun) float64 { return float64(r.ReceiverDrops) })),
+		Costs:         medianCosts(udpCosts(runs)),
 		Runs:          runs,
 	}
+}
+
+func udpCosts(runs []udpRun) []cpuCost {
+	costs := make([]cpuCost, len(runs))
+	for i, r := range runs {
+		costs[i] = r.Cost
+	}
+	return costs
 }
 
 // udpOnce runs `iperf3 -u -l 1200 -b RATE [-w BUF]` once (rate 0:
@@ -212,19 +224,29 @@ func (a *app) udpOnce(ctx context.Context, lab *netlab.Lab, dst netip.AddrPort, 
 	if err != nil {
 		return udpRun{}, err
 	}
+	l0, err := readLoad()
+	if err != nil {
+		return udpRun{}, err
+	}
 	start := time.Now()
 	res, err := iperfOnce(ctx, lab.Client, time.Duration(a.secs()+20)*time.Second, args)
 	if err != nil {
 		return udpRun{}, err
 	}
+	l1, err := readLoad()
+	if err != nil {
+		return udpRun{}, err
+	}
 	r := udpRun{OfferedMbps: mbps, DeliveredMbps: res.End.SumReceived.BitsPerSecond / 1e6, LossPercent: res.End.SumReceived.LostPercent}
+	var cpu1 procCPU
 	if g != nil {
-		cpu1, err := readProcCPU(g.proc.Pid())
-		if err != nil {
+		if cpu1, err = readProcCPU(g.proc.Pid()); err != nil {
 			return r, err
 		}
 		r.GatewaydCore, _ = cpu1.corePercent(cpu0, time.Since(start))
 	}
+	r.Cost = newCPUCost(l0, l1, cpu0, cpu1, res.End.SumReceived.Bytes)
+	r.OtherCore = l1.otherCorePercent(l0, time.Since(start))
 	gw1, err := udpRcvbufErrors(ctx, lab.Gateway)
 	if err != nil {
 		return r, err
@@ -319,6 +341,20 @@ func (a *app) printUDPTable(cases []udpCase) {
 			fmt.Sprintf("%d / %d", c.GatewayMax.GatewayDrops, c.GatewayMax.ReceiverDrops))
 	}
 	_ = tw.Flush()
+	a.printf("\nUDP cost per GB delivered (CPU-seconds per 10^9 bytes received, medians; machine = /proc/stat, all CPUs; gatewayd = its own):\n\n")
+	tw = tabwriter.NewWriter(a.out, 0, 0, 1, ' ', 0)
+	row = func(cells ...string) { fmt.Fprintf(tw, "| %s\t|\n", strings.Join(cells, "\t| ")) }
+	row("case", "machine fwd", "machine gwd unlimited", "cost ratio", "lab fwd / gwd unlimited", "lab ratio",
+		"gatewayd own, unlimited", "machine gwd < 1% loss", "gatewayd own, < 1% loss")
+	row("---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:")
+	for _, c := range cases {
+		fwd, gmax, gl := c.Forwarding.Costs, c.GatewayMax.Costs, c.Lossless.Costs
+		row(c.Name, costText(fwd.HostPerGB), costText(gmax.HostPerGB), ratioText(ratio(gmax.HostPerGB, fwd.HostPerGB)),
+			costText(fwd.LabPerGB)+" / "+costText(gmax.LabPerGB), ratioText(ratio(gmax.LabPerGB, fwd.LabPerGB)),
+			costText(gmax.GatewaydPerGB), costText(gl.HostPerGB), costText(gl.GatewaydPerGB))
+	}
+	_ = tw.Flush()
+	a.printf("(at full speed gatewayd's cost per GB delivered includes the datagrams it or the receiver dropped; the fixed-rate cells compare equal work)\n\n")
 	a.printf("drops: UDP RcvbufErrors (receive-buffer overflows only) in the gateway namespace (gatewayd's sockets) and in the receiving iperf3's namespace\n")
 	a.printf("individual runs, delivered Mbit/s (loss %%): forwarding | gatewayd unlimited | gatewayd < 1%% loss\n")
 	for _, c := range cases {
