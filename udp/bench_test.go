@@ -69,6 +69,26 @@ func BenchmarkHotPath(b *testing.B) {
 	}
 }
 
+// routeZero is a Router that sends every datagram on route 0, as the
+// daemon's dispatcher does for a config without rules.
+type routeZero struct{}
+
+func (routeZero) Route(netip.AddrPort, netip.AddrPort, []byte) int { return 0 }
+
+// BenchmarkHotPathRouted is BenchmarkHotPath with a Router set, as every
+// datagram is routed since the one flow path: the flow-hold lookup and the
+// router's call on top of the hot path (the dispatcher's own lookup is
+// dispatch's BenchmarkRouteNoRules).
+func BenchmarkHotPathRouted(b *testing.B) {
+	h := newHotPath(b)
+	h.s.SetRouting(routeZero{}, nil)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(h.p)))
+	for b.Loop() {
+		h.s.handleDatagram(h.p, h.oob, 0, h.client)
+	}
+}
+
 // BenchmarkHotPathParallel has many clients on many goroutines, as with
 // several listeners, to show the sharded table does not serialize them.
 func BenchmarkHotPathParallel(b *testing.B) {

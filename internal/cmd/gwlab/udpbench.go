@@ -18,8 +18,11 @@ import (
 const (
 	udpDatagram   = 1200
 	udpLossTarget = 1.0 // percent
-	udpRatio      = 0.6 // target: gatewayd's lossless rate / forwarding's delivered rate
-	udpPort       = 5211
+	// udpRatio is issue 14's target: gatewayd's rate below 1 % loss at
+	// least 0.8 of forwarding's delivered rate, with iperf3's default
+	// buffers (issue 3 asked 0.6; the 2 MiB rows are shown against it too).
+	udpRatio = 0.8
+	udpPort  = 5211
 )
 
 // udpBuffers are the endpoint socket buffers the UDP part runs with, each
