@@ -10,19 +10,16 @@ func Collector(stats func() Stats) metrics.Collector {
 	return func(w *metrics.Writer) {
 		s := stats()
 		const qName, qHelp = "gatewayd_dns_queries_total", "DNS queries received, by transport."
-		for _, q := range []keyedCount{{"udp", s.QueriesUDP}, {"tcp", s.QueriesTCP}, {"other", s.QueriesOther}} {
-			w.Counter(qName, qHelp, float64(q.n), metrics.L("transport", q.key))
-		}
+		w.CountersBy(qName, qHelp, "transport", []metrics.Keyed{
+			{Key: "udp", N: s.QueriesUDP}, {Key: "tcp", N: s.QueriesTCP}, {Key: "other", N: s.QueriesOther}})
 		const rName, rHelp = "gatewayd_dns_query_results_total", "DNS queries by how they were handled: each query counts in exactly one result."
-		for _, r := range []keyedCount{
-			{"malformed", s.Malformed},
-			{"hosts", s.Hosts},
-			{"blocked", s.Blocked},
-			{"cache_hit", s.CacheHits},
-			{"cache_miss", s.CacheMisses},
-		} {
-			w.Counter(rName, rHelp, float64(r.n), metrics.L("result", r.key))
-		}
+		w.CountersBy(rName, rHelp, "result", []metrics.Keyed{
+			{Key: "malformed", N: s.Malformed},
+			{Key: "hosts", N: s.Hosts},
+			{Key: "blocked", N: s.Blocked},
+			{Key: "cache_hit", N: s.CacheHits},
+			{Key: "cache_miss", N: s.CacheMisses},
+		})
 		w.Counter("gatewayd_dns_stale_answers_total", "Cache misses answered from an expired entry because every upstream failed.", float64(s.CacheStale))
 		w.Counter("gatewayd_dns_servfail_total", "SERVFAIL answers sent because every upstream failed.", float64(s.ServFail))
 		w.Counter("gatewayd_dns_rebinding_refused_total", "Answers refused because a public name resolved to a private address.", float64(s.Rebinding))
@@ -46,10 +43,4 @@ func ServerCollector(dropped func() uint64) metrics.Collector {
 	return func(w *metrics.Writer) {
 		w.Counter("gatewayd_dns_dropped_total", "DNS queries dropped by the hijack transport: undecodable destination, send errors, garbage sent to an address no reply socket is open for.", float64(dropped()))
 	}
-}
-
-// keyedCount is one sample of a family split by one label: its value and count.
-type keyedCount struct {
-	key string
-	n   uint64
 }

@@ -15,8 +15,6 @@ import (
 
 	"github.com/gatewayd/gatewayd/internal/ipset"
 	"github.com/gatewayd/gatewayd/internal/netlab"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 )
 
 // How long a client waits for a TCP handshake through the lab gateway: a
@@ -48,7 +46,7 @@ func testFastPathKernel(t *testing.T, mode string) {
 	gw := l.Gateway
 	before := labTables(t, gw)
 
-	h := labHandle(t, gw)
+	h := gw.NetlinkHandle(t)
 	k, err := ipset.NewNetlink(h)
 	if err != nil {
 		t.Fatal(err)
@@ -154,23 +152,6 @@ func testFastPathKernel(t *testing.T, mode string) {
 	if after := labTables(t, gw); after != before {
 		t.Errorf("tables after Cleanup differ:\n--- after ---\n%s--- before ---\n%s", after, before)
 	}
-}
-
-// labHandle is a netlink handle in ns (NETLINK_NETFILTER included),
-// closed with the test.
-func labHandle(t *testing.T, ns *netlab.NS) *netlink.Handle {
-	t.Helper()
-	nsh, err := netns.GetFromName(ns.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nsh.Close()
-	h, err := netlink.NewHandleAt(nsh)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	return h
 }
 
 func labRun(t *testing.T, ns *netlab.NS, name string, args ...string) string {

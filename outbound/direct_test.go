@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/gatewayd/gatewayd/internal/testutil"
 )
 
 func directConfig() Config {
@@ -148,19 +148,7 @@ func TestReject(t *testing.T) {
 // (sockopt.UpstreamKeepAlive), not after Go's 15 s.
 func expectUpstreamKeepAlive(t *testing.T, c *net.TCPConn) {
 	t.Helper()
-	raw, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var on, idle int
-	var e1, e2 error
-	if err := raw.Control(func(fd uintptr) {
-		on, e1 = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE)
-		idle, e2 = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
-	}); err != nil || e1 != nil || e2 != nil {
-		t.Fatalf("reading keepalive options: %v %v %v", err, e1, e2)
-	}
-	if on != 1 || idle != 60 {
+	if on, idle := testutil.KeepAlive(t, c); on != 1 || idle != 60 {
 		t.Errorf("SO_KEEPALIVE %d, TCP_KEEPIDLE %d s; want 1 and 60", on, idle)
 	}
 }

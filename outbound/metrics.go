@@ -27,29 +27,21 @@ func writeOutbound(w *metrics.Writer, ob metrics.Label, s Stats) {
 	w.Gauge("gatewayd_outbound_dialing", "Dials of an outbound in progress now (connect and proxy handshake).", float64(s.Dialing), ob)
 	const failName, failHelp = "gatewayd_outbound_dial_failures_total", "Failed dials of an outbound, by kind of failure."
 	f := s.Failures
-	for _, k := range []keyedCount{
-		{KindRefused.String(), f.Refused},
-		{KindTimeout.String(), f.Timeout},
-		{KindUnreachable.String(), f.Unreachable},
-		{KindAuth.String(), f.Auth},
-		{KindHandshake.String(), f.Handshake},
-		{KindProxy.String(), f.Proxy},
-		{KindCanceled.String(), f.Canceled},
-		{KindUnsupported.String(), f.Unsupported},
-		{KindOther.String(), f.Other},
-	} {
-		w.Counter(failName, failHelp, float64(k.n), ob, metrics.L("kind", k.key))
-	}
+	w.CountersBy(failName, failHelp, "kind", []metrics.Keyed{
+		{Key: KindRefused.String(), N: f.Refused},
+		{Key: KindTimeout.String(), N: f.Timeout},
+		{Key: KindUnreachable.String(), N: f.Unreachable},
+		{Key: KindAuth.String(), N: f.Auth},
+		{Key: KindHandshake.String(), N: f.Handshake},
+		{Key: KindProxy.String(), N: f.Proxy},
+		{Key: KindCanceled.String(), N: f.Canceled},
+		{Key: KindUnsupported.String(), N: f.Unsupported},
+		{Key: KindOther.String(), N: f.Other},
+	}, ob)
 	w.Counter("gatewayd_outbound_rejected_total", "Flows a reject outbound refused.", float64(s.Rejected), ob)
 	w.Counter("gatewayd_outbound_fallbacks_total", "Dials an outbound's primary failed, so its fallback was tried.", float64(s.Fallbacks), ob)
 	w.Gauge("gatewayd_outbound_udp_associations", "SOCKS5 UDP associations of an outbound open now.", float64(s.UDPActive), ob)
 	const dropName, dropHelp = "gatewayd_outbound_udp_drops_total", "Datagrams from a SOCKS5 proxy that were not delivered, by reason."
 	w.Counter(dropName, dropHelp, float64(s.UDPDropped.Fragments), ob, metrics.L("reason", "fragmented"))
 	w.Counter(dropName, dropHelp, float64(s.UDPDropped.Malformed), ob, metrics.L("reason", "malformed"))
-}
-
-// keyedCount is one sample of a family split by one label: its value and count.
-type keyedCount struct {
-	key string
-	n   uint64
 }

@@ -15,22 +15,14 @@ func Collector(stats func() Stats, labels ...metrics.Label) metrics.Collector {
 		metrics.WriteFlows(w, metricProto, metrics.FlowCounts{Active: s.Active, Total: s.Accepted,
 			BytesUp: s.BytesUp, BytesDown: s.BytesDown}, labels...)
 		const name, help = "gatewayd_tcp_refused_total", "TCP clients reset instead of relayed, by reason."
-		for _, r := range []keyedCount{
-			{"max_connections", s.Rejected},
-			{"fd_limit", s.FDRefused},
-			{"loop", s.LoopRefused},
-			{"dial_failed", s.DialFailed},
-		} {
-			w.Counter(name, help, float64(r.n), metrics.With(labels, metrics.L("reason", r.key))...)
-		}
+		w.CountersBy(name, help, "reason", []metrics.Keyed{
+			{Key: "max_connections", N: s.Rejected},
+			{Key: "fd_limit", N: s.FDRefused},
+			{Key: "loop", N: s.LoopRefused},
+			{Key: "dial_failed", N: s.DialFailed},
+		}, labels...)
 		const pipes, pipesHelp = "gatewayd_tcp_splice_pipes", "Splice pipes (two fds each): lent to flows moving data, or spare."
 		w.Gauge(pipes, pipesHelp, float64(s.PipesLent), metrics.With(labels, metrics.L("state", "lent"))...)
 		w.Gauge(pipes, pipesHelp, float64(s.PipesSpare), metrics.With(labels, metrics.L("state", "spare"))...)
 	}
-}
-
-// keyedCount is one sample of a family split by one label: its value and count.
-type keyedCount struct {
-	key string
-	n   uint64
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gatewayd/gatewayd/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -75,7 +76,7 @@ func TestListenNoClientKeepAlive(t *testing.T) {
 		t.Fatalf("accepting: %v", err)
 	}
 	defer accepted.Close()
-	if on, _ := keepAlive(t, accepted); on != 0 {
+	if on, _ := testutil.KeepAlive(t, accepted); on != 0 {
 		t.Errorf("accepted client socket has SO_KEEPALIVE %d, want 0", on)
 	}
 }

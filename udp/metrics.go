@@ -38,34 +38,26 @@ func Collector(stats func() Stats, labels ...metrics.Label) metrics.Collector {
 			float64(s.HoldTimeouts), labels...)
 
 		const dropName, dropHelp = "gatewayd_udp_drops_total", "UDP datagrams not relayed, by reason."
-		for _, d := range dropReasons(s) {
-			w.Counter(dropName, dropHelp, float64(d.n), metrics.With(labels, metrics.L("reason", d.key))...)
-		}
+		w.CountersBy(dropName, dropHelp, "reason", dropReasons(s), labels...)
 	}
 }
 
-// keyedCount is one sample of a family split by one label: its value and count.
-type keyedCount struct {
-	key string
-	n   uint64
-}
-
 // dropReasons lists every Drop field of Stats under a stable reason name.
-func dropReasons(s Stats) []keyedCount {
-	return []keyedCount{
-		{"truncated", s.DropTruncated},
-		{"control_truncated", s.DropCtrunc},
-		{"no_original_destination", s.DropNoOrigDst},
-		{"loop", s.DropLoop},
-		{"family_mismatch", s.DropFamily},
-		{"queue_full", s.DropQueue},
-		{"fd_limit", s.DropFDs},
-		{"dial_failed", s.DropDial},
-		{"rejected", s.DropRejected},
-		{"send_up_failed", s.DropSendUp},
-		{"local_source", s.DropLocalSource},
-		{"reply_socket_failed", s.DropReplySocket},
-		{"send_down_failed", s.DropSendDown},
-		{"held_at_shutdown", s.DropHeld},
+func dropReasons(s Stats) []metrics.Keyed {
+	return []metrics.Keyed{
+		{Key: "truncated", N: s.DropTruncated},
+		{Key: "control_truncated", N: s.DropCtrunc},
+		{Key: "no_original_destination", N: s.DropNoOrigDst},
+		{Key: "loop", N: s.DropLoop},
+		{Key: "family_mismatch", N: s.DropFamily},
+		{Key: "queue_full", N: s.DropQueue},
+		{Key: "fd_limit", N: s.DropFDs},
+		{Key: "dial_failed", N: s.DropDial},
+		{Key: "rejected", N: s.DropRejected},
+		{Key: "send_up_failed", N: s.DropSendUp},
+		{Key: "local_source", N: s.DropLocalSource},
+		{Key: "reply_socket_failed", N: s.DropReplySocket},
+		{Key: "send_down_failed", N: s.DropSendDown},
+		{Key: "held_at_shutdown", N: s.DropHeld},
 	}
 }

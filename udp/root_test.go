@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/gatewayd/gatewayd/internal/testutil"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -46,15 +47,8 @@ func expectOpts(t *testing.T, what string, c syscall.Conn, want map[[2]int]int) 
 	}
 }
 
-func haveIPv6(t *testing.T) bool {
-	c, err := net.ListenPacket("udp6", "[::1]:0")
-	if err != nil {
-		t.Logf("no IPv6 loopback: %v", err)
-		return false
-	}
-	_ = c.Close()
-	return true
-}
+// haveIPv6 reports whether the IPv6 loopback is usable (internal/testutil).
+var haveIPv6 = testutil.HaveIPv6
 
 // The listener options are accepted and work: datagrams sent straight to
 // a listener carry the listener itself as original destination, which the

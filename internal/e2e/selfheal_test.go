@@ -9,7 +9,6 @@ import (
 
 	"github.com/gatewayd/gatewayd/internal/netlab"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -41,22 +40,6 @@ func waitIntercepted(t *testing.T, lab *netlab.Lab, within time.Duration) time.D
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// gatewayHandle is a netlink handle in the lab's gateway namespace.
-func gatewayHandle(t *testing.T, lab *netlab.Lab) *netlink.Handle {
-	t.Helper()
-	nsh, err := netns.GetFromName(lab.Gateway.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nsh.Close()
-	h, err := netlink.NewHandleAt(nsh)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	return h
 }
 
 // reappliedRE finds the keeper's "re-applied" lines and their time.
@@ -107,7 +90,7 @@ func hasFwmarkRule(t *testing.T, h *netlink.Handle) bool {
 func TestSelfHealingAfterMangleFlush(t *testing.T) {
 	lab := netlab.NewT(t)
 	serveAll(t, lab)
-	h := gatewayHandle(t, lab)
+	h := lab.Gateway.NetlinkHandle(t)
 	for _, mode := range []string{"appliance", "shared"} {
 		t.Run(mode, func(t *testing.T) {
 			g := newGW(t, lab, opts{mode: mode, checkInterval: "1h"})

@@ -14,7 +14,6 @@ import (
 	"github.com/gatewayd/gatewayd/internal/ipset/ipsettest"
 	"github.com/gatewayd/gatewayd/internal/netlab"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -241,17 +240,7 @@ func TestRealKernelMatchesTranscript(t *testing.T) {
 // test.
 func labKernel(t *testing.T, ns *netlab.NS) ipset.Kernel {
 	t.Helper()
-	h, err := netns.GetFromName(ns.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	nh, err := netlink.NewHandleAt(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nh.Close)
-	k, err := ipset.NewNetlink(nh)
+	k, err := ipset.NewNetlink(ns.NetlinkHandle(t))
 	if err != nil {
 		t.Fatal(err)
 	}

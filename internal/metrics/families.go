@@ -33,3 +33,18 @@ func WriteFlows(w *Writer, proto string, c FlowCounts, labels ...Label) {
 	w.Counter(Bytes, BytesHelp, float64(c.BytesUp), With(p, L("direction", "up"))...)
 	w.Counter(Bytes, BytesHelp, float64(c.BytesDown), With(p, L("direction", "down"))...)
 }
+
+// Keyed is one sample of a family split by one label: the label's value
+// and the count.
+type Keyed struct {
+	Key string
+	N   uint64
+}
+
+// CountersBy writes one counter sample of name per entry of ks, labelled
+// with labels and then label=Key.
+func (w *Writer) CountersBy(name, help, label string, ks []Keyed, labels ...Label) {
+	for _, k := range ks {
+		w.Counter(name, help, float64(k.N), With(labels, L(label, k.Key))...)
+	}
+}

@@ -9,7 +9,9 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"testing"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
 
@@ -186,4 +188,21 @@ func ipOut(ctx context.Context, args ...string) (string, error) {
 		return string(out), fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return string(out), nil
+}
+
+// NetlinkHandle opens a netlink handle in n (every netlink family,
+// NETLINK_NETFILTER included), closed when the test ends.
+func (n *NS) NetlinkHandle(t testing.TB) *netlink.Handle {
+	t.Helper()
+	nsh, err := netns.GetFromName(n.Name)
+	if err != nil {
+		t.Fatalf("netns %s: open: %v", n.Name, err)
+	}
+	defer nsh.Close()
+	h, err := netlink.NewHandleAt(nsh)
+	if err != nil {
+		t.Fatalf("netns %s: netlink handle: %v", n.Name, err)
+	}
+	t.Cleanup(h.Close)
+	return h
 }

@@ -1,9 +1,7 @@
 package udpio
 
 import (
-	"net"
 	"net/netip"
-	"testing"
 
 	"github.com/gatewayd/gatewayd/internal/sockopt"
 	"github.com/gatewayd/gatewayd/internal/testutil"
@@ -20,15 +18,8 @@ var (
 	expectDatagram = testutil.ExpectDatagram
 )
 
-func haveIPv6(t *testing.T) bool {
-	c, err := net.ListenPacket("udp6", "[::1]:0")
-	if err != nil {
-		t.Logf("no IPv6 loopback: %v", err)
-		return false
-	}
-	_ = c.Close()
-	return true
-}
+// haveIPv6 reports whether the IPv6 loopback is usable (internal/testutil).
+var haveIPv6 = testutil.HaveIPv6
 
 // sockoptRecvOrigDst asks for IP_ORIGDSTADDR, which needs no privilege.
 var sockoptRecvOrigDst = sockopt.Chain(sockopt.RecvOrigDst)

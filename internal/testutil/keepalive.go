@@ -1,4 +1,4 @@
-package tcp
+package testutil
 
 import (
 	"net"
@@ -7,8 +7,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// keepAlive reads SO_KEEPALIVE and TCP_KEEPIDLE (seconds) of c.
-func keepAlive(t *testing.T, c *net.TCPConn) (on, idle int) {
+// KeepAlive reads SO_KEEPALIVE and TCP_KEEPIDLE (seconds) of c.
+func KeepAlive(t testing.TB, c *net.TCPConn) (on, idle int) {
 	t.Helper()
 	raw, err := c.SyscallConn()
 	if err != nil {
