@@ -207,7 +207,7 @@ func (r *restoreFailsOnce) Restore(payload string, noflush bool) error {
 
 func TestKeeperRetriesAFailedRepairWithoutAnEvent(t *testing.T) {
 	g, sys, k := keptGateway(t)
-	g.tables[IPv4] = &restoreFailsOnce{fakeTables: sys.v4}
+	g.o.Tables[IPv4] = &restoreFailsOnce{fakeTables: sys.v4}
 	send := runKeeper(t, k) // check_interval 1h: only the retry can repair
 	for ch := range sys.v4.chains {
 		sys.v4.chains[ch] = nil

@@ -61,13 +61,13 @@ func testFastPathKernel(t *testing.T, mode string) {
 	// iptables runs as a child of the thread switched into the lab
 	// namespace, so it acts there and never on the host.
 	if err := gw.Do(func() error {
-		g.tables = map[Family]Tables{}
+		g.o.Tables = map[Family]Tables{}
 		for _, f := range Families {
 			tb, err := NewTables(f)
 			if err != nil {
 				return err
 			}
-			g.tables[f] = tb
+			g.o.Tables[f] = tb
 		}
 		// Not Install: its keeper would run iptables from goroutines
 		// outside the lab namespace, on the host's tables.

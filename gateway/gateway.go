@@ -40,12 +40,7 @@ type Options struct {
 // and Remove are its only state changes; between Install and Remove a
 // keeper puts back what something else changes.
 type Gateway struct {
-	log        *slog.Logger
-	tables     map[Family]Tables
-	nl         Netlink
-	readSysctl func(key string) (string, error)
-	fastPath   *FastPath
-	events     func(ctx context.Context, spec WatchSpec) Watch
+	o Options // Log set (discarding when none was given)
 
 	// spec is what is installed; Reconfigure replaces it under the
 	// keeper's mutex while installed.
@@ -60,16 +55,14 @@ type Gateway struct {
 
 // New returns the Gateway of spec; it touches nothing before Install.
 func New(spec *Spec, o Options) *Gateway {
-	log := o.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Gateway{log: log, tables: o.Tables, nl: o.NL, readSysctl: o.ReadSysctl,
-		fastPath: o.FastPath, events: o.Events, spec: spec}
+	return &Gateway{o: o, spec: spec}
 }
 
 func (g *Gateway) mangle(f Family) *mangleTable {
-	return &mangleTable{Family: f, Tables: g.tables[f], StateDir: g.spec.StateDir, Log: g.log}
+	return &mangleTable{Family: f, Tables: g.o.Tables[f], StateDir: g.spec.StateDir, Log: g.o.Log}
 }
 
 // Cleanup removes everything gatewayd installs (this run's or a crashed
@@ -78,19 +71,19 @@ func (g *Gateway) mangle(f Family) *mangleTable {
 func (g *Gateway) Cleanup() error {
 	var errs []error
 	for _, f := range Families {
-		if g.tables[f] == nil {
+		if g.o.Tables[f] == nil {
 			continue
 		}
 		if err := g.mangle(f).Cleanup(); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	r := &policyRouting{NL: g.nl}
+	r := &policyRouting{NL: g.o.NL}
 	if err := r.Cleanup(g.spec); err != nil {
 		errs = append(errs, err)
 	}
-	if g.fastPath != nil { // after the rules: the kernel keeps a set a rule matches
-		if err := g.fastPath.Teardown(); err != nil {
+	if g.o.FastPath != nil { // after the rules: the kernel keeps a set a rule matches
+		if err := g.o.FastPath.Teardown(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -137,13 +130,13 @@ func (g *Gateway) removeInstalled() error {
 	if err := g.Cleanup(); err != nil {
 		return fmt.Errorf("removing interception: %w: %w", ErrInterceptionLeft, err)
 	}
-	g.log.Info("interception removed")
+	g.o.Log.Info("interception removed")
 	return nil
 }
 
 // installEnv is Install returning the environment it applied.
 func (g *Gateway) installEnv(ctx context.Context) (Env, error) {
-	env, err := DeriveEnv(g.nl, g.spec, g.log)
+	env, err := DeriveEnv(g.o.NL, g.spec, g.o.Log)
 	if err != nil {
 		return env, fmt.Errorf("reading LAN subnets: %w", err)
 	}
@@ -153,7 +146,7 @@ func (g *Gateway) installEnv(ctx context.Context) (Env, error) {
 		}
 		return env, err
 	}
-	g.log.Info("interception installed", "lan", g.spec.LAN.Interfaces, "bypassed_lan_subnets", env.LANSubnets,
+	g.o.Log.Info("interception installed", "lan", g.spec.LAN.Interfaces, "bypassed_lan_subnets", env.LANSubnets,
 		"mode", g.spec.Mangle.Mode, "table", g.spec.Routing.Table, "fast_path", env.FastPath)
 	g.logLeftAlone()
 	return env, nil
@@ -176,7 +169,7 @@ func (g *Gateway) logLeftAlone() {
 			bypassed = append(bypassed, p)
 		}
 	}
-	g.log.Info("left alone (forwarded as usual)", "families", families, "destinations", bypassed,
+	g.o.Log.Info("left alone (forwarded as usual)", "families", families, "destinations", bypassed,
 		"intercepted_from_bypass", c.Intercept)
 }
 
@@ -193,11 +186,11 @@ func familyOf(p netip.Prefix) Family {
 // exist).
 func (g *Gateway) install(ctx context.Context, env Env) (Env, error) {
 	// Routing first: rules without the local route would blackhole.
-	r := &policyRouting{NL: g.nl}
+	r := &policyRouting{NL: g.o.NL}
 	if err := r.Set(g.spec); err != nil {
 		return env, fmt.Errorf("installing policy routing: %w", err)
 	}
-	if g.fastPath != nil {
+	if g.o.FastPath != nil {
 		// The sets before the rules: iptables-restore rejects a rule
 		// that names a missing set.
 		var fams []Family
@@ -206,10 +199,10 @@ func (g *Gateway) install(ctx context.Context, env Env) (Env, error) {
 				fams = append(fams, f)
 			}
 		}
-		if err := g.fastPath.Setup(ctx, fams, g.spec.FastPathEntries()); err != nil {
+		if err := g.o.FastPath.Setup(ctx, fams, g.spec.FastPathEntries()); err != nil {
 			// Without ipsets every flow goes through user space, where the
 			// same rules route it: slower, not wrong.
-			g.log.Warn("kernel fast path not available; direct flows are relayed in user space", "err", err)
+			g.o.Log.Warn("kernel fast path not available; direct flows are relayed in user space", "err", err)
 			env.FastPath = false
 		} else {
 			env.FastPath = true
@@ -219,7 +212,7 @@ func (g *Gateway) install(ctx context.Context, env Env) (Env, error) {
 		if !g.spec.Intercepts(f) {
 			continue
 		}
-		if g.tables[f] == nil {
+		if g.o.Tables[f] == nil {
 			return env, fmt.Errorf("installing %s mangle rules: %s iptables not available", f, f)
 		}
 		if err := g.mangle(f).Set(g.spec, env); err != nil {
@@ -238,17 +231,17 @@ var ErrInterceptionLeft = errors.New("interception may still be installed")
 // (TPROXY delivers them locally) but bypassed traffic needs forwarding. It
 // fails when br_netfilter would break interception on a LAN bridge.
 func (g *Gateway) checkSysctls() error {
-	if g.readSysctl == nil {
+	if g.o.ReadSysctl == nil {
 		return nil
 	}
 	for _, key := range []string{"net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"} {
-		v, err := g.readSysctl(key)
+		v, err := g.o.ReadSysctl(key)
 		if err != nil {
-			g.log.Warn("cannot read sysctl", "key", key, "err", err)
+			g.o.Log.Warn("cannot read sysctl", "key", key, "err", err)
 			continue
 		}
 		if v != "1" {
-			g.log.Warn("forwarding is off: intercepted flows work, but bypassed LAN traffic (LAN subnets, bypass list) will not be forwarded; enable it with sysctl -w "+key+"=1",
+			g.o.Log.Warn("forwarding is off: intercepted flows work, but bypassed LAN traffic (LAN subnets, bypass list) will not be forwarded; enable it with sysctl -w "+key+"=1",
 				"key", key, "value", v)
 		}
 	}
@@ -262,7 +255,7 @@ func (g *Gateway) checkSysctls() error {
 func (g *Gateway) checkBridgeNetfilter() error {
 	bridged := false
 	for _, name := range g.spec.LAN.Interfaces {
-		if l, err := g.nl.LinkByName(name); err == nil && l.Type() == "bridge" {
+		if l, err := g.o.NL.LinkByName(name); err == nil && l.Type() == "bridge" {
 			bridged = true
 		}
 	}
@@ -271,7 +264,7 @@ func (g *Gateway) checkBridgeNetfilter() error {
 	}
 	for _, f := range Families {
 		key := map[Family]string{IPv4: "net.bridge.bridge-nf-call-iptables", IPv6: "net.bridge.bridge-nf-call-ip6tables"}[f]
-		if v, err := g.readSysctl(key); err == nil && v == "1" && g.spec.Intercepts(f) {
+		if v, err := g.o.ReadSysctl(key); err == nil && v == "1" && g.spec.Intercepts(f) {
 			return fmt.Errorf("checking sysctls: %s=1 (br_netfilter) breaks TPROXY on LAN bridges: "+
 				"set it to 0 (sysctl -w %s=0, or /etc/sysctl.d/ as gatewayd's rootfs ships it)", key, key)
 		}

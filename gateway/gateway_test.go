@@ -132,7 +132,7 @@ func (t *restoreFailsAfter) Restore(payload string, noflush bool) error {
 // that interception may still be installed.
 func TestRemoveReportsInterceptionLeft(t *testing.T) {
 	g, sys := newTestGateway(t, nil)
-	g.tables[IPv4] = &restoreFailsAfter{fakeTables: sys.v4, n: 1} // installs, then cannot put the table back
+	g.o.Tables[IPv4] = &restoreFailsAfter{fakeTables: sys.v4, n: 1} // installs, then cannot put the table back
 	if err := g.Install(context.Background()); err != nil {
 		t.Fatalf("Install: %v", err)
 	}
@@ -150,7 +150,7 @@ func (t saveFails) Save(string) (string, error) {
 
 func TestInstallReportsLeftoversLeft(t *testing.T) {
 	g, sys := newTestGateway(t, nil)
-	g.tables[IPv4] = saveFails{sys.v4}
+	g.o.Tables[IPv4] = saveFails{sys.v4}
 	err := g.Install(context.Background())
 	if !errors.Is(err, ErrInterceptionLeft) || !strings.Contains(err.Error(), "removing leftovers of an earlier run") {
 		t.Fatalf("Install = %v, want a leftovers error with ErrInterceptionLeft", err)
@@ -159,8 +159,8 @@ func TestInstallReportsLeftoversLeft(t *testing.T) {
 
 func TestInstallReportsPartialInstallLeft(t *testing.T) {
 	g, sys := newTestGateway(t, nil)
-	g.spec.Mangle.ExtraV6 = []string{"-A NOSUCH -j ACCEPT"}       // IPv6 install fails after IPv4's
-	g.tables[IPv4] = &restoreFailsAfter{fakeTables: sys.v4, n: 1} // and IPv4's table cannot be put back
+	g.spec.Mangle.ExtraV6 = []string{"-A NOSUCH -j ACCEPT"}         // IPv6 install fails after IPv4's
+	g.o.Tables[IPv4] = &restoreFailsAfter{fakeTables: sys.v4, n: 1} // and IPv4's table cannot be put back
 	err := g.Install(context.Background())
 	if !errors.Is(err, ErrInterceptionLeft) || !strings.Contains(err.Error(), "installing IPv6 mangle table") {
 		t.Fatalf("Install = %v, want the install error with ErrInterceptionLeft", err)
@@ -172,7 +172,7 @@ func TestInstallReportsPartialInstallLeft(t *testing.T) {
 func TestInstallLogsWhatIsLeftAlone(t *testing.T) {
 	g, _ := newTestGateway(t, nil)
 	var buf strings.Builder
-	g.log = slog.New(slog.NewTextHandler(&buf, nil))
+	g.o.Log = slog.New(slog.NewTextHandler(&buf, nil))
 	g.spec.TProxy.Addresses = []netip.Addr{netip.MustParseAddr("127.0.0.1")} // IPv4 only
 	g.spec.Intercept = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
 	g.spec.Bypass = slices.DeleteFunc(g.spec.Bypass, func(p netip.Prefix) bool { return p == g.spec.Intercept[0] })

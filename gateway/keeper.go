@@ -73,8 +73,8 @@ func (g *Gateway) startKeeper(env Env) (stop func(), err error) {
 	// the install (a LAN address, a deleted rule) is found by the first
 	// check, which runs at once.
 	var w Watch
-	if g.events != nil {
-		w = g.events(ctx, WatchSpec{Table: g.spec.Routing.Table, Priority: g.spec.Routing.Priority,
+	if g.o.Events != nil {
+		w = g.o.Events(ctx, WatchSpec{Table: g.spec.Routing.Table, Priority: g.spec.Routing.Priority,
 			Families: g.spec.interceptedFamilies()})
 	}
 	err = k.snapshot(env)
@@ -90,7 +90,7 @@ func (g *Gateway) startKeeper(env Env) (stop func(), err error) {
 	go func() {
 		defer close(done)
 		if err := k.check(ctx); err != nil {
-			k.g.log.Error("self-healing: re-applying interception failed; will retry", "err", err)
+			k.g.o.Log.Error("self-healing: re-applying interception failed; will retry", "err", err)
 		}
 		k.run(ctx, w)
 	}()
@@ -110,7 +110,7 @@ func (k *keeper) snapshot(env Env) error {
 		if !k.g.spec.Intercepts(f) {
 			continue
 		}
-		saved, err := k.g.tables[f].Save("mangle")
+		saved, err := k.g.o.Tables[f].Save("mangle")
 		if err != nil {
 			return fmt.Errorf("reading back %s mangle table: %w", f, err)
 		}
@@ -132,11 +132,11 @@ func (k *keeper) logCoverage(cov Coverage) {
 		}
 	}
 	if len(polled) == 0 {
-		k.g.log.Info("self-healing: reacting to kernel change notifications",
+		k.g.o.Log.Info("self-healing: reacting to kernel change notifications",
 			"check_interval", c.CheckInterval)
 		return
 	}
-	k.g.log.Info("self-healing: no change notifications for some of the rules (legacy iptables?); checking them periodically",
+	k.g.o.Log.Info("self-healing: no change notifications for some of the rules (legacy iptables?); checking them periodically",
 		"polled", strings.Join(polled, ", "), "every", pollInterval(c, cov))
 }
 
@@ -157,7 +157,7 @@ func (k *keeper) run(ctx context.Context, w Watch) {
 		}
 		next := k.pollInterval(w)
 		if err := k.check(ctx); err != nil {
-			k.g.log.Error("self-healing: re-applying interception failed; will retry", "err", err, "in", min(next, KeepInterval))
+			k.g.o.Log.Error("self-healing: re-applying interception failed; will retry", "err", err, "in", min(next, KeepInterval))
 			next = min(next, KeepInterval) // a failure is not notified
 		}
 		poll.Reset(next)
@@ -180,24 +180,24 @@ func (k *keeper) check(ctx context.Context) error {
 	defer k.mu.Unlock()
 	k.checks.Add(1)
 	g := k.g
-	env, err := DeriveEnv(g.nl, g.spec, k.quiet)
+	env, err := DeriveEnv(g.o.NL, g.spec, k.quiet)
 	if err != nil {
 		return fmt.Errorf("reading LAN subnets: %w", err)
 	}
 	env.FastPath = k.last.env.FastPath
 	var why []string
 	if !slices.Equal(env.LANSubnets, k.last.env.LANSubnets) {
-		g.log.Info("LAN subnets changed; updating the bypass rules",
+		g.o.Log.Info("LAN subnets changed; updating the bypass rules",
 			"before", k.last.env.LANSubnets, "after", env.LANSubnets)
 		why = append(why, "LAN subnets changed")
 	}
-	r := &policyRouting{NL: g.nl}
+	r := &policyRouting{NL: g.o.NL}
 	missing, err := r.Missing(g.spec)
 	if err != nil {
 		return err
 	}
 	for _, m := range missing {
-		g.log.Warn("self-healing: policy routing changed by something else", "missing", m)
+		g.o.Log.Warn("self-healing: policy routing changed by something else", "missing", m)
 		why = append(why, m)
 	}
 	if len(missing) > 0 {
@@ -212,13 +212,13 @@ func (k *keeper) check(ctx context.Context) error {
 		if !g.spec.Intercepts(f) {
 			continue
 		}
-		saved, err := g.tables[f].Save("mangle")
+		saved, err := g.o.Tables[f].Save("mangle")
 		if err != nil {
 			return fmt.Errorf("reading %s mangle table: %w", f, err)
 		}
 		if now := ownSnapshot(saved, g.spec.Mangle.Mode); now != k.last.mangle[f] {
 			gone, added := lineDiff(k.last.mangle[f], now)
-			g.log.Warn("self-healing: mangle rules changed by something else", "family", f.String(),
+			g.o.Log.Warn("self-healing: mangle rules changed by something else", "family", f.String(),
 				"missing", summarizeLines(gone), "unexpected", summarizeLines(added))
 			why = append(why, f.String()+" mangle rules changed")
 		}
@@ -232,7 +232,7 @@ func (k *keeper) check(ctx context.Context) error {
 	}
 	k.reapply.Add(1)
 	k.lastAt.Store(time.Now().UnixNano())
-	g.log.Info("self-healing: interception re-applied", "because", strings.Join(why, "; "))
+	g.o.Log.Info("self-healing: interception re-applied", "because", strings.Join(why, "; "))
 	return k.snapshot(env)
 }
 

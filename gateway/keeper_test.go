@@ -122,7 +122,7 @@ func TestKeeperRestoresRoutingBeforeReadingMangle(t *testing.T) {
 		t.Fatal(err)
 	}
 	var missingAtSave []string
-	g.tables[IPv4] = &saveSpy{Tables: sys.v4, onSave: func() {
+	g.o.Tables[IPv4] = &saveSpy{Tables: sys.v4, onSave: func() {
 		m, err := (&policyRouting{NL: sys.nl}).Missing(g.spec)
 		if err != nil {
 			t.Fatal(err)

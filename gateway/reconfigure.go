@@ -49,7 +49,7 @@ func (g *Gateway) apply(ctx context.Context, k *keeper, cfg *Spec) error {
 		// Shared mode only adds missing jumps: take the old ones out
 		// first (the LAN is forwarded plainly for the moment this takes).
 		for _, f := range Families {
-			if g.tables[f] != nil && g.spec.Intercepts(f) {
+			if g.o.Tables[f] != nil && g.spec.Intercepts(f) {
 				if err := g.mangle(f).removeOwn(); err != nil {
 					return err
 				}
@@ -57,7 +57,7 @@ func (g *Gateway) apply(ctx context.Context, k *keeper, cfg *Spec) error {
 		}
 	}
 	g.spec = cfg
-	env, err := DeriveEnv(g.nl, cfg, k.quiet)
+	env, err := DeriveEnv(g.o.NL, cfg, k.quiet)
 	if err != nil {
 		return fmt.Errorf("reading LAN subnets: %w", err)
 	}
