@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/route"
 )
 
 // Gateway is the kernel footprint the config asks for: what package
@@ -15,9 +16,15 @@ func (c *Config) Gateway() (*gateway.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
+	return c.GatewayFrom(fast), nil
+}
+
+// GatewayFrom is Gateway with the rules' fast path table already
+// compiled (FastPathTable).
+func (c *Config) GatewayFrom(fast *route.Table) *gateway.Spec {
 	s := c.footprint()
 	s.Direct = fast.DirectPrefixes()
-	return s, nil
+	return s
 }
 
 // footprint is Gateway without the fast path's entries (which need the

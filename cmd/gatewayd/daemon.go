@@ -141,10 +141,7 @@ func (d *daemon) reload(ctx context.Context, path string) (*config.Config, error
 	if err != nil {
 		return nil, err
 	}
-	spec, err := cfg.Gateway()
-	if err != nil {
-		return nil, err
-	}
+	spec := cfg.GatewayFrom(fast)
 	var resolver *dns.Handler
 	if cfg.DNS.Enabled {
 		if resolver, err = newResolver(cfg, d.learnedHook(fast), d.log.With("relay", "dns")); err != nil {
